@@ -1,0 +1,106 @@
+"""Command line: `python -m cli generate --prompt "..." -o out.gif out.webm`.
+
+Flags are built from the request schema's fields (their defaults and help come from there);
+the files to write choose the output formats by extension. Without `--model`, the tiny
+random-weight model is used and its output is noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from encoders.registry import FORMATS
+from request_schema import VideoRequest
+
+# Short spellings users type; the schema's own names work too.
+ALIASES = {"num_frames": ["--frames"], "num_inference_steps": ["--steps"], "guidance_scale": ["--guidance"]}
+# Fields that are not plain flags: the image is a path here, outputs come from -o.
+NOT_FLAGS = {"image", "outputs", "return_base64", *FORMATS}
+
+
+def _scalar_flags(parser: argparse.ArgumentParser) -> None:
+    for name, info in VideoRequest.model_fields.items():
+        if name in NOT_FLAGS:
+            continue
+        kind = {"int": int, "float": float}.get(getattr(info.annotation, "__name__", ""), str)
+        if name == "seed":
+            kind = int
+        flags = [f"--{name.replace('_', '-')}", *ALIASES.get(name, [])]
+        default = "required" if info.is_required() else f"default {info.default!r}"
+        parser.add_argument(*flags, dest=name, type=kind, default=None,
+                            required=info.is_required(), help=f"{info.description} ({default})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cli", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    generate = commands.add_parser("generate", help="generate one video and write it to files")
+    _scalar_flags(generate)
+    generate.add_argument("--image", type=Path, help="input image file: image-to-video")
+    generate.add_argument("-o", "--output", nargs="+", type=Path, default=[Path("output.gif")],
+                          help=f"files to write; the extension picks the format ({', '.join(FORMATS)})")
+    generate.add_argument("--quality", choices=["fast", "good", "best"], help="WebM encoder preset")
+    generate.add_argument("--model", default=os.environ.get("VIDEO_MODEL_ID", "tiny"),
+                          help="model directory, Hub id, or 'tiny' (random weights; the default)")
+    return parser
+
+
+def request_from(args: argparse.Namespace) -> dict[str, Any]:
+    inputs = {name: getattr(args, name) for name in VideoRequest.model_fields
+              if name not in NOT_FLAGS and getattr(args, name, None) is not None}
+    formats = []
+    for path in args.output:
+        name = path.suffix.lstrip(".").lower()
+        if name not in FORMATS:
+            raise SystemExit(f"cannot write {path}: unknown extension (use {', '.join(FORMATS)})")
+        formats.append(name)
+    inputs["outputs"] = formats
+    if args.image is not None:
+        inputs["image"] = base64.b64encode(args.image.read_bytes()).decode("ascii")
+    if args.quality and "webm" in formats:
+        inputs["webm"] = {"quality": args.quality}
+    inputs["return_base64"] = False
+    return {"inputs": inputs}
+
+
+def generate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm  # imported late: `--help` stays instant
+
+    from handler import EndpointHandler
+
+    if args.model == "tiny":
+        print("note: the tiny random-weight model generates noise; use --model for a real model",
+              file=sys.stderr)
+    handler = EndpointHandler("", model_id=args.model)
+    progress = tqdm(desc="denoising", unit="step", file=sys.stderr)
+
+    def on_step(done: int, total: int) -> None:
+        progress.total = total
+        progress.update(done - progress.n)
+
+    result = handler(request_from(args), on_step=on_step)
+    progress.close()
+    if not result["ok"]:
+        print(json.dumps(result, indent=2), file=sys.stderr)
+        return 1
+    for path in args.output:
+        path.write_bytes(result["outputs"][path.suffix.lstrip(".").lower()])
+        print(f"wrote {path}", file=sys.stderr)
+    print(json.dumps(result["diagnostics"], indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return {"generate": generate}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""The one place that builds ffmpeg command lines (WebM and any later video format share it).
+
+Frames go to the ffmpeg binary that `imageio-ffmpeg` bundles as one raw RGB stream on stdin:
+no temporary files of raw frames. The encoded file is written to a private temporary directory
+because the muxers need a seekable output (WebM cues, MP4 `+faststart`).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from collections.abc import Sequence
+
+import imageio_ffmpeg
+
+from encoders.base import Clip
+
+# RGB -> YUV with the BT.709 matrix in limited range, and the stream tagged the same way, so that
+# players convert the colours back exactly (untagged streams are guessed at, differently per player).
+_COLOUR_ARGS = (
+    "-vf", "scale=out_color_matrix=bt709:out_range=limited,format={pix_fmt},"
+    # the frames' tags decide what the encoder and muxer write (-colorspace alone leaves
+    # primaries and transfer "unknown" in the WebM)
+    "setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=limited",
+)
+ENCODE_TIMEOUT_S = 600
+
+
+class FfmpegError(RuntimeError):
+    """ffmpeg is missing, failed or timed out; the message holds the tail of its log."""
+
+
+def encoder_threads() -> int:
+    return max(1, min(16, os.cpu_count() or 1))
+
+
+def encode(clip: Clip, *, codec: str, suffix: str, codec_args: Sequence[str] = (),
+           pix_fmt: str = "yuv420p") -> bytes:
+    """Encode `clip` with `codec` into a file ending in `suffix` and return its bytes."""
+    try:
+        ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError as exc:
+        raise FfmpegError(f"no ffmpeg executable: {exc}") from exc
+    colour = [arg.format(pix_fmt=pix_fmt) for arg in _COLOUR_ARGS]
+    with tempfile.TemporaryDirectory(prefix="video-encode-") as workdir:
+        out_path = os.path.join(workdir, "out" + suffix)
+        cmd = [
+            ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{clip.width}x{clip.height}",
+            "-framerate", str(clip.fps), "-i", "pipe:0",
+            "-an", *colour, "-c:v", codec, *codec_args, "-threads", str(encoder_threads()),
+            out_path,
+        ]
+        try:
+            done = subprocess.run(cmd, input=memoryview(clip.frames).cast("B"),
+                                  capture_output=True, timeout=ENCODE_TIMEOUT_S, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise FfmpegError(f"ffmpeg ({codec}) did not run to the end: {exc}") from exc
+        if done.returncode != 0:
+            log = done.stderr.decode("utf-8", "replace").strip()[-2000:]
+            raise FfmpegError(f"ffmpeg ({codec}) exited with {done.returncode}: {log}")
+        with open(out_path, "rb") as encoded:
+            return encoded.read()

@@ -1,0 +1,40 @@
+"""WebM (VP9, yuv420p) through the bundled ffmpeg.
+
+Quality presets, as libvpx-vp9 settings (constant quality: `-b:v 0` with `-crf`):
+
+| quality | settings | use |
+|---|---|---|
+| fast | `-deadline realtime -cpu-used 8 -crf 40` | quickest encode, visibly softer |
+| good | `-deadline good -cpu-used 4 -crf 32 -row-mt 1` | default: the usual quality/speed trade |
+| best | `-deadline good -cpu-used 1 -crf 24 -row-mt 1` | highest quality offered, ~2-3x slower than good |
+
+`-deadline best` is not offered: many times slower for a fraction of a dB.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from encoders import _ffmpeg
+from encoders.base import Clip, FormatOptions
+
+NAME, MIME, EXT = "webm", "video/webm", ".webm"
+
+PRESETS: dict[str, tuple[str, ...]] = {
+    "fast": ("-deadline", "realtime", "-cpu-used", "8", "-crf", "40", "-b:v", "0", "-row-mt", "1"),
+    "good": ("-deadline", "good", "-cpu-used", "4", "-crf", "32", "-b:v", "0", "-row-mt", "1"),
+    "best": ("-deadline", "good", "-cpu-used", "1", "-crf", "24", "-b:v", "0", "-row-mt", "1"),
+}
+
+
+class Options(FormatOptions):
+    """`"webm": {"fps": int, "quality": "fast" | "good" | "best"}`."""
+
+    quality: Literal["fast", "good", "best"] = Field(
+        "good", description="Encoder preset: fast = quickest encode, best = highest quality.")
+
+
+def encode(clip: Clip, options: Options) -> bytes:
+    return _ffmpeg.encode(clip, codec="libvpx-vp9", suffix=EXT, codec_args=PRESETS[options.quality])

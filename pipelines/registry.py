@@ -1,0 +1,68 @@
+"""Which family serves a model: read `_class_name` from its `model_index.json` and look it up.
+
+Families are imported explicitly (one line each), like Pillow's `_plugins`; no entry points.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from types import ModuleType
+
+from diffusers import DiffusionPipeline
+
+from errors import ModelLoadError
+from pipelines import ltx, tiny
+from pipelines.base import VideoModel, pick_device_and_dtype
+
+logger = logging.getLogger(__name__)
+
+FAMILIES: tuple[ModuleType, ...] = (ltx,)
+BY_CLASS_NAME: dict[str, ModuleType] = {name: family for family in FAMILIES for name in family.CLASS_NAMES}
+
+MODEL_ENV = "VIDEO_MODEL_ID"
+DEFAULT_MODEL_ID = "Lightricks/LTX-Video"
+
+
+def resolve_source(path: str | os.PathLike | None, model_id: str | None = None) -> tuple[str, str]:
+    """Where to load from, and why: `path` if it holds a diffusers model, else `model_id` or
+    $VIDEO_MODEL_ID (a Hub id, a local directory, or `tiny`), else the default Hub id."""
+    if path and (Path(path) / "model_index.json").is_file():
+        return str(path), f"{path} holds model_index.json"
+    where = f"{path or '(no path)'} holds no model_index.json"
+    named_by = "the model_id argument" if model_id else MODEL_ENV
+    model_id = (model_id or os.environ.get(MODEL_ENV, "")).strip()
+    if model_id == tiny.TINY_ID:
+        return str(tiny.ensure()), f"{where}; {named_by}=tiny (random weights)"
+    if model_id:
+        return model_id, f"{where}; {named_by}={model_id}"
+    return DEFAULT_MODEL_ID, f"{where} and {MODEL_ENV} is unset: default {DEFAULT_MODEL_ID}"
+
+
+def family_for(source: str, why: str) -> tuple[ModuleType, str]:
+    try:
+        config = DiffusionPipeline.load_config(source)
+    except Exception as exc:  # any failure to find the model: say exactly what was looked for
+        raise ModelLoadError(f"cannot read model_index.json of model '{source}' ({why}): {exc}") from exc
+    class_name = config.get("_class_name", "")
+    family = BY_CLASS_NAME.get(class_name)
+    if family is None:
+        raise ModelLoadError(
+            f"model '{source}' is a {class_name or 'pipeline without _class_name'}, which this "
+            f"handler does not serve; supported: {', '.join(sorted(BY_CLASS_NAME))}")
+    return family, class_name
+
+
+def load_model(path: str | os.PathLike | None, model_id: str | None = None) -> VideoModel:
+    """Load the model once (the handler's start-up)."""
+    source, why = resolve_source(path, model_id)
+    family, class_name = family_for(source, why)
+    device, dtype = pick_device_and_dtype()
+    logger.info("loading %s (%s, %s) on %s as %s: %s", source, family.FAMILY, class_name, device, dtype, why)
+    try:
+        pipelines = family.load(source, device, dtype)
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load {family.FAMILY} model '{source}' ({why}): {exc}") from exc
+    return VideoModel(family, pipelines, source, device, dtype,
+                      random_weights=Path(source, tiny.MARKER).is_file())

@@ -1,0 +1,240 @@
+"""The request contract: every field, its type, its default and its bounds, in ONE place.
+
+The defaults are exactly the API card's. Model families may only adjust a value to their own
+rules (e.g. LTX-Video generates 8k+1 frames) and report it in diagnostics; they never change a
+default. Per-format options (`"gif": {...}`, `"webm": {...}`) are declared by each encoder module
+and collected here from the encoder registry, so a new format adds its options with its module.
+
+Named `request_schema` (not `schema`): the Endpoint puts this repository first on `sys.path`,
+where a top-level `schema.py` would hide the PyPI package of that name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+
+from encoders.base import MAX_FPS
+from encoders.registry import FORMATS
+from errors import InvalidRequest
+
+OutputFormat = Literal[tuple(FORMATS)]  # type: ignore[valid-type]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Upper bounds that protect the server, read from the environment at start-up."""
+
+    max_frames: int = 257
+    """VIDEO_MAX_FRAMES: most frames one request may ask for."""
+    max_pixels: int = 1024 * 1024
+    """VIDEO_MAX_PIXELS: most height x width of one frame."""
+    max_steps: int = 100
+    """VIDEO_MAX_STEPS: most denoising steps."""
+    max_prompt_chars: int = 4000
+    """VIDEO_MAX_PROMPT_CHARS: longest prompt or negative prompt (the text encoder truncates
+    far earlier; this only bounds the work spent on garbage)."""
+    max_image_bytes: int = 20 * 1024 * 1024
+    """VIDEO_MAX_IMAGE_BYTES: largest decoded input image file."""
+    max_image_pixels: int = 40_000_000
+    """VIDEO_MAX_IMAGE_PIXELS: largest input image (width x height, read from its header)."""
+
+    ENV: ClassVar[dict[str, str]] = {
+        "max_frames": "VIDEO_MAX_FRAMES",
+        "max_pixels": "VIDEO_MAX_PIXELS",
+        "max_steps": "VIDEO_MAX_STEPS",
+        "max_prompt_chars": "VIDEO_MAX_PROMPT_CHARS",
+        "max_image_bytes": "VIDEO_MAX_IMAGE_BYTES",
+        "max_image_pixels": "VIDEO_MAX_IMAGE_PIXELS",
+    }
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Limits:
+        environ = os.environ if environ is None else environ
+        values = {}
+        for name, var in cls.ENV.items():
+            if var in environ:
+                try:
+                    values[name] = int(environ[var])
+                except ValueError:
+                    raise ValueError(f"environment variable {var} must be an integer, "
+                                     f"got {environ[var]!r}") from None
+        return cls(**values)
+
+
+class _RequestFields(BaseModel):
+    """The fields of `inputs`. Strict types: `"32"` is not a number, `true` is not an int."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
+
+    prompt: str = Field(..., description="What to generate, or how the input image should move.")
+    image: str | None = Field(
+        None, description="Base64-encoded input image (or a data: URL); present = image-to-video.")
+    negative_prompt: str = Field("", description="What to avoid.")
+    num_frames: int = Field(32, ge=1, description="Frames returned: exactly this many.")
+    fps: int = Field(12, ge=1, le=MAX_FPS, description="Playback rate of the returned video.")
+    height: int = Field(512, ge=32, multiple_of=32, description="Frame height in pixels; divisible by 32.")
+    width: int = Field(512, ge=32, multiple_of=32, description="Frame width in pixels; divisible by 32.")
+    seed: int | None = Field(
+        None, ge=0, le=2**63 - 1,
+        description="Random seed; same seed + same request = same frames. Drawn and returned when absent.")
+    num_inference_steps: int = Field(30, ge=1, description="Denoising steps: more = better, slower.")
+    guidance_scale: float = Field(7.5, ge=0, le=100, allow_inf_nan=False,
+                                  description="How strictly to follow the prompt.")
+    outputs: list[OutputFormat] = Field(
+        ["gif"], min_length=1, description=f"Output formats, any of: {', '.join(FORMATS)}.")
+    return_base64: bool = Field(
+        True, description="Outputs as base64 strings (`<format>_base64`); false = raw bytes (Python callers).")
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_blank(cls, prompt: str) -> str:
+        if not prompt.strip():
+            raise ValueError("prompt must not be empty")
+        return prompt
+
+    @field_validator("outputs")
+    @classmethod
+    def _outputs_unique(cls, outputs: list[str]) -> list[str]:
+        repeated = sorted({name for name in outputs if outputs.count(name) > 1})
+        if repeated:
+            raise ValueError(f"outputs lists {', '.join(repeated)} more than once")
+        return outputs
+
+
+VideoRequest = create_model(
+    "VideoRequest",
+    __base__=_RequestFields,
+    __doc__="A validated request: the card's fields plus one options object per output format.",
+    **{name: (module.Options | None, Field(None, description=module.Options.__doc__))
+       for name, module in FORMATS.items()},
+)
+
+
+def format_options(request: BaseModel, name: str) -> BaseModel:
+    """The options for output `name`: what the request gave, else that format's defaults."""
+    return getattr(request, name) or FORMATS[name].Options()
+
+
+def output_fps(request: BaseModel, name: str) -> int:
+    return format_options(request, name).fps or request.fps
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing: request body -> VideoRequest, or InvalidRequest naming the field
+
+
+def parse_payload(data: Any, limits: Limits) -> BaseModel:
+    """Validate a request body (`{"inputs": {...}}` or `{"inputs": "<prompt>", "parameters": {...}}`)."""
+    fields = _inputs_of(data)
+    try:
+        request = VideoRequest.model_validate(fields)
+    except ValidationError as exc:
+        raise _invalid_from(exc) from None
+    check_limits(request, limits)
+    return request
+
+
+def _inputs_of(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise InvalidRequest("the request body must be a JSON object with an 'inputs' key", field=None)
+    if "inputs" not in data:
+        raise InvalidRequest("'inputs' is required: {\"inputs\": {\"prompt\": ...}}", field="inputs")
+    inputs, parameters = data["inputs"], data.get("parameters")
+    if parameters is None:
+        parameters = {}
+    if not isinstance(parameters, dict):
+        raise InvalidRequest("parameters must be an object", field="parameters")
+    if isinstance(inputs, str):
+        inputs = {"prompt": inputs}
+    elif not isinstance(inputs, dict):
+        raise InvalidRequest("inputs must be an object (or the prompt as a string)", field="inputs")
+    both = sorted(set(inputs) & set(parameters))
+    if both:
+        raise InvalidRequest(f"{both[0]} is given in both inputs and parameters; give it once",
+                             field=both[0])
+    return {**parameters, **inputs}
+
+
+def _field_path(loc: tuple[Any, ...]) -> str | None:
+    return ".".join(str(part) for part in loc if not isinstance(part, int)) or None
+
+
+def _known_fields(loc: tuple[Any, ...]) -> list[str]:
+    """The valid keys of the object that holds `loc[-1]` (for 'did you mean')."""
+    if len(loc) == 1:
+        return list(VideoRequest.model_fields)
+    if len(loc) == 2 and loc[0] in FORMATS:
+        return list(FORMATS[loc[0]].Options.model_fields)
+    return []
+
+
+def _invalid_from(exc: ValidationError) -> InvalidRequest:
+    errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    for error in errors:
+        error["msg"] = error["msg"].removeprefix("Value error, ")
+    first = errors[0]
+    loc = tuple(first["loc"])
+    if first["type"] == "extra_forbidden":
+        key = str(loc[-1])
+        close = difflib.get_close_matches(key, _known_fields(loc), n=1, cutoff=0.6)
+        message = f"unknown field '{key}'" + (f"; did you mean '{close[0]}'?" if close else "")
+    else:
+        message = first["msg"]
+        index = next((part for part in loc if isinstance(part, int)), None)
+        if index is not None:
+            message = f"item {index}: {message}"
+    details = [{"field": _field_path(tuple(e["loc"])), "type": e["type"], "message": e["msg"]}
+               for e in errors]
+    return InvalidRequest(message, field=_field_path(loc), details=details)
+
+
+def check_limits(request: BaseModel, limits: Limits) -> None:
+    """The configured upper bounds, and each output format's own rules."""
+    bounded = [
+        ("num_frames", request.num_frames, limits.max_frames, "VIDEO_MAX_FRAMES"),
+        ("num_inference_steps", request.num_inference_steps, limits.max_steps, "VIDEO_MAX_STEPS"),
+        ("prompt", len(request.prompt), limits.max_prompt_chars, "VIDEO_MAX_PROMPT_CHARS"),
+        ("negative_prompt", len(request.negative_prompt), limits.max_prompt_chars,
+         "VIDEO_MAX_PROMPT_CHARS"),
+    ]
+    for field, value, bound, setting in bounded:
+        if value > bound:
+            unit = " characters" if "prompt" in field else ""
+            raise InvalidRequest(f"{field} must be at most {bound}{unit} on this server "
+                                 f"(got {value}; setting {setting})", field=field)
+    if request.height * request.width > limits.max_pixels:
+        raise InvalidRequest(
+            f"height x width = {request.height * request.width} pixels is over this server's limit "
+            f"of {limits.max_pixels} (setting VIDEO_MAX_PIXELS)", field="height")
+    for name in request.outputs:
+        fps, max_fps = output_fps(request, name), getattr(FORMATS[name], "MAX_FPS", MAX_FPS)
+        if fps > max_fps:
+            raise InvalidRequest(f"{name} plays at most {max_fps} fps (asked {fps}); set "
+                                 f"{name}.fps to {max_fps} or less", field=f"{name}.fps")
+
+
+def markdown_table() -> str:
+    """The README's API table, generated from the fields above (`python -m request_schema`)."""
+    json_types = {"string": "string", "integer": "int", "number": "float", "boolean": "bool", "array": "array"}
+    properties = VideoRequest.model_json_schema()["properties"]
+    rows = ["| field | type | default | description |", "|---|---|---|---|"]
+    for name, info in VideoRequest.model_fields.items():
+        if name in FORMATS:
+            continue
+        schema = properties[name]
+        kinds = [s.get("type") for s in schema.get("anyOf", [schema]) if s.get("type") != "null"]
+        kind = json_types.get(kinds[0], kinds[0]) if kinds else "object"
+        default = "required" if info.is_required() else (
+            "null" if info.default is None else f"`{json.dumps(info.default)}`")
+        rows.append(f"| `{name}` | {kind} | {default} | {info.description} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

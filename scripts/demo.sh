@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set up, then run one text-to-video request on the tiny random-weight model: writes output.gif.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+.venv/bin/python -m cli generate --prompt "a cyberpunk street in rain, neon lights" \
+  --frames 24 --seed 42 -o output.gif "$@"

@@ -1,0 +1,130 @@
+"""The steps of one request, each a small function: decode -> generate -> encode -> respond.
+
+`handler.EndpointHandler` strings them together; each is usable (and tested) on its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pydantic import BaseModel
+
+from encoders.base import Clip
+from encoders.registry import FORMATS
+from errors import EncodeFailed, HandlerError, Unsupported
+from image_input import decode_image
+from pipelines.base import Generated, GenerationJob, StepCallback, VideoModel
+from request_schema import Limits, format_options, output_fps, parse_payload
+
+SEED_BITS = 31  # drawn seeds fit every client's integer type
+
+
+class StageTimer:
+    """Wall time per stage in milliseconds, in the order the stages ran."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.timing_ms: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        begun = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timing_ms[name] = round((time.perf_counter() - begun) * 1000, 2)
+
+    def total(self) -> dict[str, float]:
+        return {**self.timing_ms, "total": round((time.perf_counter() - self.started) * 1000, 2)}
+
+
+def decode(data: Any, limits: Limits, timer: StageTimer) -> tuple[BaseModel, GenerationJob | None]:
+    """Validate the body and decode the input image; the job is planned by `plan`."""
+    with timer.stage("parse"):
+        request = parse_payload(data, limits)
+    image = None
+    if request.image is not None:
+        with timer.stage("image_decode"):
+            image = decode_image(request.image, request.width, request.height, limits)
+    return request, image
+
+
+def plan(request: BaseModel, image, model: VideoModel) -> tuple[GenerationJob, list[str]]:
+    """The family's adjustments (e.g. 8k+1 frames) and a seed; notes say what was adjusted."""
+    if image is not None and "i2v" not in model.modes:
+        raise Unsupported(f"model '{model.source}' ({model.family.FAMILY}) cannot do image-to-video; "
+                          "send the request without an image", field="image")
+    model.family.check_request(model.pipelines, request.num_inference_steps)
+    generated = model.family.frames_to_generate(model.pipelines, request.num_frames)
+    notes = []
+    if generated != request.num_frames:
+        notes.append(f"generated {generated} frames ({model.family.FAMILY} needs "
+                     f"{model.family.frame_rule(model.pipelines)}) and returned the first "
+                     f"{request.num_frames}")
+    seed = request.seed if request.seed is not None else secrets.randbits(SEED_BITS)
+    job = GenerationJob(
+        prompt=request.prompt, negative_prompt=request.negative_prompt, image=image,
+        height=request.height, width=request.width, num_frames=generated, fps=request.fps,
+        num_inference_steps=request.num_inference_steps, guidance_scale=request.guidance_scale,
+        seed=seed)
+    return job, notes
+
+
+def generate(model: VideoModel, request: BaseModel, job: GenerationJob, timer: StageTimer,
+             on_step: StepCallback | None) -> Generated:
+    with timer.stage("generate"):
+        return model.generate(job, keep_frames=request.num_frames, on_step=on_step)
+
+
+def encode(generated: Generated, request: BaseModel, job: GenerationJob,
+           timer: StageTimer) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Encode every requested format from the same uint8 frames; base64 once at the end."""
+    metadata = {"prompt": request.prompt, "negative_prompt": request.negative_prompt,
+                "seed": job.seed, "mode": job.mode}
+    files: dict[str, bytes] = {}
+    info: dict[str, Any] = {}
+    for name in request.outputs:
+        module, fps = FORMATS[name], output_fps(request, name)
+        clip = Clip(frames=generated.frames, fps=fps, metadata=metadata)
+        with timer.stage(f"encode_{name}"):
+            try:
+                files[name] = module.encode(clip, format_options(request, name))
+            except HandlerError:
+                raise
+            except Exception as exc:
+                raise EncodeFailed(f"could not encode the {name} output", field=f"outputs.{name}") from exc
+        info[name] = {"mime": module.MIME, "bytes": len(files[name]), "fps": fps}
+    if not request.return_base64:
+        return files, info
+    with timer.stage("base64"):
+        return {f"{name}_base64": base64.b64encode(data).decode("ascii") for name, data in files.items()}, info
+
+
+def diagnostics(model: VideoModel, request: BaseModel, job: GenerationJob, generated: Generated,
+                notes: list[str], outputs_info: dict[str, Any], timer: StageTimer) -> dict[str, Any]:
+    result = {
+        "mode": job.mode,
+        "seed": job.seed,
+        "num_frames": request.num_frames,
+        "generated_frames": generated.generated_frames,
+        "height": job.height,
+        "width": job.width,
+        "fps": request.fps,
+        "num_inference_steps": job.num_inference_steps,
+        "guidance_scale": job.guidance_scale,
+        "model": model.describe(),
+        "device": str(model.device),
+        "dtype": str(model.dtype).removeprefix("torch."),
+        "outputs": outputs_info,
+        "adjusted": notes,
+        "timing_ms": {**timer.total(), **{f"generate.{k}": round(v, 2)
+                                          for k, v in generated.timing_ms.items()}},
+    }
+    if generated.peak_gpu_memory_mb is not None:
+        result["peak_gpu_memory_mb"] = round(generated.peak_gpu_memory_mb, 1)
+    return result

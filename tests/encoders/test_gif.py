@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from encoders import gif
+from encoders.base import Clip
+from tests.media import decode_gif, psnr, synthetic_clip
+
+
+@pytest.mark.parametrize(("num_frames", "fps"), [(12, 12), (32, 12), (48, 24), (10, 7), (5, 50), (3, 1)])
+def test_delays_add_up_to_the_clip_length(num_frames, fps):
+    delays = gif.frame_delays_cs(num_frames, fps)
+    assert len(delays) == num_frames
+    assert sum(delays) == round(num_frames * 100 / fps)
+    assert max(delays) - min(delays) <= 1  # spread evenly, never bunched
+
+
+def test_twelve_fps_pattern():
+    assert gif.frame_delays_cs(6, 12) == [8, 9, 8, 8, 9, 8]
+
+
+def test_decodes_to_the_frames_with_exact_count_size_timing_and_loop():
+    frames = synthetic_clip(24, 64, 96)
+    data = gif.encode(Clip(frames, fps=12), gif.Options())
+    decoded = decode_gif(data)
+    assert decoded.frames.shape == frames.shape
+    assert decoded.size == (96, 64)
+    assert sum(decoded.durations_ms) == pytest.approx(2000, abs=10)
+    assert decoded.loop == 0
+    assert psnr(decoded.frames, frames) > 24  # 256 colours for the whole clip, no dithering
+    # each decoded frame is closest to its own source frame: order and partial updates are right
+    for index in (0, 7, 23):
+        errors = [np.abs(decoded.frames[index].astype(int) - f).mean() for f in frames]
+        assert int(np.argmin(errors)) == index
+
+
+def test_identical_frames_are_kept_as_frames():
+    still = np.repeat(synthetic_clip(1, 32, 32), 6, axis=0)
+    decoded = decode_gif(gif.encode(Clip(still, fps=6), gif.Options()))
+    assert len(decoded.frames) == 6
+    assert sum(decoded.durations_ms) == pytest.approx(1000, abs=10)
+    np.testing.assert_array_equal(decoded.frames[0], decoded.frames[5])
+
+
+def test_single_frame():
+    decoded = decode_gif(gif.encode(Clip(synthetic_clip(1, 32, 64), fps=12), gif.Options()))
+    assert decoded.frames.shape == (1, 32, 64, 3)

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from errors import InvalidRequest
+from image_input import decode_image
+from request_schema import Limits
+
+
+def encoded(image: Image.Image, fmt: str = "PNG", **save_args) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **save_args)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def halves(width: int, height: int) -> Image.Image:
+    """Left half red, right half blue."""
+    rgb = np.zeros((height, width, 3), np.uint8)
+    rgb[:, : width // 2] = (255, 0, 0)
+    rgb[:, width // 2:] = (0, 0, 255)
+    return Image.fromarray(rgb)
+
+
+def test_exif_orientation_is_applied():
+    exif = Image.Exif()
+    exif[0x0112] = 3  # rotate 180: the stored left half is shown on the right
+    image = decode_image(encoded(halves(64, 64), "JPEG", exif=exif), 64, 64, Limits())
+    pixels = np.asarray(image)
+    assert pixels[32, 5, 2] > 200 and pixels[32, 58, 0] > 200  # blue left, red right
+
+
+def test_resize_to_cover_then_centre_crop():
+    # 200x100 (wide) into 64x64: scaled to 128x64, the middle 64 columns kept: red | blue centre
+    image = decode_image(encoded(halves(200, 100)), 64, 64, Limits())
+    pixels = np.asarray(image)
+    assert image.size == (64, 64) and image.mode == "RGB"
+    assert pixels[32, 2, 0] > 200 and pixels[32, 61, 2] > 200
+
+
+def test_palette_and_alpha_images_become_rgb():
+    image = decode_image(encoded(halves(40, 40).convert("P")), 32, 32, Limits())
+    assert image.mode == "RGB"
+    image = decode_image(encoded(halves(40, 40).convert("RGBA")), 32, 32, Limits())
+    assert image.mode == "RGB"
+
+
+def test_pixel_limit_is_read_from_the_header():
+    with pytest.raises(InvalidRequest, match="VIDEO_MAX_IMAGE_PIXELS") as failure:
+        decode_image(encoded(halves(300, 300)), 32, 32, Limits(max_image_pixels=200 * 200))
+    assert failure.value.field == "image"
+
+
+def test_byte_limit_is_checked_before_decoding():
+    with pytest.raises(InvalidRequest, match="VIDEO_MAX_IMAGE_BYTES"):
+        decode_image("A" * 10_000, 32, 32, Limits(max_image_bytes=1000))
+
+
+@pytest.mark.parametrize("text", ["%%%%", "abc", base64.b64encode(b"\x89PNG\r\n\x1a\n truncated").decode()])
+def test_garbage_is_an_invalid_image(text):
+    with pytest.raises(InvalidRequest) as failure:
+        decode_image(text, 32, 32, Limits())
+    assert failure.value.field == "image"

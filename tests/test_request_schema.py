@@ -1,0 +1,124 @@
+"""Every validation rule answers `ok: false` naming the field, and the handler keeps serving."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from errors import InvalidRequest
+from request_schema import Limits, VideoRequest, parse_payload
+from tests.conftest import SMALL
+
+# The API card's defaults: the contract clients already rely on.
+CARD_DEFAULTS = {
+    "image": None, "negative_prompt": "", "num_frames": 32, "fps": 12, "height": 512, "width": 512,
+    "seed": None, "num_inference_steps": 30, "guidance_scale": 7.5, "outputs": ["gif"],
+    "return_base64": True,
+}
+
+
+def test_defaults_are_the_api_cards():
+    request = parse_payload({"inputs": {"prompt": "x"}}, Limits())
+    assert {name: getattr(request, name) for name in CARD_DEFAULTS} == CARD_DEFAULTS
+    assert VideoRequest.model_fields["prompt"].is_required()
+
+
+BAD_INPUTS = [
+    ({}, "prompt"),
+    ({"prompt": ""}, "prompt"),
+    ({"prompt": "   \n"}, "prompt"),
+    ({"prompt": 123}, "prompt"),
+    ({"num_frames": "32"}, "num_frames"),
+    ({"num_frames": True}, "num_frames"),
+    ({"num_frames": 0}, "num_frames"),
+    ({"num_frames": 2.5}, "num_frames"),
+    ({"num_frames": 100_000}, "num_frames"),
+    ({"fps": 0}, "fps"),
+    ({"fps": -12}, "fps"),
+    ({"num_inference_steps": 0}, "num_inference_steps"),
+    ({"num_inference_steps": 10_000}, "num_inference_steps"),
+    ({"height": 100}, "height"),
+    ({"height": 0}, "height"),
+    ({"height": -32}, "height"),
+    ({"width": 33}, "width"),
+    ({"height": 4096, "width": 4096}, "height"),
+    ({"guidance_scale": float("nan")}, "guidance_scale"),
+    ({"guidance_scale": float("inf")}, "guidance_scale"),
+    ({"guidance_scale": "7.5"}, "guidance_scale"),
+    ({"seed": -1}, "seed"),
+    ({"seed": "abc"}, "seed"),
+    ({"outputs": ["mp3"]}, "outputs"),
+    ({"outputs": []}, "outputs"),
+    ({"outputs": ["gif", "gif"]}, "outputs"),
+    ({"outputs": "gif"}, "outputs"),
+    ({"return_base64": "yes"}, "return_base64"),
+    ({"webm": {"quality": "ultra"}, "outputs": ["webm"]}, "webm.quality"),
+    ({"webm": {"qualty": "best"}}, "webm.qualty"),
+    ({"gif": {"fps": 0}}, "gif.fps"),
+    ({"fps": 60}, "gif.fps"),  # GIF cannot play faster than 50 fps
+    ({"gif": "fast"}, "gif"),
+    ({"num_frame": 8}, "num_frame"),
+    ({"image": "not base64 at all!"}, "image"),
+    ({"image": base64.b64encode(b"just some text, not an image").decode()}, "image"),
+    ({"image": ""}, "image"),
+    ({"image": 42}, "image"),
+    ({"prompt": "x" * 5000}, "prompt"),
+]
+
+
+@pytest.mark.parametrize(("fields", "field"), BAD_INPUTS, ids=[f"{f}-{i}" for i, (_, f) in enumerate(BAD_INPUTS)])
+def test_bad_input_names_the_field_and_the_next_request_is_served(handler, fields, field):
+    inputs = {"prompt": "a good prompt", **SMALL, "num_frames": 1, **fields}
+    if "prompt" not in fields and fields == {}:
+        inputs.pop("prompt")
+    result = handler({"inputs": inputs})
+    assert result["ok"] is False
+    error = result["error"]
+    assert error["type"] == "invalid_request"
+    assert error["field"] == field, error
+    assert error["message"]
+    good = handler({"inputs": {"prompt": "fine", "height": 32, "width": 32, "num_frames": 1,
+                               "num_inference_steps": 2}})
+    assert good["ok"] is True, good
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ([], None), ("text", None), ({"input": {"prompt": "x"}}, "inputs"), ({"inputs": [1, 2]}, "inputs"),
+    ({"inputs": {"prompt": "x"}, "parameters": "seed=1"}, "parameters"),
+    ({"inputs": {"prompt": "x", "seed": 1}, "parameters": {"seed": 2}}, "seed"),
+])
+def test_bad_body_shapes(handler, body, field):
+    result = handler(body)
+    assert result["ok"] is False and result["error"]["type"] == "invalid_request"
+    assert result["error"]["field"] == field
+
+
+def test_unknown_key_suggests_the_closest_valid_key():
+    with pytest.raises(InvalidRequest) as failure:
+        parse_payload({"inputs": {"prompt": "x", "num_frame": 8}}, Limits())
+    assert "did you mean 'num_frames'" in failure.value.message
+    with pytest.raises(InvalidRequest) as failure:
+        parse_payload({"inputs": {"prompt": "x", "webm": {"qualty": "best"}}}, Limits())
+    assert "did you mean 'quality'" in failure.value.message
+
+
+def test_error_never_echoes_the_input():
+    huge = "A" * 10_000 + "!"
+    with pytest.raises(InvalidRequest) as failure:
+        parse_payload({"inputs": {"prompt": "x", "negative_prompt": 5, "seed": huge}}, Limits())
+    assert huge not in str(failure.value.envelope())
+
+
+def test_limits_come_from_the_environment():
+    limits = Limits.from_env({"VIDEO_MAX_FRAMES": "16", "VIDEO_MAX_STEPS": "4", "VIDEO_MAX_PIXELS": "4096"})
+    assert (limits.max_frames, limits.max_steps, limits.max_pixels) == (16, 4, 4096)
+    for inputs, field in [({"num_frames": 17}, "num_frames"), ({"num_inference_steps": 5}, "num_inference_steps"),
+                          ({"height": 64, "width": 96}, "height")]:
+        with pytest.raises(InvalidRequest) as failure:
+            parse_payload({"inputs": {"prompt": "x", "height": 32, "width": 32, "num_frames": 1,
+                                      "num_inference_steps": 2, **inputs}}, limits)
+        assert failure.value.field == field
+        assert "VIDEO_MAX_" in failure.value.message
+    with pytest.raises(ValueError, match="VIDEO_MAX_FRAMES"):
+        Limits.from_env({"VIDEO_MAX_FRAMES": "many"})
