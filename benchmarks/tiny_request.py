@@ -19,11 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import diffusers  # noqa: E402
-import torch  # noqa: E402
+import diffusers
+import torch
 
-from handler import EndpointHandler  # noqa: E402
-from pipelines import tiny  # noqa: E402
+from handler import EndpointHandler
+from pipelines import tiny
 
 
 def main() -> None:
