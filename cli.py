@@ -1,4 +1,4 @@
-"""Command line: `python -m cli generate --prompt "..." -o out.gif out.webm`.
+"""Command line: `python -m cli generate --prompt "..." -o out.gif out.webm` and `python -m cli serve`.
 
 Flags are built from the request schema's fields (their defaults and help come from there);
 the files to write choose the output formats by extension. Without `--model`, the tiny
@@ -47,8 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("-o", "--output", nargs="+", type=Path, default=[Path("output.gif")],
                           help=f"files to write; the extension picks the format ({', '.join(FORMATS)})")
     generate.add_argument("--quality", choices=["fast", "good", "best"], help="WebM encoder preset")
-    generate.add_argument("--model", default=os.environ.get("VIDEO_MODEL_ID", "tiny"),
-                          help="model directory, Hub id, or 'tiny' (random weights; the default)")
+    serve = commands.add_parser("serve", help="serve the Endpoint protocol over HTTP (POST /, GET /health)")
+    serve.add_argument("--host", help="address to listen on (default: 127.0.0.1 without a token, "
+                                      "0.0.0.0 with one)")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--token", default=os.environ.get("VIDEO_API_TOKEN"),
+                       help="bearer token every request must carry (default $VIDEO_API_TOKEN)")
+    serve.add_argument("--queue-depth", type=int, help="requests that may wait (default $VIDEO_QUEUE_DEPTH or 4)")
+    serve.add_argument("--max-body-bytes", type=int,
+                       help="largest request body (default $VIDEO_MAX_BODY_BYTES or 32 MiB)")
+    for command in (generate, serve):
+        command.add_argument("--model", default=os.environ.get("VIDEO_MODEL_ID", "tiny"),
+                             help="model directory, Hub id, or 'tiny' (random weights; the default)")
     return parser
 
 
@@ -75,9 +85,7 @@ def generate(args: argparse.Namespace) -> int:
 
     from handler import EndpointHandler
 
-    if args.model == "tiny":
-        print("note: the tiny random-weight model generates noise; use --model for a real model",
-              file=sys.stderr)
+    _warn_if_tiny(args.model)
     handler = EndpointHandler("", model_id=args.model)
     progress = tqdm(desc="denoising", unit="step", file=sys.stderr)
 
@@ -97,9 +105,30 @@ def generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn_if_tiny(model: str) -> None:
+    if model == "tiny":
+        print("note: the tiny random-weight model generates noise; use --model for a real model",
+              file=sys.stderr)
+
+
+def serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from handler import EndpointHandler
+    from server import ServerSettings
+    from server import serve as run_server
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _warn_if_tiny(args.model)
+    settings = ServerSettings.from_env(os.environ, token=args.token, queue_depth=args.queue_depth,
+                                       max_body_bytes=args.max_body_bytes)
+    run_server(lambda: EndpointHandler("", model_id=args.model), settings, args.host, args.port)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return {"generate": generate}[args.command](args)
+    return {"generate": generate, "serve": serve}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,202 @@
+"""A local HTTP server that speaks the Inference Endpoint protocol: `POST /` with
+`{"inputs": {...}}` answers what `EndpointHandler` answers, `GET /health` says what is loaded.
+
+Started by `python -m cli serve`. Not used on a hosted Endpoint (the platform serves `handler.py`
+with its own app), so starlette and uvicorn are an optional extra, not in requirements.txt.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import math
+import re
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from encoders.registry import FORMATS
+from errors import InvalidRequest
+from handler import EndpointHandler
+from request_schema import parse_payload
+
+logger = logging.getLogger("video_endpoint.server")
+
+TOKEN_ENV = "VIDEO_API_TOKEN"
+_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# HTTP status per error type: the client's fault is 4xx, ours is 5xx.
+_STATUS = {"invalid_request": 400, "unsupported": 400, "out_of_memory": 500, "internal": 500}
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    token: str | None = None
+    """Bearer token every request must carry (--token or $VIDEO_API_TOKEN); None = no auth."""
+    max_body_bytes: int = 32 * 1024 * 1024
+    """$VIDEO_MAX_BODY_BYTES: larger bodies get 413 before they are read."""
+    queue_depth: int = 4
+    """$VIDEO_QUEUE_DEPTH: requests that may wait behind the running one; more get 503."""
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str], **overrides: Any) -> ServerSettings:
+        values: dict[str, Any] = {"token": environ.get(TOKEN_ENV) or None}
+        for name, var in (("max_body_bytes", "VIDEO_MAX_BODY_BYTES"), ("queue_depth", "VIDEO_QUEUE_DEPTH")):
+            if environ.get(var):
+                values[name] = int(environ[var])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        values["token"] = values["token"] or None  # an empty token is no token, not "" to match
+        return cls(**values)
+
+
+def _error(status: int, message: str, request_id: str, field: str | None = None,
+           kind: str = "invalid_request", headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"ok": False, "error": {"type": kind, "field": field, "message": message}}
+    return JSONResponse(body, status_code=status, headers={"X-Request-Id": request_id, **(headers or {})})
+
+
+def _unauthorized(request_id: str) -> JSONResponse:
+    return _error(401, "missing or wrong bearer token", request_id, field="authorization",
+                  headers={"WWW-Authenticate": "Bearer"})
+
+
+class _Service:
+    """The state behind the routes: the handler, the queue count, the settings."""
+
+    def __init__(self, load_handler: Callable[[], EndpointHandler], settings: ServerSettings) -> None:
+        self.load_handler = load_handler
+        self.settings = settings
+        self.handler: EndpointHandler | None = None
+        self.in_flight = 0
+        self.model_slot = anyio.CapacityLimiter(1)  # one generation at a time on the model
+        self.recent_seconds = 5.0  # duration of the last request, for Retry-After
+
+    @asynccontextmanager
+    async def lifespan(self, app: Starlette):
+        # Load before listening, as the Endpoint does: /health cannot answer before the model is there.
+        self.handler = await anyio.to_thread.run_sync(self.load_handler)
+        info = self.handler.model.describe()
+        logger.info("model ready: %s (%s) on %s", info["id"], info["family"], self.handler.model.device)
+        yield
+
+    def authorized(self, request: Request) -> bool:
+        if self.settings.token is None:
+            return True
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            credentials.strip().encode(), self.settings.token.encode())
+
+    async def health(self, request: Request) -> Response:
+        if not self.authorized(request):
+            return _unauthorized(uuid.uuid4().hex[:16])
+        model = self.handler.model
+        return JSONResponse({"status": "ok", "model": model.describe(), "device": str(model.device),
+                             "dtype": str(model.dtype).removeprefix("torch."),
+                             "queue": {"in_flight": self.in_flight, "depth": self.settings.queue_depth}})
+
+    async def read_json(self, request: Request, request_id: str) -> Any | Response:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.settings.max_body_bytes:
+            return _error(413, f"body over {self.settings.max_body_bytes} bytes (VIDEO_MAX_BODY_BYTES)",
+                          request_id)
+        content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            return _error(400, f"content type must be application/json, not {content_type}", request_id)
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > self.settings.max_body_bytes:
+                return _error(413, f"body over {self.settings.max_body_bytes} bytes (VIDEO_MAX_BODY_BYTES)",
+                              request_id)
+        try:
+            # strict=False: raw line breaks inside strings are accepted (GNU base64 wraps at 76)
+            return json.loads(body.decode("utf-8"), strict=False)
+        except UnicodeDecodeError:
+            return _error(400, "body is not UTF-8 text", request_id)
+        except json.JSONDecodeError as exc:
+            return _error(400, f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                          request_id)
+        except RecursionError:
+            return _error(400, "body is nested too deeply", request_id)
+
+    async def predict(self, request: Request) -> Response:
+        supplied = request.headers.get("x-request-id", "")
+        request_id = supplied if _CLIENT_REQUEST_ID.match(supplied) else uuid.uuid4().hex[:16]
+        if not self.authorized(request):
+            return _unauthorized(request_id)
+        data = await self.read_json(request, request_id)
+        if isinstance(data, Response):
+            return data
+        try:  # cheap checks here, so a bad request never waits in the queue
+            parsed = parse_payload(data, self.handler.limits)
+        except InvalidRequest as exc:
+            return JSONResponse(exc.envelope(), status_code=400, headers={"X-Request-Id": request_id})
+        if not parsed.return_base64 and len(parsed.outputs) != 1:
+            return _error(400, "return_base64 false sends one raw file: ask for exactly one output",
+                          request_id, field="return_base64")
+        if self.in_flight > self.settings.queue_depth:
+            retry = max(1, math.ceil(self.recent_seconds * self.in_flight))
+            return _error(503, f"busy: {self.in_flight} requests ahead; retry in {retry} s", request_id,
+                          kind="internal", headers={"Retry-After": str(retry)})
+        self.in_flight += 1
+        try:
+            return await self._generate(data, parsed, request_id)
+        finally:
+            self.in_flight -= 1
+
+    async def _generate(self, data: Any, parsed: Any, request_id: str) -> Response:
+        started = time.perf_counter()
+
+        def on_step(done: int, total: int) -> None:
+            logger.info("request %s: step %d/%d (%.1f s)", request_id, done, total, time.perf_counter() - started)
+
+        result = await anyio.to_thread.run_sync(partial(self.handler, data, on_step=on_step),
+                                                limiter=self.model_slot)
+        elapsed = time.perf_counter() - started
+        self.recent_seconds = elapsed
+        headers = {"X-Request-Id": request_id}
+        if not result["ok"]:
+            error = result["error"]
+            logger.info("request %s: %s (%s) after %.2f s", request_id, error["type"], error["field"], elapsed)
+            return JSONResponse(result, status_code=_STATUS.get(error["type"], 500), headers=headers)
+        logger.info("request %s: ok, %s, %d frames in %.2f s", request_id, result["diagnostics"]["mode"],
+                    result["diagnostics"]["num_frames"], elapsed)
+        if parsed.return_base64:
+            return JSONResponse(result, headers=headers)
+        (name, content), = result["outputs"].items()
+        headers["X-Diagnostics"] = json.dumps(result["diagnostics"], separators=(",", ":"))
+        return Response(content, media_type=FORMATS[name].MIME, headers=headers)
+
+
+def create_app(load_handler: Callable[[], EndpointHandler], settings: ServerSettings) -> Starlette:
+    service = _Service(load_handler, settings)
+    return Starlette(
+        routes=[Route("/", service.predict, methods=["POST"]),
+                Route("/health", service.health, methods=["GET"])],
+        lifespan=service.lifespan,
+    )
+
+
+def serve(load_handler: Callable[[], EndpointHandler], settings: ServerSettings, host: str | None,
+          port: int) -> None:
+    import uvicorn
+
+    loopback = ("127.0.0.1", "localhost", "::1")
+    if host is None:
+        host = "0.0.0.0" if settings.token else "127.0.0.1"
+    if settings.token is None:
+        if host in loopback:
+            logger.warning("no token configured (--token or $%s): listening on %s only", TOKEN_ENV, host)
+        else:
+            logger.warning("no token configured and listening on %s: anyone who can reach it can use it", host)
+    uvicorn.run(create_app(load_handler, settings), host=host, port=port, log_level="info")

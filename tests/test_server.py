@@ -1,0 +1,216 @@
+"""The local server, started for real in a subprocess, driven with curl and httpx."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.conftest import jpeg_base64
+from tests.media import decode_gif, decode_video, decode_zip
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "test-token-0123456789"
+needs_curl = pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq")), reason="needs curl and jq")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, tmp_path_factory):
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    env = {**os.environ, "VIDEO_API_TOKEN": TOKEN, "VIDEO_QUEUE_DEPTH": "1",
+           "VIDEO_MAX_BODY_BYTES": str(2 * 1024 * 1024)}
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cli", "serve", "--model", str(tiny_model_dir), "--host", "127.0.0.1",
+             "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", headers=auth(), timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail("server did not start:\n" + log_path.read_text())
+    yield {"url": url, "log": log_path}
+    process.terminate()
+    process.wait(timeout=10)
+    assert TOKEN not in log_path.read_text()  # the token never reaches the log
+
+
+def auth(token: str = TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def post(server, inputs: dict, headers: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.post(server["url"], json={"inputs": inputs}, headers=headers or auth(), timeout=120)
+
+
+def card_example(number: int, url: str, workdir: Path) -> str:
+    """The API card's curl examples, verbatim but for the URL and the token."""
+    examples = {
+        1: """curl -sS -X POST "<ENDPOINT>" \\
+-H "Authorization: Bearer <TOKEN>" \\
+-H "Content-Type: application/json" \\
+-d '{
+"inputs": {
+"prompt": "a cyberpunk street in rain, neon lights",
+"num_frames": 24,
+"outputs": ["gif"]
+}
+}' \\
+| jq -er '.outputs.gif_base64' | base64 --decode > output.gif""",
+        2: """IMG_B64=$(base64 -i my_input.jpg)
+curl -sS -X POST "<ENDPOINT>" \\
+-H "Authorization: Bearer <TOKEN>" \\
+-H "Content-Type: application/json" \\
+-d "{
+\\"inputs\\": {
+\\"prompt\\": \\"waves crashing on the shore, moving water\\",
+\\"image\\": \\"$IMG_B64\\",
+\\"num_frames\\": 32,
+\\"outputs\\": [\\"gif\\"]
+}
+}" \\
+| jq -er '.outputs.gif_base64' | base64 --decode > animated.gif""",
+        3: """curl -sS -X POST "<ENDPOINT>" \\
+-H "Authorization: Bearer <TOKEN>" \\
+-H "Content-Type: application/json" \\
+-d '{
+"inputs": {
+"prompt": "slow pan over a mars landscape",
+"num_frames": 48,
+"fps": 24,
+"outputs": ["webm"],
+"webm": { "quality": "best" }
+}
+}' \\
+| jq -er '.outputs.webm_base64' | base64 --decode > output.webm""",
+    }
+    script = examples[number].replace("<ENDPOINT>", url).replace("<TOKEN>", TOKEN)
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", script], cwd=workdir, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stderr
+
+
+@needs_curl
+def test_card_curl_examples_verbatim(server, tmp_path):
+    (tmp_path / "my_input.jpg").write_bytes(base64.b64decode(jpeg_base64(300, 200)))
+    card_example(1, server["url"], tmp_path)
+    gif = decode_gif((tmp_path / "output.gif").read_bytes())
+    assert gif.frames.shape == (24, 512, 512, 3)
+    assert sum(gif.durations_ms) == pytest.approx(2000, abs=10)
+    card_example(2, server["url"], tmp_path)  # GNU base64 wraps at 76 columns: raw newlines in JSON
+    assert decode_gif((tmp_path / "animated.gif").read_bytes()).frames.shape == (32, 512, 512, 3)
+    card_example(3, server["url"], tmp_path)
+    video = decode_video((tmp_path / "output.webm").read_bytes())
+    assert (video.codec, video.frames.shape, video.fps) == ("vp9", (48, 512, 512, 3), 24)
+
+
+SMALL = {"height": 64, "width": 96, "num_inference_steps": 2, "num_frames": 4}
+
+
+def test_auth_is_required_everywhere(server):
+    for headers in ({}, auth("wrong"), {"Authorization": TOKEN}):
+        for response in (httpx.post(server["url"], json={"inputs": {"prompt": "x"}}, headers=headers),
+                         httpx.get(f"{server['url']}/health", headers=headers)):
+            assert response.status_code == 401
+            assert response.headers["www-authenticate"] == "Bearer"
+            assert response.json()["ok"] is False
+
+
+def test_health_names_the_model(server):
+    health = httpx.get(f"{server['url']}/health", headers=auth()).json()
+    assert health["model"]["family"] == "ltx-video" and health["device"] == "cpu"
+    assert health["dtype"] == "float32"
+
+
+@pytest.mark.parametrize(("body", "content_type", "status"), [
+    (b'{"inputs": {"prompt": "x"', "application/json", 400),
+    (b"\xff\xfe{}", "application/json", 400),
+    (b"[" * 100_000 + b"]" * 100_000, "application/json", 400),
+    (b"", "application/json", 400),
+    (b"prompt=x", "application/x-www-form-urlencoded", 400),
+    (b'{"inputs": {"prompt": "x", "height": 100}}', "application/json", 400),
+])
+def test_bad_bodies_get_json_errors(server, body, content_type, status):
+    response = httpx.post(server["url"], content=body, headers={**auth(), "Content-Type": content_type})
+    assert response.status_code == status
+    assert response.json()["ok"] is False
+    assert response.headers["x-request-id"]
+    assert "Traceback" not in response.text
+
+
+def test_oversize_body_is_refused_before_reading(server):
+    response = httpx.post(server["url"], content=b"x" * (3 * 1024 * 1024),
+                          headers={**auth(), "Content-Type": "application/json"})
+    assert response.status_code == 413
+
+
+def test_raw_file_with_its_media_type(server):
+    response = post(server, {"prompt": "x", **SMALL, "outputs": ["webm"], "return_base64": False})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "video/webm"
+    assert json.loads(response.headers["x-diagnostics"])["num_frames"] == 4
+    assert decode_video(response.content).frames.shape == (4, 64, 96, 3)
+    several = post(server, {"prompt": "x", **SMALL, "outputs": ["gif", "zip"], "return_base64": False})
+    assert several.status_code == 400 and several.json()["error"]["field"] == "return_base64"
+
+
+def test_request_id_is_echoed(server):
+    response = post(server, {"prompt": "x", **SMALL}, headers={**auth(), "X-Request-Id": "abc-123"})
+    assert response.headers["x-request-id"] == "abc-123"
+    assert "request abc-123: step 2/2" in server["log"].read_text()
+
+
+def frames_of(response: httpx.Response) -> np.ndarray:
+    assert response.status_code == 200, response.text
+    return decode_zip(base64.b64decode(response.json()["outputs"]["zip_base64"])).frames
+
+
+def test_queue_health_and_concurrent_requests(server):
+    slow = {"prompt": "slow", "height": 512, "width": 512, "num_frames": 17, "num_inference_steps": 30,
+            "outputs": ["zip"]}
+    alone = {seed: frames_of(post(server, {**slow, "seed": seed})) for seed in (1, 2)}
+    results: dict[int, httpx.Response] = {}
+
+    def send(seed: int) -> None:
+        results[seed] = post(server, {**slow, "seed": seed})
+
+    threads = [threading.Thread(target=send, args=(seed,)) for seed in (1, 2)]
+    threads[0].start()
+    time.sleep(0.3)
+    threads[1].start()
+    time.sleep(0.3)
+    started = time.perf_counter()
+    health = httpx.get(f"{server['url']}/health", headers=auth(), timeout=5)
+    health_seconds = time.perf_counter() - started
+    busy = post(server, {**slow, "seed": 3})  # one running, one waiting: depth 1 is full
+    for thread in threads:
+        thread.join()
+    assert health.status_code == 200 and health.json()["queue"]["in_flight"] == 2
+    assert health_seconds < 1.0
+    assert busy.status_code == 503 and int(busy.headers["retry-after"]) >= 1
+    for seed in (1, 2):
+        np.testing.assert_array_equal(frames_of(results[seed]), alone[seed])
