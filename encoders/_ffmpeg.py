@@ -18,12 +18,11 @@ from encoders.base import Clip
 
 # RGB -> YUV with the BT.709 matrix in limited range, and the stream tagged the same way, so that
 # players convert the colours back exactly (untagged streams are guessed at, differently per player).
-_COLOUR_ARGS = (
-    "-vf", "scale=out_color_matrix=bt709:out_range=limited,format={pix_fmt},"
-    # the frames' tags decide what the encoder and muxer write (-colorspace alone leaves
-    # primaries and transfer "unknown" in the WebM)
-    "setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=limited",
-)
+# The frames' tags decide what the encoder and muxer write (-colorspace alone leaves primaries
+# and transfer "unknown" in a WebM), hence setparams.
+_COLOUR_FILTER = ("scale=out_color_matrix=bt709:out_range=limited,format={pix_fmt},"
+                  "setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=limited")
+_EVEN_SIZE_FILTER = "pad=ceil(iw/2)*2:ceil(ih/2)*2,"  # 4:2:0 codecs such as H.264 need even sizes
 ENCODE_TIMEOUT_S = 600
 
 
@@ -36,20 +35,20 @@ def encoder_threads() -> int:
 
 
 def encode(clip: Clip, *, codec: str, suffix: str, codec_args: Sequence[str] = (),
-           pix_fmt: str = "yuv420p") -> bytes:
+           pix_fmt: str = "yuv420p", even_size: bool = False) -> bytes:
     """Encode `clip` with `codec` into a file ending in `suffix` and return its bytes."""
     try:
         ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
     except RuntimeError as exc:
         raise FfmpegError(f"no ffmpeg executable: {exc}") from exc
-    colour = [arg.format(pix_fmt=pix_fmt) for arg in _COLOUR_ARGS]
+    filters = (_EVEN_SIZE_FILTER if even_size else "") + _COLOUR_FILTER.format(pix_fmt=pix_fmt)
     with tempfile.TemporaryDirectory(prefix="video-encode-") as workdir:
         out_path = os.path.join(workdir, "out" + suffix)
         cmd = [
             ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
             "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{clip.width}x{clip.height}",
             "-framerate", str(clip.fps), "-i", "pipe:0",
-            "-an", *colour, "-c:v", codec, *codec_args, "-threads", str(encoder_threads()),
+            "-an", "-vf", filters, "-c:v", codec, *codec_args, "-threads", str(encoder_threads()),
             out_path,
         ]
         try:

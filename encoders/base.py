@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -44,3 +44,10 @@ class FormatOptions(BaseModel):
         None, ge=1, le=MAX_FPS,
         description="Playback rate of this output only; defaults to the request's `fps`.",
     )
+
+
+class VideoOptions(FormatOptions):
+    """Options of the ffmpeg video formats: `{"fps": int, "quality": "fast" | "good" | "best"}`."""
+
+    quality: Literal["fast", "good", "best"] = Field(
+        "good", description="Encoder preset: fast = quickest encode, best = highest quality.")

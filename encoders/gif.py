@@ -4,6 +4,9 @@ GIF stores frame delays in 1/100 s, so 12 fps cannot be one constant delay: the 
 distributed (8, 8, 9, 8, 8, 9, ... cs) so that they add up to num_frames / fps. Browsers play
 delays under 2 cs as 10 cs, so GIF refuses more than 50 fps rather than play at the wrong speed.
 
+Colours: one palette for the clip (octree + k-means), each pixel mapped to its nearest entry, no
+dithering (dither noise defeats GIF's LZW compression: bigger files; see benchmarks/encoders.py).
+
 The stream is written frame by frame with Pillow's GIF writer (`GifImagePlugin.getdata`), not
 `Image.save(save_all=True)`, because the latter merges identical consecutive frames and the
 API promises exactly `num_frames` frames.
@@ -20,7 +23,10 @@ from encoders.base import Clip, FormatOptions
 
 NAME, MIME, EXT = "gif", "image/gif", ".gif"
 MAX_FPS = 50
-_PALETTE_SAMPLE_FRAMES = 8  # frames the clip palette is computed from (evenly spaced)
+_COLOURS = 256
+_PALETTE_SAMPLE_FRAMES = 8  # frames the palette is learnt from (evenly spaced, half resolution)
+_KMEANS_SAMPLES, _KMEANS_ROUNDS = 20_000, 4
+_KEY_BITS = 7  # colours are matched to the palette at 7 bits per channel (2M cells)
 
 
 class Options(FormatOptions):
@@ -33,16 +39,60 @@ def frame_delays_cs(num_frames: int, fps: int) -> list[int]:
     return [end - start for start, end in zip([0, *ends[:-1]], ends, strict=True)]
 
 
-def _clip_palette(frames: np.ndarray) -> Image.Image:
-    """One 256-colour palette from a sample of frames (at half resolution: colours, not detail)."""
+def clip_palette(frames: np.ndarray, seed: int = 0) -> np.ndarray:
+    """One palette for the whole clip, `(256, 3)` uint8: Pillow's fast octree on a sample of
+    frames, refined by a few k-means rounds (octree alone leaves ~2 dB on the table)."""
     step = max(1, len(frames) // _PALETTE_SAMPLE_FRAMES)
     sample = np.ascontiguousarray(frames[::step, ::2, ::2])
-    sample = sample.reshape(-1, sample.shape[2], 3)  # the sampled frames stacked vertically
-    return Image.fromarray(sample).quantize(256, method=Image.Quantize.FASTOCTREE)
+    octree = Image.fromarray(sample.reshape(-1, sample.shape[2], 3)).quantize(
+        _COLOURS, method=Image.Quantize.FASTOCTREE)
+    centres = np.array(octree.getpalette()[: 3 * _COLOURS], np.float32).reshape(-1, 3)
+    pixels = sample.reshape(-1, 3)
+    rng = np.random.default_rng(seed)  # fixed: the same clip always gets the same palette
+    pixels = pixels[rng.choice(len(pixels), min(_KMEANS_SAMPLES, len(pixels)), replace=False)]
+    pixels = pixels.astype(np.float32)
+    for _ in range(_KMEANS_ROUNDS):
+        nearest = _nearest(pixels, centres)
+        counts = np.bincount(nearest, minlength=len(centres))
+        used = counts > 0
+        for channel in range(3):
+            sums = np.bincount(nearest, weights=pixels[:, channel], minlength=len(centres))
+            centres[used, channel] = sums[used] / counts[used]
+    return np.clip(np.round(centres), 0, 255).astype(np.uint8)
+
+
+def _nearest(colours: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """Index of the nearest palette entry for each colour (squared RGB distance), in chunks."""
+    palette = palette.astype(np.float32)
+    norms = (palette * palette).sum(1)
+    out = np.empty(len(colours), np.intp)
+    for start in range(0, len(colours), 16_384):
+        block = colours[start:start + 16_384].astype(np.float32)
+        out[start:start + 16_384] = (norms[None] - 2 * block @ palette.T).argmin(1)
+    return out
+
+
+def _colour_keys(frame: np.ndarray) -> np.ndarray:
+    q = (frame >> (8 - _KEY_BITS)).astype(np.uint32)
+    return (q[..., 0] << (2 * _KEY_BITS)) | (q[..., 1] << _KEY_BITS) | q[..., 2]
+
+
+def _palette_lookup(keys: list[np.ndarray], palette: np.ndarray) -> np.ndarray:
+    """Key -> palette index, computed exactly for the colour cells the clip actually uses."""
+    used = np.zeros(1 << (3 * _KEY_BITS), bool)
+    for frame_keys in keys:
+        used[frame_keys.ravel()] = True
+    cells = np.flatnonzero(used).astype(np.uint32)
+    mask, half = (1 << _KEY_BITS) - 1, (1 << (8 - _KEY_BITS)) / 2
+    centres = np.stack([cells >> (2 * _KEY_BITS), (cells >> _KEY_BITS) & mask, cells & mask], -1)
+    centres = centres.astype(np.float32) * (1 << (8 - _KEY_BITS)) + half - 0.5
+    lookup = np.zeros(1 << (3 * _KEY_BITS), np.uint8)
+    lookup[cells] = _nearest(centres, palette)
+    return lookup
 
 
 def _global_header(width: int, height: int, palette: bytes) -> bytes:
-    palette = palette.ljust(768, b"\0")[:768]
+    palette = palette.ljust(3 * _COLOURS, b"\0")[: 3 * _COLOURS]
     screen = b"GIF89a" + struct.pack("<HHBBB", width, height, 0xF7, 0, 0)
     loop_forever = b"!\xff\x0bNETSCAPE2.0\x03\x01" + struct.pack("<H", 0) + b"\0"
     return screen + palette + loop_forever
@@ -58,19 +108,20 @@ def _changed_box(previous: np.ndarray, current: np.ndarray) -> tuple[int, int, i
 
 
 def encode(clip: Clip, options: Options) -> bytes:
-    palette = _clip_palette(clip.frames)
+    palette = clip_palette(clip.frames)
+    keys = [_colour_keys(frame) for frame in clip.frames]
+    lookup = _palette_lookup(keys, palette)
     delays = frame_delays_cs(clip.num_frames, clip.fps)
-    chunks = [_global_header(clip.width, clip.height, bytes(palette.getpalette() or []))]
+    chunks = [_global_header(clip.width, clip.height, palette.tobytes())]
     previous = None
-    for frame, delay in zip(clip.frames, delays, strict=True):
-        indexed = Image.fromarray(frame).quantize(palette=palette, dither=Image.Dither.NONE)
-        pixels = np.asarray(indexed)
+    for frame_keys, delay in zip(keys, delays, strict=True):
+        indices = lookup[frame_keys]
         left, top, right, bottom = (
-            (0, 0, clip.width, clip.height) if previous is None else _changed_box(previous, pixels)
-        )
-        # disposal 1 = keep: a partial frame is drawn over the previous one
-        part = indexed.crop((left, top, right, bottom))
+            (0, 0, clip.width, clip.height) if previous is None else _changed_box(previous, indices))
+        # palette indices written as they are (no local colour table); disposal 1 = keep, so a
+        # partial frame is drawn over the previous one
+        part = Image.fromarray(np.ascontiguousarray(indices[top:bottom, left:right]))
         chunks += GifImagePlugin.getdata(part, (left, top), duration=delay * 10, disposal=1)
-        previous = pixels
+        previous = indices
     chunks.append(b";")
     return b"".join(chunks)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from encoders import gif, webm
+from encoders import gif, mp4, webm
 from encoders import zip as zip_format
 
-FORMATS: dict[str, ModuleType] = {module.NAME: module for module in (gif, webm, zip_format)}
+FORMATS: dict[str, ModuleType] = {module.NAME: module for module in (gif, webm, mp4, zip_format)}
 
 
 def get(name: str) -> ModuleType:

@@ -13,12 +13,8 @@ Quality presets, as libvpx-vp9 settings (constant quality: `-b:v 0` with `-crf`)
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import Field
-
 from encoders import _ffmpeg
-from encoders.base import Clip, FormatOptions
+from encoders.base import Clip, VideoOptions
 
 NAME, MIME, EXT = "webm", "video/webm", ".webm"
 
@@ -29,11 +25,8 @@ PRESETS: dict[str, tuple[str, ...]] = {
 }
 
 
-class Options(FormatOptions):
+class Options(VideoOptions):
     """`"webm": {"fps": int, "quality": "fast" | "good" | "best"}`."""
-
-    quality: Literal["fast", "good", "best"] = Field(
-        "good", description="Encoder preset: fast = quickest encode, best = highest quality.")
 
 
 def encode(clip: Clip, options: Options) -> bytes:

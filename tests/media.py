@@ -13,15 +13,26 @@ from PIL import Image
 
 
 def synthetic_clip(num_frames: int = 12, height: int = 64, width: int = 96, seed: int = 0) -> np.ndarray:
-    """Gradients, a moving square and mild noise: real content for palettes and codecs."""
+    """A deterministic clip like generated video: smooth gradients (a sky-to-ground background
+    that drifts), three soft-edged shapes moving across it, and mild noise (sigma 2).
+    Real content for palettes and codecs; `np.zeros` would hide their bugs."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    v, u = y / height, x / width
     frames = np.empty((num_frames, height, width, 3), np.uint8)
+    shapes = [((235, 80, 60), 0.18, 0.2, 0.35), ((60, 200, 120), 0.12, 0.8, 0.6), ((250, 220, 70), 0.1, 0.5, 0.8)]
     for t in range(num_frames):
-        rgb = np.stack([(x / width * 255 + t * 6) % 256, y / height * 255,
-                        128 + 100 * np.sin((x + y + t * 8) / 20)], axis=-1)
-        cx = int(width * (0.2 + 0.6 * t / max(1, num_frames)))
-        rgb[height // 3: 2 * height // 3, max(cx - 8, 0): cx + 8] = (250, 40, 40)
+        phase = t / max(1, num_frames)
+        sky = np.stack([70 + 90 * v, 120 + 80 * v, 220 - 60 * v], -1)
+        ground = np.stack([110 + 40 * u, 90 + 30 * u, 60 + 10 * u], -1)
+        horizon = 0.6 + 0.05 * np.sin(2 * np.pi * (u + phase))
+        mix = np.clip((v - horizon) * 12 + 0.5, 0, 1)[..., None]
+        rgb = sky * (1 - mix) + ground * mix
+        for colour, radius, cx, cy in shapes:
+            cx = (cx + 0.5 * phase) % 1.0
+            dist = np.hypot((u - cx) * width / height, v - cy)
+            alpha = np.clip((radius - dist) * height / 2, 0, 1)[..., None]  # ~2 px soft edge
+            rgb = rgb * (1 - alpha) + np.array(colour, np.float32) * alpha
         rgb += rng.normal(0, 2, rgb.shape)
         frames[t] = np.clip(rgb, 0, 255).astype(np.uint8)
     return frames

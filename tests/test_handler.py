@@ -44,7 +44,7 @@ def test_text_to_video_gif_card_example(handler):
     assert (diag["num_inference_steps"], diag["guidance_scale"]) == (2, 7.5)
     assert diag["model"]["family"] == "ltx-video" and "noise" in diag["model"]["note"]
     assert diag["device"] == "cpu" and diag["dtype"] == "float32"
-    assert {"parse", "generate", "encode_gif", "base64", "total"} <= set(diag["timing_ms"])
+    assert {"parse", "generate", "encode", "encode.gif", "base64", "total"} <= set(diag["timing_ms"])
     assert isinstance(diag["seed"], int)
     assert diag["adjusted"]  # 32 -> 33 frames is reported
 
@@ -80,18 +80,22 @@ def test_zip_of_png_frames_with_manifest(handler):
 
 def test_all_outputs_share_the_same_frames_and_format_fps_overrides(handler):
     result = call(handler, prompt="a cat", num_frames=10, fps=10, seed=3,
-                  outputs=["gif", "webm", "zip"], gif={"fps": 5}, webm={"fps": 20, "quality": "fast"})
+                  outputs=["gif", "webm", "mp4", "zip"], gif={"fps": 5}, webm={"fps": 20, "quality": "fast"})
     gif = decode_gif(b64(result, "gif"))
     video = decode_video(b64(result, "webm"))
+    h264 = decode_video(b64(result, "mp4"))
     archive = decode_zip(b64(result, "zip"))
-    assert len(gif.frames) == len(video.frames) == len(archive.frames) == 10
+    assert len(gif.frames) == len(video.frames) == len(h264.frames) == len(archive.frames) == 10
+    assert (h264.codec, h264.fps) == ("h264", 10)
     assert sum(gif.durations_ms) == pytest.approx(10 / 5 * 1000, abs=10)
     assert video.fps == 20
     assert archive.manifest["fps"] == 10  # the top-level fps where the format gives none
     # ZIP is lossless: the GIF and the WebM are approximations of exactly these frames.
     assert np.abs(gif.frames.astype(int) - archive.frames).mean() < 20
     outputs_info = result["diagnostics"]["outputs"]
-    assert [outputs_info[n]["fps"] for n in ("gif", "webm", "zip")] == [5, 20, 10]
+    assert [outputs_info[n]["fps"] for n in ("gif", "webm", "mp4", "zip")] == [5, 20, 10, 10]
+    assert {"encode", "encode.gif", "encode.webm", "encode.mp4", "encode.zip"} <= set(
+        result["diagnostics"]["timing_ms"])
 
 
 def test_return_base64_false_gives_raw_bytes(handler):

@@ -15,7 +15,7 @@ ENCODER_DIR = Path(registry.__file__).parent
 def test_every_format_module_is_registered_with_its_parts():
     modules = {p.stem for p in ENCODER_DIR.glob("*.py") if p.stem not in {"__init__", "base", "registry"}
                and not p.stem.startswith("_")}
-    assert modules == set(registry.FORMATS) == {"gif", "webm", "zip"}
+    assert modules == set(registry.FORMATS) == {"gif", "webm", "mp4", "zip"}
     for name, module in registry.FORMATS.items():
         assert name == module.NAME and f".{name}" == module.EXT and "/" in module.MIME
         assert issubclass(module.Options, FormatOptions) and callable(module.encode)

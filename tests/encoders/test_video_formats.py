@@ -1,0 +1,49 @@
+"""WebM (VP9) and MP4 (H.264): codec, frames, size, rate, colour tags and a quality floor per preset."""
+
+from __future__ import annotations
+
+import pytest
+
+from encoders import mp4, webm
+from encoders.base import Clip
+from tests.media import decode_video, psnr, synthetic_clip
+
+FRAMES = synthetic_clip(24, 64, 96)
+# Measured on this clip: VP9 31.2/32.7/33.1 dB, H.264 29.8/32.3/32.9 dB (fast/good/best).
+FLOORS = {"webm": {"fast": 29, "good": 31, "best": 31.5}, "mp4": {"fast": 28, "good": 30.5, "best": 31.5}}
+FORMATS = {"webm": (webm, "vp9"), "mp4": (mp4, "h264")}
+
+
+@pytest.mark.parametrize("name", FORMATS)
+@pytest.mark.parametrize("quality", ["fast", "good", "best"])
+def test_decodes_with_exact_frames_size_rate_and_quality(name, quality):
+    module, codec = FORMATS[name]
+    video = decode_video(module.encode(Clip(FRAMES, fps=24), module.Options(quality=quality)))
+    assert video.codec == codec
+    assert video.frames.shape == FRAMES.shape
+    assert video.size == (96, 64)
+    assert video.fps == 24
+    assert video.pix_fmt == "yuv420p"
+    assert video.duration_s == pytest.approx(1.0, abs=0.05)
+    assert video.colour_tags == (1, 1, 1, 1)  # BT.709 matrix, primaries, transfer; limited range
+    assert psnr(video.frames, FRAMES) > FLOORS[name][quality]
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_best_is_closer_to_the_source_than_fast(name):
+    module, _ = FORMATS[name]
+    fast = decode_video(module.encode(Clip(FRAMES, fps=12), module.Options(quality="fast")))
+    best = decode_video(module.encode(Clip(FRAMES, fps=12), module.Options(quality="best")))
+    assert psnr(best.frames, FRAMES) > psnr(fast.frames, FRAMES)
+
+
+def test_mp4_index_comes_first_for_streaming():
+    data = mp4.encode(Clip(FRAMES, fps=12), mp4.Options())
+    assert data.index(b"moov") < data.index(b"mdat")  # +faststart
+
+
+def test_mp4_odd_size_is_padded_to_even():
+    odd = synthetic_clip(6, 33, 47)
+    video = decode_video(mp4.encode(Clip(odd, fps=12), mp4.Options()))
+    assert video.size == (48, 34) and len(video.frames) == 6
+    assert psnr(video.frames[:, :33, :47], odd) > 26
