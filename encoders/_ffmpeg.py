@@ -34,24 +34,32 @@ def encoder_threads() -> int:
     return max(1, min(16, os.cpu_count() or 1))
 
 
-def encode(clip: Clip, *, codec: str, suffix: str, codec_args: Sequence[str] = (),
-           pix_fmt: str = "yuv420p", even_size: bool = False) -> bytes:
-    """Encode `clip` with `codec` into a file ending in `suffix` and return its bytes."""
+def command(clip: Clip, out_path: str, *, codec: str, codec_args: Sequence[str] = (),
+            pix_fmt: str = "yuv420p", even_size: bool = False) -> list[str]:
+    """The ffmpeg command line that reads `clip` as raw RGB on stdin and writes `out_path`."""
     try:
         ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
     except RuntimeError as exc:
         raise FfmpegError(f"no ffmpeg executable: {exc}") from exc
     filters = (_EVEN_SIZE_FILTER if even_size else "") + _COLOUR_FILTER.format(pix_fmt=pix_fmt)
+    return [
+        ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{clip.width}x{clip.height}",
+        "-framerate", str(clip.fps), "-i", "pipe:0",
+        "-an", "-vf", filters, "-c:v", codec, *codec_args, "-threads", str(encoder_threads()),
+        out_path,
+    ]
+
+
+def encode(clip: Clip, *, codec: str, suffix: str, codec_args: Sequence[str] = (),
+           pix_fmt: str = "yuv420p", even_size: bool = False) -> bytes:
+    """Encode `clip` with `codec` into a file ending in `suffix` and return its bytes."""
     with tempfile.TemporaryDirectory(prefix="video-encode-") as workdir:
         out_path = os.path.join(workdir, "out" + suffix)
-        cmd = [
-            ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
-            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{clip.width}x{clip.height}",
-            "-framerate", str(clip.fps), "-i", "pipe:0",
-            "-an", "-vf", filters, "-c:v", codec, *codec_args, "-threads", str(encoder_threads()),
-            out_path,
-        ]
+        cmd = command(clip, out_path, codec=codec, codec_args=codec_args, pix_fmt=pix_fmt,
+                      even_size=even_size)
         try:
+            # the frames go in as one buffer without a copy; ffmpeg reads them as they are written
             done = subprocess.run(cmd, input=memoryview(clip.frames).cast("B"),
                                   capture_output=True, timeout=ENCODE_TIMEOUT_S, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:

@@ -27,6 +27,7 @@ _COLOURS = 256
 _PALETTE_SAMPLE_FRAMES = 8  # frames the palette is learnt from (evenly spaced, half resolution)
 _KMEANS_SAMPLES, _KMEANS_ROUNDS = 20_000, 4
 _KEY_BITS = 7  # colours are matched to the palette at 7 bits per channel (2M cells)
+_MAX_EXACT_CELLS = 1 << 17  # more used cells than this (noise): match at 6 bits instead
 
 
 class Options(FormatOptions):
@@ -77,18 +78,34 @@ def _colour_keys(frame: np.ndarray) -> np.ndarray:
     return (q[..., 0] << (2 * _KEY_BITS)) | (q[..., 1] << _KEY_BITS) | q[..., 2]
 
 
+def _cell_centres(cells: np.ndarray, bits: int) -> np.ndarray:
+    """RGB centres of colour cells keyed like `_colour_keys` at `bits` per channel."""
+    mask, size = (1 << bits) - 1, 1 << (8 - bits)
+    rgb = np.stack([cells >> (2 * bits), (cells >> bits) & mask, cells & mask], -1)
+    return rgb.astype(np.float32) * size + (size - 1) / 2
+
+
 def _palette_lookup(keys: list[np.ndarray], palette: np.ndarray) -> np.ndarray:
-    """Key -> palette index, computed exactly for the colour cells the clip actually uses."""
+    """Key -> palette index, computed exactly for the colour cells the clip actually uses.
+
+    Generated video uses a few ten thousand cells; noise (e.g. a random-weight model) can use
+    all two million, and then the match is made at 6 bits per channel (8x fewer cells).
+    """
     used = np.zeros(1 << (3 * _KEY_BITS), bool)
     for frame_keys in keys:
         used[frame_keys.ravel()] = True
     cells = np.flatnonzero(used).astype(np.uint32)
-    mask, half = (1 << _KEY_BITS) - 1, (1 << (8 - _KEY_BITS)) / 2
-    centres = np.stack([cells >> (2 * _KEY_BITS), (cells >> _KEY_BITS) & mask, cells & mask], -1)
-    centres = centres.astype(np.float32) * (1 << (8 - _KEY_BITS)) + half - 0.5
-    lookup = np.zeros(1 << (3 * _KEY_BITS), np.uint8)
-    lookup[cells] = _nearest(centres, palette)
-    return lookup
+    if len(cells) <= _MAX_EXACT_CELLS:
+        lookup = np.zeros(1 << (3 * _KEY_BITS), np.uint8)
+        lookup[cells] = _nearest(_cell_centres(cells, _KEY_BITS), palette)
+        return lookup
+    coarse_bits = _KEY_BITS - 1
+    coarse = _nearest(_cell_centres(np.arange(1 << (3 * coarse_bits), dtype=np.uint32), coarse_bits), palette)
+    keys_7 = np.arange(1 << (3 * _KEY_BITS), dtype=np.uint32)
+    keys_6 = (((keys_7 >> (2 * _KEY_BITS + 1)) << (2 * coarse_bits))
+              | (((keys_7 >> (_KEY_BITS + 1)) & ((1 << coarse_bits) - 1)) << coarse_bits)
+              | ((keys_7 >> 1) & ((1 << coarse_bits) - 1)))
+    return coarse.astype(np.uint8)[keys_6]
 
 
 def _global_header(width: int, height: int, palette: bytes) -> bytes:

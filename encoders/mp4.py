@@ -30,7 +30,10 @@ class Options(VideoOptions):
     """`"mp4": {"fps": int, "quality": "fast" | "good" | "best"}`."""
 
 
+def ffmpeg_args(options: Options) -> dict:
+    return {"codec": "libx264", "even_size": True,
+            "codec_args": (*PRESETS[options.quality], "-profile:v", "high", "-movflags", "+faststart")}
+
+
 def encode(clip: Clip, options: Options) -> bytes:
-    return _ffmpeg.encode(clip, codec="libx264", suffix=EXT, even_size=True,
-                          codec_args=(*PRESETS[options.quality], "-profile:v", "high",
-                                      "-movflags", "+faststart"))
+    return _ffmpeg.encode(clip, suffix=EXT, **ffmpeg_args(options))

@@ -29,5 +29,9 @@ class Options(VideoOptions):
     """`"webm": {"fps": int, "quality": "fast" | "good" | "best"}`."""
 
 
+def ffmpeg_args(options: Options) -> dict:
+    return {"codec": "libvpx-vp9", "codec_args": PRESETS[options.quality]}
+
+
 def encode(clip: Clip, options: Options) -> bytes:
-    return _ffmpeg.encode(clip, codec="libvpx-vp9", suffix=EXT, codec_args=PRESETS[options.quality])
+    return _ffmpeg.encode(clip, suffix=EXT, **ffmpeg_args(options))

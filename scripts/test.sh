@@ -3,9 +3,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-# The server tests run the API card's curl | jq | base64 pipelines (skipped without curl and jq).
-if { ! command -v curl || ! command -v jq; } >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq curl jq >/dev/null
+# System tools some tests use, installed where we may (root with apt, e.g. CI); elsewhere those
+# tests skip with a message: curl + jq (the API card's pipelines), chromium (browser playback).
+missing=""
+for tool in curl jq chromium; do command -v "$tool" >/dev/null || missing="$missing $tool"; done
+if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 fi
 .venv/bin/python -m ruff check .
 .venv/bin/python -m pytest -q "$@"

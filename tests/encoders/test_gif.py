@@ -61,3 +61,16 @@ def test_palette_is_deterministic_and_full():
     first, again = gif.clip_palette(frames), gif.clip_palette(frames)
     np.testing.assert_array_equal(first, again)
     assert first.shape == (256, 3) and first.dtype == np.uint8
+
+
+def test_noise_falls_back_to_a_coarser_match_that_stays_close():
+    noise = np.random.default_rng(0).integers(0, 256, (8, 256, 256, 3), dtype=np.uint8)
+    keys = [gif._colour_keys(frame) for frame in noise]
+    palette = gif.clip_palette(noise)
+    lookup = gif._palette_lookup(keys, palette)
+    exact = gif._nearest(noise[0].reshape(-1, 3), palette)
+    coarse = lookup[keys[0].ravel()]
+    error = lambda idx: np.abs(palette[idx].astype(int) - noise[0].reshape(-1, 3)).sum(1).mean()  # noqa: E731
+    assert error(coarse) < error(exact) * 1.05
+    decoded = decode_gif(gif.encode(Clip(noise, fps=10), gif.Options()))
+    assert decoded.frames.shape == noise.shape
