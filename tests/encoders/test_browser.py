@@ -9,6 +9,7 @@ import subprocess
 import threading
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
@@ -42,7 +43,7 @@ window.addEventListener("load", async () => {
 
 
 class _Handler(SimpleHTTPRequestHandler):
-    results: list = []
+    results: ClassVar[list] = []
 
     def do_POST(self) -> None:  # the page reports here
         body = self.rfile.read(int(self.headers["Content-Length"]))
