@@ -34,6 +34,8 @@ class Limits:
     """VIDEO_MAX_FRAMES: most frames one request may ask for."""
     max_pixels: int = 1024 * 1024
     """VIDEO_MAX_PIXELS: most height x width of one frame."""
+    max_video_pixels: int = 160_000_000
+    """VIDEO_MAX_VIDEO_PIXELS: most num_frames x height x width (the decoded video's size)."""
     max_steps: int = 100
     """VIDEO_MAX_STEPS: most denoising steps."""
     max_prompt_chars: int = 4000
@@ -47,6 +49,7 @@ class Limits:
     ENV: ClassVar[dict[str, str]] = {
         "max_frames": "VIDEO_MAX_FRAMES",
         "max_pixels": "VIDEO_MAX_PIXELS",
+        "max_video_pixels": "VIDEO_MAX_VIDEO_PIXELS",
         "max_steps": "VIDEO_MAX_STEPS",
         "max_prompt_chars": "VIDEO_MAX_PROMPT_CHARS",
         "max_image_bytes": "VIDEO_MAX_IMAGE_BYTES",
@@ -156,13 +159,14 @@ def _inputs_of(data: Any) -> dict[str, Any]:
         raise InvalidRequest("inputs must be an object (or the prompt as a string)", field="inputs")
     both = sorted(set(inputs) & set(parameters))
     if both:
-        raise InvalidRequest(f"{both[0]} is given in both inputs and parameters; give it once",
-                             field=both[0])
+        raise InvalidRequest(f"{both[0]!r} is given in both inputs and parameters; give it once",
+                             field=_field_path((both[0],)))
     return {**parameters, **inputs}
 
 
 def _field_path(loc: tuple[Any, ...]) -> str | None:
-    return ".".join(str(part) for part in loc if not isinstance(part, int)) or None
+    names = [str(part) or '""' for part in loc if not isinstance(part, int)]  # an empty key shows as ""
+    return ".".join(names) or None
 
 
 def _known_fields(loc: tuple[Any, ...]) -> list[str]:
@@ -212,6 +216,12 @@ def check_limits(request: BaseModel, limits: Limits) -> None:
         raise InvalidRequest(
             f"height x width = {request.height * request.width} pixels is over this server's limit "
             f"of {limits.max_pixels} (setting VIDEO_MAX_PIXELS)", field="height")
+    video_pixels = request.num_frames * request.height * request.width
+    if video_pixels > limits.max_video_pixels:
+        raise InvalidRequest(
+            f"num_frames x height x width = {video_pixels} is over this server's limit of "
+            f"{limits.max_video_pixels} (setting VIDEO_MAX_VIDEO_PIXELS): ask for fewer frames or a "
+            "smaller size", field="num_frames")
     for name in request.outputs:
         fps, max_fps = output_fps(request, name), getattr(FORMATS[name], "MAX_FPS", MAX_FPS)
         if fps > max_fps:

@@ -3,13 +3,16 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import os
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 from PIL import Image
 
 from handler import EndpointHandler
 from pipelines import tiny
+from request_schema import Limits
 
 # Small sizes keep a full request on the tiny model well under a second on 2 CPU cores.
 SMALL = {"height": 64, "width": 96, "num_inference_steps": 2}
@@ -40,3 +43,24 @@ def jpeg_base64(width: int = 80, height: int = 48, **save_args) -> str:
     buffer = io.BytesIO()
     Image.fromarray(rgb).save(buffer, format="JPEG", quality=90, **save_args)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+# Property-based tests: a CI profile of a few hundred examples and a long one (HYPOTHESIS_PROFILE=long).
+settings.register_profile("ci", max_examples=300, deadline=None, derandomize=True,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+settings.register_profile("long", max_examples=2000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# Tight limits: only small requests are valid, so a fuzzed request that passes validation runs fast.
+FUZZ_LIMITS = Limits(max_frames=9, max_pixels=64 * 64, max_video_pixels=9 * 64 * 64, max_steps=3,
+                     max_image_bytes=256 * 1024, max_image_pixels=512 * 512)
+
+
+@pytest.fixture(scope="session")
+def fuzz_handler(tiny_model_dir) -> EndpointHandler:
+    return EndpointHandler(str(tiny_model_dir), limits=FUZZ_LIMITS)
+
+
+GOOD_SMALL_REQUEST = {"inputs": {"prompt": "fine", "height": 32, "width": 32, "num_frames": 1,
+                                 "num_inference_steps": 2, "seed": 0, "outputs": ["gif"]}}
