@@ -57,10 +57,13 @@ def decode(data: Any, limits: Limits, timer: StageTimer) -> tuple[BaseModel, Gen
 
 def plan(request: BaseModel, image, model: VideoModel) -> tuple[GenerationJob, list[str]]:
     """The family's adjustments (e.g. 8k+1 frames) and a seed; notes say what was adjusted."""
-    if image is not None and "i2v" not in model.modes:
-        raise Unsupported(f"model '{model.source}' ({model.family.FAMILY}) cannot do image-to-video; "
-                          "send the request without an image", field="image")
-    model.family.check_request(model.pipelines, request.num_inference_steps)
+    mode = "t2v" if image is None else "i2v"
+    if mode not in model.modes:
+        raise Unsupported(
+            f"model '{model.source}' ({model.family.FAMILY} {model.pipelines.class_name}) cannot do "
+            + ("image-to-video: send the request without an image" if image is not None
+               else "text-to-video: it animates an input image, send one in 'image'"), field="image")
+    model.family.check_request(model.pipelines, request)
     generated = model.family.frames_to_generate(model.pipelines, request.num_frames)
     notes = []
     if generated != request.num_frames:

@@ -4,6 +4,7 @@ the loaded model the handler talks to (one copy of the weights, generation seria
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -53,11 +54,50 @@ class GenerationJob:
 
 @dataclass
 class LoadedPipelines:
-    """A family's loaded pipelines: text-to-video and image-to-video share one set of weights."""
+    """A family's loaded pipelines, None for a mode the checkpoint cannot do. Where a checkpoint
+    does both, the two pipelines share one set of weights (`from_pipe`)."""
 
-    t2v: Any
+    t2v: Any | None
     i2v: Any | None
     class_name: str
+
+    @property
+    def any(self) -> Any:
+        """Either pipeline: for what both share (VAE, scheduler, config)."""
+        return self.t2v if self.t2v is not None else self.i2v
+
+
+def smallest_valid_frames(num_frames: int, ratio: int) -> int:
+    """The smallest k * ratio + 1 >= num_frames: the counts a causal video VAE with temporal
+    compression `ratio` decodes to."""
+    return max(0, math.ceil((num_frames - 1) / ratio)) * ratio + 1
+
+
+def run_pipeline(pipe: Any, job: GenerationJob, on_step: StepCallback, **family_args: Any) -> torch.Tensor:
+    """Call a diffusers video pipeline for `job`: `(1, F, 3, H, W)` floats in [0, 1] on its device.
+
+    Noise comes from a CPU generator, so a seed draws the same noise on every device."""
+
+    def step_end(_pipe, step: int, _timestep, callback_kwargs: dict) -> dict:
+        on_step(step + 1, job.num_inference_steps)
+        return callback_kwargs
+
+    if job.image is not None:
+        family_args["image"] = job.image
+    result = pipe(
+        prompt=job.prompt,
+        negative_prompt=job.negative_prompt,
+        height=job.height,
+        width=job.width,
+        num_frames=job.num_frames,
+        num_inference_steps=job.num_inference_steps,
+        guidance_scale=job.guidance_scale,
+        generator=torch.Generator("cpu").manual_seed(job.seed),
+        output_type="pt",
+        callback_on_step_end=step_end,
+        **family_args,
+    )
+    return result.frames
 
 
 @dataclass
@@ -94,7 +134,7 @@ class VideoModel:
 
     @property
     def modes(self) -> list[str]:
-        return ["t2v"] + (["i2v"] if self.pipelines.i2v is not None else [])
+        return [mode for mode in ("t2v", "i2v") if getattr(self.pipelines, mode) is not None]
 
     def describe(self) -> dict[str, Any]:
         info = {

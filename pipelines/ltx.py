@@ -8,7 +8,6 @@ is 8) and sizes multiples of 32 (its spatial ratio): the ratios are read from th
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
@@ -21,7 +20,8 @@ from diffusers import (
 )
 
 from errors import InvalidRequest
-from pipelines.base import GenerationJob, LoadedPipelines, StepCallback
+from pipelines import _tiny_parts
+from pipelines.base import GenerationJob, LoadedPipelines, StepCallback, run_pipeline, smallest_valid_frames
 
 FAMILY = "ltx-video"
 CLASS_NAMES = ("LTXPipeline", "LTXImageToVideoPipeline")
@@ -41,60 +41,35 @@ def load(source: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelin
 
 
 def frames_to_generate(pipelines: LoadedPipelines, num_frames: int) -> int:
-    """The smallest valid count (k * ratio + 1) that is >= num_frames."""
-    ratio = pipelines.t2v.vae_temporal_compression_ratio
-    return max(0, math.ceil((num_frames - 1) / ratio)) * ratio + 1
+    return smallest_valid_frames(num_frames, pipelines.any.vae_temporal_compression_ratio)
 
 
-def check_request(pipelines: LoadedPipelines, num_inference_steps: int) -> None:
+def check_request(pipelines: LoadedPipelines, request) -> None:
     """Family rules beyond the API's own. A scheduler that stretches its sigmas to a terminal
     value (`shift_terminal`, LTX-Video 0.9.1 and later) divides by zero with a single step."""
-    if num_inference_steps < 2 and pipelines.t2v.scheduler.config.get("shift_terminal"):
+    if request.num_inference_steps < 2 and pipelines.any.scheduler.config.get("shift_terminal"):
         raise InvalidRequest("this model's scheduler needs at least 2 steps", field="num_inference_steps")
 
 
 def frame_rule(pipelines: LoadedPipelines) -> str:
-    return f"{pipelines.t2v.vae_temporal_compression_ratio}k+1 frames"
+    return f"{pipelines.any.vae_temporal_compression_ratio}k+1 frames"
 
 
 def generate(pipelines: LoadedPipelines, job: GenerationJob, on_step: StepCallback) -> torch.Tensor:
-    """Run the pipeline; returns `(1, F, 3, H, W)` floats in [0, 1] on the pipeline's device."""
     pipe = pipelines.t2v if job.image is None else pipelines.i2v
-
-    def step_end(_pipe, step: int, _timestep, callback_kwargs: dict) -> dict:
-        on_step(step + 1, job.num_inference_steps)
-        return callback_kwargs
-
-    kwargs = {}
-    if job.image is not None:
-        kwargs["image"] = job.image
+    extra = {"frame_rate": job.fps}  # LTX scales its rotary position embedding in time by it
     if pipe.vae.config.get("timestep_conditioning"):
-        kwargs.update(decode_timestep=_DECODE_TIMESTEP, decode_noise_scale=_DECODE_NOISE_SCALE)
-    # A CPU generator draws the same noise on every device: a seed means the same video anywhere.
-    generator = torch.Generator("cpu").manual_seed(job.seed)
-    result = pipe(
-        prompt=job.prompt,
-        negative_prompt=job.negative_prompt,
-        height=job.height,
-        width=job.width,
-        num_frames=job.num_frames,
-        frame_rate=job.fps,
-        num_inference_steps=job.num_inference_steps,
-        guidance_scale=job.guidance_scale,
-        generator=generator,
-        output_type="pt",
-        callback_on_step_end=step_end,
-        **kwargs,
-    )
-    return result.frames
+        extra.update(decode_timestep=_DECODE_TIMESTEP, decode_noise_scale=_DECODE_NOISE_SCALE)
+    return run_pipeline(pipe, job, on_step, **extra)
 
 
-def build_tiny(directory: Path, tokenizer, text_encoder) -> None:
+def build_tiny(directory: Path) -> None:
     """Save a tiny random-weight LTX-Video pipeline: the real classes at toy sizes, with the
     real VAE compression ratios (32 spatial, 8 temporal) so frame and size rules are the real ones."""
+    tokenizer = _tiny_parts.t5_tokenizer()
     transformer = LTXVideoTransformer3DModel(
         in_channels=16, out_channels=16, num_attention_heads=2, attention_head_dim=16,
-        cross_attention_dim=32, num_layers=2, caption_channels=text_encoder.config.d_model)
+        cross_attention_dim=32, num_layers=2, caption_channels=_tiny_parts.TEXT_WIDTH)
     vae = AutoencoderKLLTXVideo(
         latent_channels=16, block_out_channels=(8, 16, 32, 32),
         decoder_block_out_channels=(8, 16, 32, 32), layers_per_block=(1, 1, 1, 1, 1),
@@ -102,6 +77,6 @@ def build_tiny(directory: Path, tokenizer, text_encoder) -> None:
     scheduler = FlowMatchEulerDiscreteScheduler(
         use_dynamic_shifting=True, base_shift=0.95, max_shift=2.05, base_image_seq_len=1024,
         max_image_seq_len=4096, shift_terminal=0.1)
-    pipe = LTXPipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder,
+    pipe = LTXPipeline(scheduler=scheduler, vae=vae, text_encoder=_tiny_parts.t5_encoder(tokenizer),
                        tokenizer=tokenizer, transformer=transformer)
     pipe.save_pretrained(directory, safe_serialization=True)

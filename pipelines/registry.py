@@ -13,12 +13,12 @@ from types import ModuleType
 from diffusers import DiffusionPipeline
 
 from errors import ModelLoadError
-from pipelines import ltx, tiny
+from pipelines import ltx, tiny, wan
 from pipelines.base import VideoModel, pick_device_and_dtype
 
 logger = logging.getLogger(__name__)
 
-FAMILIES: tuple[ModuleType, ...] = (ltx,)
+FAMILIES: tuple[ModuleType, ...] = (ltx, wan)
 BY_CLASS_NAME: dict[str, ModuleType] = {name: family for family in FAMILIES for name in family.CLASS_NAMES}
 
 MODEL_ENV = "VIDEO_MODEL_ID"
@@ -33,8 +33,8 @@ def resolve_source(path: str | os.PathLike | None, model_id: str | None = None) 
     where = f"{path or '(no path)'} holds no model_index.json"
     named_by = "the model_id argument" if model_id else MODEL_ENV
     model_id = (model_id or os.environ.get(MODEL_ENV, "")).strip()
-    if model_id == tiny.TINY_ID:
-        return str(tiny.ensure()), f"{where}; {named_by}=tiny (random weights)"
+    if model_id in tiny.BUILDERS:
+        return str(tiny.ensure(model_id=model_id)), f"{where}; {named_by}={model_id} (random weights)"
     if model_id:
         return model_id, f"{where}; {named_by}={model_id}"
     return DEFAULT_MODEL_ID, f"{where} and {MODEL_ENV} is unset: default {DEFAULT_MODEL_ID}"

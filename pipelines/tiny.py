@@ -13,66 +13,40 @@ import tempfile
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import T5Config, T5EncoderModel, T5Tokenizer
 
-from pipelines import ltx
+from pipelines import ltx, wan
 
 TINY_ID = "tiny"
 CACHE_ENV = "VIDEO_TINY_MODEL_DIR"
 MARKER = "RANDOM_WEIGHTS.txt"  # written beside model_index.json: diagnostics then say "noise"
-_VERSION = 1  # bump when the tiny model changes, so stale caches are rebuilt
+_VERSION = 2  # bump when a tiny model changes, so stale caches are rebuilt
 _SEED = 0
-_CORPUS = """
-a cyberpunk street in rain, neon lights reflecting on wet asphalt
-cinematic drone shot of a futuristic city at sunset, glass towers and flying cars
-slow zoom in, volumetric fog, soft light through the trees of a quiet forest
-waves crashing on the shore, moving water, foam and spray, golden hour
-slow pan over a mars landscape, red dust, rocks and a distant rover
-a cat walking across a wooden table, shallow depth of field, warm colours
-timelapse of clouds moving over snowy mountains, blue sky, dramatic shadows
-a person dancing in a studio, colourful lights, smooth camera motion
-close up of a flower blooming, macro lens, dew drops, morning sun
-an old train crossing a bridge in the countryside, steam and green hills
-underwater coral reef with fish swimming, sunlight rays, gentle current
-blurry, low quality, distorted, watermark, text, jittery, static, worst quality
-""".strip().splitlines()
+# model id -> builder; "tiny" is LTX-Video, the default family
+BUILDERS = {
+    "tiny": ltx.build_tiny,
+    "tiny-wan": wan.build_tiny_t2v,
+    "tiny-wan-i2v": wan.build_tiny_i2v,
+    "tiny-wan-ti2v": wan.build_tiny_ti2v,
+}
 
 
-def default_cache_dir() -> Path:
+def default_cache_dir(model_id: str = TINY_ID) -> Path:
+    """$VIDEO_TINY_MODEL_DIR (for `tiny`; other tiny ids in folders beside it), else ~/.cache."""
     if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
+        root = Path(os.environ[CACHE_ENV])
+        return root if model_id == TINY_ID else root.with_name(f"{root.name}-{model_id}")
     base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "video-endpoint" / f"tiny-ltx-v{_VERSION}"
+    return base / "video-endpoint" / f"{model_id}-v{_VERSION}"
 
 
-def train_tokenizer(vocab_size: int = 200) -> T5Tokenizer:
-    """A T5-style (Unigram, Metaspace, `</s>`-terminated) tokenizer trained on a built-in corpus."""
-    tokenizer = Tokenizer(models.Unigram())
-    tokenizer.normalizer = normalizers.NFKC()
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
-    tokenizer.decoder = decoders.Metaspace()
-    trainer = trainers.UnigramTrainer(vocab_size=vocab_size, unk_token="<unk>",
-                                      special_tokens=["<pad>", "</s>", "<unk>"])
-    tokenizer.train_from_iterator(_CORPUS, trainer)
-    eos = tokenizer.token_to_id("</s>")
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", eos)])
-    return T5Tokenizer(tokenizer_object=tokenizer, extra_ids=0, model_max_length=128)
-
-
-def build(directory: Path) -> Path:
-    """Build the tiny LTX-Video pipeline into `directory` (replaced atomically)."""
+def build(directory: Path, model_id: str = TINY_ID) -> Path:
+    """Build the tiny pipeline `model_id` into `directory` (replaced atomically)."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(_SEED)
-    tokenizer = train_tokenizer()
-    text_encoder = T5EncoderModel(T5Config(
-        vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-        relative_attention_num_buckets=8))
     staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=directory.parent))
     try:
-        ltx.build_tiny(staging, tokenizer, text_encoder)
+        torch.manual_seed(_SEED)
+        BUILDERS[model_id](staging)
         (staging / MARKER).write_text(
             "Tiny random-weight test pipeline built by pipelines/tiny.py: its output is noise.\n")
         if directory.exists():
@@ -83,9 +57,9 @@ def build(directory: Path) -> Path:
     return directory
 
 
-def ensure(directory: Path | None = None) -> Path:
+def ensure(directory: Path | None = None, model_id: str = TINY_ID) -> Path:
     """The tiny model's directory, built first if it is not there yet."""
-    directory = Path(directory) if directory else default_cache_dir()
+    directory = Path(directory) if directory else default_cache_dir(model_id)
     if not (directory / "model_index.json").is_file():
-        build(directory)
+        build(directory, model_id)
     return directory

@@ -25,6 +25,33 @@ def tiny_model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """tiny_models("tiny-wan") -> the directory of that tiny checkpoint, built once per session."""
+    built: dict[str, object] = {}
+    root = tmp_path_factory.mktemp("family-models")
+
+    def get(model_id: str):
+        if model_id not in built:
+            built[model_id] = tiny.build(root / model_id, model_id)
+        return built[model_id]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def family_handlers(tiny_models):
+    """family_handlers("tiny-wan") -> an EndpointHandler on that tiny checkpoint, created once."""
+    handlers: dict[str, EndpointHandler] = {}
+
+    def get(model_id: str) -> EndpointHandler:
+        if model_id not in handlers:
+            handlers[model_id] = EndpointHandler(str(tiny_models(model_id)))
+        return handlers[model_id]
+
+    return get
+
+
+@pytest.fixture(scope="session")
 def handler(tiny_model_dir) -> EndpointHandler:
     """Created the way the Endpoint creates it: once, from the model directory."""
     return EndpointHandler(str(tiny_model_dir))

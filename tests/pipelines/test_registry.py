@@ -1,16 +1,30 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from errors import ModelLoadError
-from pipelines import ltx, registry, tiny
+from pipelines import registry, tiny
 
 
 def test_every_family_module_is_registered():
-    assert (ltx,) == registry.FAMILIES
-    assert {"LTXPipeline": ltx, "LTXImageToVideoPipeline": ltx} == registry.BY_CLASS_NAME
+    modules = {p.stem for p in Path(registry.__file__).parent.glob("*.py")} - {
+        "__init__", "base", "registry", "tiny", "_tiny_parts"}
+    assert {family.__name__.rsplit(".", 1)[1] for family in registry.FAMILIES} == modules
+    for family in registry.FAMILIES:
+        for part in ("FAMILY", "CLASS_NAMES", "load", "check_request", "frames_to_generate", "frame_rule",
+                     "generate"):
+            assert hasattr(family, part), (family, part)
+        for class_name in family.CLASS_NAMES:
+            assert registry.BY_CLASS_NAME[class_name] is family
+
+
+def test_every_tiny_model_is_served_by_its_family(tiny_models):
+    for model_id in tiny.BUILDERS:
+        class_name = json.loads((tiny_models(model_id) / "model_index.json").read_text())["_class_name"]
+        assert class_name in registry.BY_CLASS_NAME
 
 
 def test_source_prefers_the_path_then_the_environment_then_the_default(tmp_path, monkeypatch):
@@ -24,7 +38,7 @@ def test_source_prefers_the_path_then_the_environment_then_the_default(tmp_path,
 
 def test_unknown_pipeline_class_names_the_supported_ones(tmp_path):
     (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
-    with pytest.raises(ModelLoadError, match=r"StableDiffusionPipeline.*LTXImageToVideoPipeline, LTXPipeline"):
+    with pytest.raises(ModelLoadError, match=r"StableDiffusionPipeline.*LTXPipeline, WanImageToVideoPipeline"):
         registry.load_model(tmp_path)
 
 

@@ -1,0 +1,48 @@
+"""Parts the tiny random-weight pipelines share: a T5-style tokenizer trained here on a built-in
+corpus (no download), and tiny text encoders of the real classes."""
+
+from __future__ import annotations
+
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import T5Config, T5EncoderModel, T5Tokenizer
+
+CORPUS = """
+a cyberpunk street in rain, neon lights reflecting on wet asphalt
+cinematic drone shot of a futuristic city at sunset, glass towers and flying cars
+slow zoom in, volumetric fog, soft light through the trees of a quiet forest
+waves crashing on the shore, moving water, foam and spray, golden hour
+slow pan over a mars landscape, red dust, rocks and a distant rover
+a cat walking across a wooden table, shallow depth of field, warm colours
+timelapse of clouds moving over snowy mountains, blue sky, dramatic shadows
+a person dancing in a studio, colourful lights, smooth camera motion
+close up of a flower blooming, macro lens, dew drops, morning sun
+an old train crossing a bridge in the countryside, steam and green hills
+underwater coral reef with fish swimming, sunlight rays, gentle current
+blurry, low quality, distorted, watermark, text, jittery, static, worst quality
+""".strip().splitlines()
+
+TEXT_WIDTH = 32  # hidden size of every tiny text encoder
+
+
+def t5_tokenizer(vocab_size: int = 200) -> T5Tokenizer:
+    """A T5-style (Unigram, Metaspace, `</s>`-terminated) tokenizer trained on `CORPUS`."""
+    tokenizer = Tokenizer(models.Unigram())
+    tokenizer.normalizer = normalizers.NFKC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
+    trainer = trainers.UnigramTrainer(vocab_size=vocab_size, unk_token="<unk>",
+                                      special_tokens=["<pad>", "</s>", "<unk>"])
+    tokenizer.train_from_iterator(CORPUS, trainer)
+    eos = tokenizer.token_to_id("</s>")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", eos)])
+    return T5Tokenizer(tokenizer_object=tokenizer, extra_ids=0, model_max_length=128)
+
+
+def t5_config(vocab_size: int) -> dict:
+    return dict(vocab_size=vocab_size, d_model=TEXT_WIDTH, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                relative_attention_num_buckets=8)
+
+
+def t5_encoder(tokenizer: T5Tokenizer) -> T5EncoderModel:
+    return T5EncoderModel(T5Config(**t5_config(len(tokenizer))))
