@@ -13,12 +13,12 @@ from types import ModuleType
 from diffusers import DiffusionPipeline
 
 from errors import ModelLoadError
-from pipelines import ltx, tiny, wan
+from pipelines import cogvideox, ltx, tiny, wan
 from pipelines.base import VideoModel, pick_device_and_dtype
 
 logger = logging.getLogger(__name__)
 
-FAMILIES: tuple[ModuleType, ...] = (ltx, wan)
+FAMILIES: tuple[ModuleType, ...] = (ltx, wan, cogvideox)
 BY_CLASS_NAME: dict[str, ModuleType] = {name: family for family in FAMILIES for name in family.CLASS_NAMES}
 
 MODEL_ENV = "VIDEO_MODEL_ID"

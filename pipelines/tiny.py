@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from pipelines import ltx, wan
+from pipelines import cogvideox, ltx, wan
 
 TINY_ID = "tiny"
 CACHE_ENV = "VIDEO_TINY_MODEL_DIR"
@@ -27,6 +27,8 @@ BUILDERS = {
     "tiny-wan": wan.build_tiny_t2v,
     "tiny-wan-i2v": wan.build_tiny_i2v,
     "tiny-wan-ti2v": wan.build_tiny_ti2v,
+    "tiny-cogvideox": cogvideox.build_tiny_t2v,
+    "tiny-cogvideox-i2v": cogvideox.build_tiny_i2v,
 }
 
 
