@@ -63,9 +63,8 @@ def plan(request: BaseModel, image, model: VideoModel) -> tuple[GenerationJob, l
             f"model '{model.source}' ({model.family.FAMILY} {model.pipelines.class_name}) cannot do "
             + ("image-to-video: send the request without an image" if image is not None
                else "text-to-video: it animates an input image, send one in 'image'"), field="image")
-    model.family.check_request(model.pipelines, request)
+    notes = model.family.check_request(model.pipelines, request)
     generated = model.family.frames_to_generate(model.pipelines, request.num_frames)
-    notes = []
     if generated != request.num_frames:
         notes.append(f"generated {generated} frames ({model.family.FAMILY} needs "
                      f"{model.family.frame_rule(model.pipelines)}) and returned the first "

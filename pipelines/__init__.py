@@ -1,2 +1,12 @@
-"""Model families. One module per family (CLASS_NAMES, FAMILY, load, frames_to_generate,
-generate, build_tiny), chosen by `pipelines.registry` from the model's `model_index.json`."""
+"""Model families. One module per family, chosen by `pipelines.registry` from the model's
+`model_index.json` `_class_name`. A family module provides:
+
+- `FAMILY`: its name in diagnostics; `CLASS_NAMES`: the diffusers pipeline classes it serves;
+- `load(source, device, dtype) -> LoadedPipelines`: t2v and/or i2v, sharing weights where the
+  checkpoint allows (`from_pipe`), None for a mode the checkpoint cannot do;
+- `check_request(pipelines, request) -> list[str]`: its own rules (raise `InvalidRequest`),
+  returning notes on what it adjusts or ignores;
+- `frames_to_generate(pipelines, num_frames)` and `frame_rule(pipelines)`: valid frame counts;
+- `generate(pipelines, job, on_step) -> (1, F, 3, H, W)` floats in [0, 1];
+- tiny random-weight builders, listed in `pipelines.tiny.BUILDERS`.
+"""

@@ -46,3 +46,14 @@ def t5_config(vocab_size: int) -> dict:
 
 def t5_encoder(tokenizer: T5Tokenizer) -> T5EncoderModel:
     return T5EncoderModel(T5Config(**t5_config(len(tokenizer))))
+
+
+def bpe_tokenizer(special_tokens: list[str], vocab_size: int = 300) -> Tokenizer:
+    """A byte-level BPE tokenizer (the kind CLIP and Llama 3 use) trained on `CORPUS`."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special_tokens,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(CORPUS, trainer)
+    return tokenizer

@@ -75,6 +75,7 @@ def smallest_valid_frames(num_frames: int, ratio: int) -> int:
 
 def run_pipeline(pipe: Any, job: GenerationJob, on_step: StepCallback, **family_args: Any) -> torch.Tensor:
     """Call a diffusers video pipeline for `job`: `(1, F, 3, H, W)` floats in [0, 1] on its device.
+    `family_args` add to (or override) the arguments every video pipeline takes.
 
     Noise comes from a CPU generator, so a seed draws the same noise on every device."""
 
@@ -82,9 +83,7 @@ def run_pipeline(pipe: Any, job: GenerationJob, on_step: StepCallback, **family_
         on_step(step + 1, job.num_inference_steps)
         return callback_kwargs
 
-    if job.image is not None:
-        family_args["image"] = job.image
-    result = pipe(
+    args: dict[str, Any] = dict(
         prompt=job.prompt,
         negative_prompt=job.negative_prompt,
         height=job.height,
@@ -95,8 +94,11 @@ def run_pipeline(pipe: Any, job: GenerationJob, on_step: StepCallback, **family_
         generator=torch.Generator("cpu").manual_seed(job.seed),
         output_type="pt",
         callback_on_step_end=step_end,
-        **family_args,
     )
+    if job.image is not None:
+        args["image"] = job.image
+    args.update(family_args)  # a family may add or override arguments
+    result = pipe(**args)
     return result.frames
 
 

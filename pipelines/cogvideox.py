@@ -41,7 +41,7 @@ def load(source: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelin
     return LoadedPipelines(t2v=pipe, i2v=None, class_name=class_name)
 
 
-def check_request(pipelines: LoadedPipelines, request) -> None:
+def check_request(pipelines: LoadedPipelines, request) -> list[str]:
     pipe = pipelines.any
     config = pipe.transformer.config
     multiple = pipe.vae_scale_factor_spatial * config.patch_size
@@ -54,6 +54,7 @@ def check_request(pipelines: LoadedPipelines, request) -> None:
         if (request.height, request.width) != size:
             raise InvalidRequest(f"this CogVideoX checkpoint generates only at height {size[0]}, width {size[1]} "
                                  "(learned positional embeddings)", field="height")
+    return []
 
 
 def frames_to_generate(pipelines: LoadedPipelines, num_frames: int) -> int:

@@ -44,11 +44,12 @@ def frames_to_generate(pipelines: LoadedPipelines, num_frames: int) -> int:
     return smallest_valid_frames(num_frames, pipelines.any.vae_temporal_compression_ratio)
 
 
-def check_request(pipelines: LoadedPipelines, request) -> None:
+def check_request(pipelines: LoadedPipelines, request) -> list[str]:
     """Family rules beyond the API's own. A scheduler that stretches its sigmas to a terminal
     value (`shift_terminal`, LTX-Video 0.9.1 and later) divides by zero with a single step."""
     if request.num_inference_steps < 2 and pipelines.any.scheduler.config.get("shift_terminal"):
         raise InvalidRequest("this model's scheduler needs at least 2 steps", field="num_inference_steps")
+    return []
 
 
 def frame_rule(pipelines: LoadedPipelines) -> str:

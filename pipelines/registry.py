@@ -13,15 +13,16 @@ from types import ModuleType
 from diffusers import DiffusionPipeline
 
 from errors import ModelLoadError
-from pipelines import cogvideox, ltx, tiny, wan
+from pipelines import cogvideox, hunyuan, ltx, tiny, wan
 from pipelines.base import VideoModel, pick_device_and_dtype
 
 logger = logging.getLogger(__name__)
 
-FAMILIES: tuple[ModuleType, ...] = (ltx, wan, cogvideox)
+FAMILIES: tuple[ModuleType, ...] = (ltx, wan, cogvideox, hunyuan)
 BY_CLASS_NAME: dict[str, ModuleType] = {name: family for family in FAMILIES for name in family.CLASS_NAMES}
 
 MODEL_ENV = "VIDEO_MODEL_ID"
+FAMILY_ENV = "VIDEO_MODEL_FAMILY"  # forces a family, for checkpoints with an unlisted _class_name
 DEFAULT_MODEL_ID = "Lightricks/LTX-Video"
 
 
@@ -46,6 +47,12 @@ def family_for(source: str, why: str) -> tuple[ModuleType, str]:
     except Exception as exc:  # any failure to find the model: say exactly what was looked for
         raise ModelLoadError(f"cannot read model_index.json of model '{source}' ({why}): {exc}") from exc
     class_name = config.get("_class_name", "")
+    forced = os.environ.get(FAMILY_ENV, "").strip()
+    if forced:
+        by_name = {family.FAMILY: family for family in FAMILIES}
+        if forced not in by_name:
+            raise ModelLoadError(f"{FAMILY_ENV}={forced} names no family; known: {', '.join(by_name)}")
+        return by_name[forced], class_name
     family = BY_CLASS_NAME.get(class_name)
     if family is None:
         raise ModelLoadError(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from pipelines import cogvideox, ltx, wan
+from pipelines import cogvideox, hunyuan, ltx, wan
 
 TINY_ID = "tiny"
 CACHE_ENV = "VIDEO_TINY_MODEL_DIR"
@@ -29,6 +29,7 @@ BUILDERS = {
     "tiny-wan-ti2v": wan.build_tiny_ti2v,
     "tiny-cogvideox": cogvideox.build_tiny_t2v,
     "tiny-cogvideox-i2v": cogvideox.build_tiny_i2v,
+    "tiny-hunyuan": hunyuan.build_tiny,
 }
 
 

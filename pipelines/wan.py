@@ -60,11 +60,12 @@ def _spatial_multiple(pipelines: LoadedPipelines) -> int:
     return pipe.vae_scale_factor_spatial * transformer.config.patch_size[1]
 
 
-def check_request(pipelines: LoadedPipelines, request) -> None:
+def check_request(pipelines: LoadedPipelines, request) -> list[str]:
     multiple = _spatial_multiple(pipelines)
     for field in ("height", "width"):
         if getattr(request, field) % multiple:
             raise InvalidRequest(f"{field} must be a multiple of {multiple} for this Wan model", field=field)
+    return []
 
 
 def frames_to_generate(pipelines: LoadedPipelines, num_frames: int) -> int:

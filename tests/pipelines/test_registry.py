@@ -38,7 +38,7 @@ def test_source_prefers_the_path_then_the_environment_then_the_default(tmp_path,
 
 def test_unknown_pipeline_class_names_the_supported_ones(tmp_path):
     (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
-    with pytest.raises(ModelLoadError, match=r"StableDiffusionPipeline.*LTXPipeline, WanImageToVideoPipeline"):
+    with pytest.raises(ModelLoadError, match=r"StableDiffusionPipeline.*HunyuanVideoPipeline, LTXImageToVideoPipeline"):
         registry.load_model(tmp_path)
 
 
@@ -48,3 +48,12 @@ def test_tiny_build_is_cached(tmp_path):
     assert tiny.ensure(tmp_path / "tiny") == built
     assert (built / "model_index.json").stat().st_mtime_ns == stamp
     assert (built / tiny.MARKER).is_file()
+
+
+def test_family_can_be_forced_by_environment(tiny_models, monkeypatch):
+    directory = str(tiny_models("tiny"))
+    monkeypatch.setenv(registry.FAMILY_ENV, "ltx-video")
+    assert registry.family_for(directory, "test")[0].FAMILY == "ltx-video"
+    monkeypatch.setenv(registry.FAMILY_ENV, "sora")
+    with pytest.raises(ModelLoadError, match=r"VIDEO_MODEL_FAMILY=sora.*ltx-video, wan, cogvideox, hunyuanvideo"):
+        registry.family_for(directory, "test")
