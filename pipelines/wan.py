@@ -24,7 +24,7 @@ from diffusers import (
     WanPipeline,
     WanTransformer3DModel,
 )
-from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, UMT5Config, UMT5EncoderModel
+from transformers import CLIPVisionConfig, CLIPVisionModel, UMT5Config, UMT5EncoderModel
 
 from errors import InvalidRequest
 from pipelines import _tiny_parts
@@ -114,6 +114,9 @@ def build_tiny_t2v(directory: Path) -> None:
 
 def build_tiny_i2v(directory: Path) -> None:
     """Wan 2.1 I2V shape: image latents and a CLIP image encoder; image-to-video only."""
+    # imported here: without torchvision, transformers warns at import that it uses the PIL backend
+    from transformers import CLIPImageProcessor
+
     image_encoder = CLIPVisionModel(CLIPVisionConfig(
         hidden_size=8, projection_dim=8, num_hidden_layers=2, num_attention_heads=2, image_size=32,
         intermediate_size=16, patch_size=8))
