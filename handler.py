@@ -10,6 +10,7 @@ from typing import Any
 
 import stages
 from errors import HandlerError
+from pipelines import speed
 from pipelines.base import StepCallback
 from pipelines.registry import load_model
 from request_schema import Limits
@@ -24,6 +25,11 @@ class EndpointHandler:
         Raises `ModelLoadError` naming what was looked for."""
         self.limits = limits or Limits.from_env()
         self.model = load_model(path, model_id)
+        self.warmup_ms: float | None = None
+        if self.model.speed.warmup:  # compile now, so the first user request is not the slow one
+            result = self(speed.warmup_request(self.model.modes))
+            self.warmup_ms = result.get("diagnostics", {}).get("timing_ms", {}).get("total")
+            logger.info("warm-up request: %s ms (%s)", self.warmup_ms, "ok" if result["ok"] else result["error"])
 
     def __call__(self, data: dict[str, Any], on_step: StepCallback | None = None) -> dict[str, Any]:
         """Serve one request; never raises. `on_step(done, total)` reports denoising progress."""

@@ -12,8 +12,6 @@ import subprocess
 import tempfile
 from collections.abc import Sequence
 
-import imageio_ffmpeg
-
 from encoders.base import Clip
 
 # RGB -> YUV with the BT.709 matrix in limited range, and the stream tagged the same way, so that
@@ -37,6 +35,8 @@ def encoder_threads() -> int:
 def command(clip: Clip, out_path: str, *, codec: str, codec_args: Sequence[str] = (),
             pix_fmt: str = "yuv420p", even_size: bool = False) -> list[str]:
     """The ffmpeg command line that reads `clip` as raw RGB on stdin and writes `out_path`."""
+    import imageio_ffmpeg  # here, not at import: GIF and ZIP work where the ffmpeg wheel is absent
+
     try:
         ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
     except RuntimeError as exc:

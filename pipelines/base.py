@@ -124,8 +124,11 @@ class VideoModel:
     """A loaded family with its pipelines; what `EndpointHandler` generates with."""
 
     def __init__(self, family: ModuleType, pipelines: LoadedPipelines, source: str,
-                 device: torch.device, dtype: torch.dtype, random_weights: bool = False) -> None:
+                 device: torch.device, dtype: torch.dtype, random_weights: bool = False,
+                 speed: Any = None, speed_applied: list[str] | None = None) -> None:
         self.family = family
+        self.speed = speed  # pipelines.speed.SpeedSettings in effect
+        self.speed_applied = speed_applied or []
         self.pipelines = pipelines
         self.source = source
         self.device = device
@@ -144,6 +147,7 @@ class VideoModel:
             "family": self.family.FAMILY,
             "class_name": self.pipelines.class_name,
             "modes": self.modes,
+            "speed": self.speed_applied,
         }
         if self.random_weights:
             info["note"] = "tiny random-weight test model: its output is noise"

@@ -10,10 +10,11 @@ import os
 from pathlib import Path
 from types import ModuleType
 
+import torch
 from diffusers import DiffusionPipeline
 
 from errors import ModelLoadError
-from pipelines import cogvideox, hunyuan, ltx, tiny, wan
+from pipelines import cogvideox, hunyuan, ltx, speed, tiny, wan
 from pipelines.base import VideoModel, pick_device_and_dtype
 
 logger = logging.getLogger(__name__)
@@ -66,10 +67,18 @@ def load_model(path: str | os.PathLike | None, model_id: str | None = None) -> V
     source, why = resolve_source(path, model_id)
     family, class_name = family_for(source, why)
     device, dtype = pick_device_and_dtype()
-    logger.info("loading %s (%s, %s) on %s as %s: %s", source, family.FAMILY, class_name, device, dtype, why)
     try:
-        pipelines = family.load(source, device, dtype)
+        settings = speed.SpeedSettings.from_env(device)
+    except ValueError as exc:
+        raise ModelLoadError(str(exc)) from None
+    # offloaded weights stay in CPU memory; the offload hooks move each model to the GPU to run
+    load_device = torch.device("cpu") if settings.cpu_offload else device
+    logger.info("loading %s (%s, %s) on %s as %s: %s", source, family.FAMILY, class_name, load_device, dtype, why)
+    try:
+        pipelines = family.load(source, load_device, dtype)
     except Exception as exc:
         raise ModelLoadError(f"cannot load {family.FAMILY} model '{source}' ({why}): {exc}") from exc
-    return VideoModel(family, pipelines, source, device, dtype,
-                      random_weights=Path(source, tiny.MARKER).is_file())
+    applied = speed.apply(pipelines, settings)
+    logger.info("speed settings: %s", ", ".join(applied) or "none")
+    return VideoModel(family, pipelines, source, device, dtype, random_weights=Path(source, tiny.MARKER).is_file(),
+                      speed=settings, speed_applied=applied)

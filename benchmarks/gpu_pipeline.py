@@ -1,0 +1,181 @@
+"""The plain diffusers recipe vs this handler, end to end, side by side in one run.
+
+    .venv/bin/python benchmarks/gpu_pipeline.py                 # CPU: the tiny model, small sizes
+    python benchmarks/gpu_pipeline.py --model ltx-2b --out docs/gpu.json   # GPU: LTX-Video 2B shape
+
+`ltx-2b` builds LTX-Video 2B with random weights from the real configs (the diffusers classes'
+defaults are the 2B model: 28 blocks of width 2048; the 0.9.0 VAE; a T5-XXL-sized encoder), saves it
+as a diffusers checkpoint and loads it back through the handler's real loading path: honest timings
+without downloads (random weights make noise; the work per step is the real one).
+
+Per request size it prints: the plain recipe (`from_pretrained(dtype=bf16).to("cuda")`, call, export
+a GIF with diffusers' `export_to_gif`) and the handler (bf16, regional compile + warm-up on CUDA,
+GIF encode, base64) with per-stage times, seconds per step, transformer MFU from the FLOP formula
+(printed), peak memory; and the cold start (process start to first answer) of the handler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import diffusers  # noqa: E402
+import torch  # noqa: E402
+from diffusers import LTXPipeline  # noqa: E402
+from diffusers.utils import export_to_gif  # noqa: E402
+
+from handler import EndpointHandler  # noqa: E402
+from pipelines import tiny  # noqa: E402
+
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0}  # dense, vendor sheets
+
+
+def build_ltx_2b(directory: Path) -> Path:
+    """LTX-Video 2B with random weights, saved in bf16 as a diffusers checkpoint."""
+    from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXVideoTransformer3DModel
+    from transformers import T5Config, T5EncoderModel
+
+    from pipelines import _tiny_parts
+
+    if (directory / "model_index.json").is_file():
+        return directory
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with torch.device(device):
+        transformer = LTXVideoTransformer3DModel().to(torch.bfloat16)
+        vae = AutoencoderKLLTXVideo().to(torch.bfloat16)
+        text_encoder = T5EncoderModel(T5Config(  # t5-v1_1-xxl's shape
+            vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
+            feed_forward_proj="gated-gelu", is_gated_act=True)).to(torch.bfloat16)
+    scheduler = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_shift=0.95, max_shift=2.05,
+                                                base_image_seq_len=1024, max_image_seq_len=4096)
+    pipe = LTXPipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder,
+                       tokenizer=_tiny_parts.t5_tokenizer(), transformer=transformer)
+    pipe.save_pretrained(directory, safe_serialization=True)
+    (directory / tiny.MARKER).write_text("LTX-Video 2B shape, random weights: output is noise.\n")
+    return directory
+
+
+def transformer_tflop_per_step(pipe, height: int, width: int, frames: int, cfg: bool) -> float:
+    """2*params*tokens (every matmul) + 4*layers*tokens^2*width (self-attention scores and
+    values); cross-attention to <= 128 text tokens is under 1% and left out. Doubled by CFG."""
+    config = pipe.transformer.config
+    tokens = (height // pipe.vae_spatial_compression_ratio) * (width // pipe.vae_spatial_compression_ratio) * (
+        (frames - 1) // pipe.vae_temporal_compression_ratio + 1)
+    params = sum(p.numel() for p in pipe.transformer.parameters())
+    width_ = config.num_attention_heads * config.attention_head_dim
+    flop = 2 * params * tokens + 4 * config.num_layers * tokens**2 * width_
+    return flop * (2 if cfg else 1) / 1e12
+
+
+def time_plain(directory: Path, request: dict, device: str) -> dict:
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    started = time.perf_counter()
+    pipe = LTXPipeline.from_pretrained(directory, dtype=dtype).to(device)
+    loaded = time.perf_counter()
+    sync()
+    call_started = time.perf_counter()
+    video = pipe(prompt=request["prompt"], height=request["height"], width=request["width"],
+                 num_frames=request["generated_frames"], num_inference_steps=request["num_inference_steps"],
+                 guidance_scale=request["guidance_scale"], generator=torch.Generator("cpu").manual_seed(0)).frames[0]
+    sync()
+    generated = time.perf_counter()
+    with tempfile.TemporaryDirectory() as workdir:
+        export_to_gif(video[: request["num_frames"]], os.path.join(workdir, "out.gif"), fps=12)
+    done = time.perf_counter()
+    result = {"load_s": loaded - started, "generate_s": generated - call_started, "encode_s": done - generated,
+              "request_s": done - call_started}
+    del pipe
+    free()
+    return result
+
+
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def free() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    on_gpu = torch.cuda.is_available()
+    parser.add_argument("--model", choices=["tiny", "ltx-2b"], default="ltx-2b" if on_gpu else "tiny")
+    parser.add_argument("--sizes", default=None, help="WxHxF,... (default: the card's default and 768x512x121 "
+                                                      "on a GPU, small sizes on CPU)")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--model-dir", type=Path, default=Path(tempfile.gettempdir()) / "video-bench-ltx-2b")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    sizes = args.sizes or ("512x512x32,768x512x121" if device == "cuda" else "256x256x16,512x512x32")
+    directory = tiny.ensure() if args.model == "tiny" else build_ltx_2b(args.model_dir)
+    name = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine()
+    peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+    print(f"device: {name}; torch {torch.__version__}, diffusers {diffusers.__version__}; model {args.model}")
+
+    started = time.perf_counter()
+    cold = subprocess.run([sys.executable, "-c", (
+        "import sys; sys.path.insert(0, sys.argv[1]); from handler import EndpointHandler; "
+        "h = EndpointHandler(sys.argv[2]); assert h({'inputs': {'prompt': 'cold', 'num_inference_steps': 2}})['ok']"),
+        str(ROOT), str(directory)], capture_output=True, text=True)
+    cold_s = time.perf_counter() - started
+    print(f"cold start (process start to first answer, 2 steps, card default size): {cold_s:.1f} s"
+          + ("" if cold.returncode == 0 else f" FAILED: {cold.stderr[-500:]}"))
+
+    started = time.perf_counter()
+    handler = EndpointHandler(str(directory))
+    init_s = time.perf_counter() - started
+    print(f"handler start-up in this process: {init_s:.1f} s (warm-up {handler.warmup_ms} ms); "
+          f"speed: {handler.model.speed_applied}")
+    rows = []
+    for size in sizes.split(","):
+        width, height, frames = (int(x) for x in size.split("x"))
+        inputs = {"prompt": "a cyberpunk street in rain, neon lights", "width": width, "height": height,
+                  "num_frames": frames, "num_inference_steps": args.steps, "guidance_scale": 7.5, "seed": 0}
+        for _ in range(2):  # the second is the one reported: no first-shape recompilation in it
+            result = handler({"inputs": inputs})
+        assert result["ok"], result
+        d = result["diagnostics"]
+        t = d["timing_ms"]
+        tflop = transformer_tflop_per_step(handler.model.pipelines.t2v, height, width, d["generated_frames"], cfg=True)
+        step_s = t["generate.denoise"] / 1000 / args.steps
+        plain = time_plain(directory, {**inputs, "generated_frames": d["generated_frames"]}, device)
+        row = {"size": size, "steps": args.steps, "handler_request_s": t["total"] / 1000,
+               "handler_denoise_s": t["generate.denoise"] / 1000,
+               "handler_vae_decode_s": t["generate.vae_decode"] / 1000,
+               "handler_encode_s": t["encode"] / 1000, "handler_base64_s": t.get("base64", 0) / 1000,
+               "s_per_step": step_s, "transformer_tflop_per_step": tflop,
+               "mfu": (tflop / step_s / peak) if peak else None, "peak_gpu_memory_mb": d.get("peak_gpu_memory_mb"),
+               "plain_request_s": plain["request_s"], "plain_generate_s": plain["generate_s"],
+               "plain_encode_s": plain["encode_s"], "speedup": plain["request_s"] / (t["total"] / 1000)}
+        rows.append(row)
+    print("\n| size WxHxF | plain s (generate + GIF) | handler s | speed-up | denoise s | VAE s | encode s "
+          "| base64 s | s/step | TFLOP/step | MFU | peak MiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        mfu = f"{r['mfu']:.0%}" if r["mfu"] is not None else "n/a"
+        print(f"| {r['size']} | {r['plain_request_s']:.2f} ({r['plain_generate_s']:.2f} + {r['plain_encode_s']:.2f}) "
+              f"| {r['handler_request_s']:.2f} | {r['speedup']:.2f}x | "
+              f"{r['handler_denoise_s']:.2f} | {r['handler_vae_decode_s']:.2f} | {r['handler_encode_s']:.2f} | "
+              f"{r['handler_base64_s']:.3f} | {r['s_per_step']:.3f} | {r['transformer_tflop_per_step']:.2f} | {mfu} | "
+              f"{r['peak_gpu_memory_mb'] or 'n/a'} |")
+    if args.out:
+        args.out.write_text(json.dumps({"device": name, "model": args.model, "cold_start_s": cold_s,
+                                        "handler_init_s": init_s, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

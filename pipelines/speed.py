@@ -1,0 +1,112 @@
+"""The GPU fast path, switched on after loading: regional compilation of the transformer's
+repeated blocks (with a warm-up request at start-up), an opt-in first-block step cache, and an
+opt-in model CPU offload for small GPUs. bf16 weights and PyTorch's SDPA attention are already
+the defaults of the loading code and of diffusers.
+
+Environment (read once at start-up):
+- `VIDEO_COMPILE` (default `1` on CUDA, `0` elsewhere): `torch.compile` each repeated transformer
+  block (`compile_repeated_blocks`): compile's speed for a fraction of its compile time. Prompt,
+  seed, steps and guidance never recompile (same tensor shapes); a new height/width/frame count
+  recompiles once, after which torch marks those dimensions dynamic (bounded by torch's recompile
+  limit, 8 by default).
+- `VIDEO_WARMUP` (default: on when compiling): one short request at the card's default size in
+  `__init__`, so the first user request does not pay for compilation.
+- `VIDEO_STEP_CACHE` (default off): a threshold such as `0.05` enables diffusers' first-block cache,
+  which skips the rest of the transformer on steps whose first block barely changed. It trades
+  quality for speed; see docs/benchmarks.md for what it costs.
+- `VIDEO_CPU_OFFLOAD` (default `0`): `1` keeps the weights in CPU memory and moves each model to the
+  GPU only while it runs (`enable_model_cpu_offload`): fits small GPUs, much slower.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from pipelines.base import LoadedPipelines
+
+logger = logging.getLogger(__name__)
+
+
+def _flag(environ: dict[str, str], name: str, default: bool) -> bool:
+    value = environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"environment variable {name} must be 0 or 1, got {environ[name]!r}")
+
+
+@dataclass(frozen=True)
+class SpeedSettings:
+    compile: bool = False
+    warmup: bool = False
+    step_cache: float | None = None
+    cpu_offload: bool = False
+
+    @classmethod
+    def from_env(cls, device: torch.device, environ: dict[str, str] | None = None) -> SpeedSettings:
+        environ = os.environ if environ is None else environ
+        cuda = device.type == "cuda"
+        compile_blocks = _flag(environ, "VIDEO_COMPILE", cuda)
+        threshold = environ.get("VIDEO_STEP_CACHE", "").strip()
+        try:
+            step_cache = float(threshold) if threshold else None
+        except ValueError:
+            raise ValueError(f"VIDEO_STEP_CACHE must be a threshold such as 0.05, got {threshold!r}") from None
+        return cls(compile=compile_blocks, warmup=_flag(environ, "VIDEO_WARMUP", compile_blocks),
+                   step_cache=step_cache, cpu_offload=_flag(environ, "VIDEO_CPU_OFFLOAD", False) and cuda)
+
+
+def transformers_of(pipelines: LoadedPipelines) -> list[Any]:
+    """Each distinct denoising transformer (Wan 2.2 A14B has two), once."""
+    found: dict[int, Any] = {}
+    for pipe in (pipelines.t2v, pipelines.i2v):
+        for name in ("transformer", "transformer_2"):
+            module = getattr(pipe, name, None) if pipe is not None else None
+            if module is not None:
+                found[id(module)] = module
+    return list(found.values())
+
+
+def apply(pipelines: LoadedPipelines, settings: SpeedSettings) -> list[str]:
+    """Switch on what `settings` asks for; returns what was applied, for logs and /health."""
+    applied = []
+    if settings.cpu_offload:
+        pipelines.any.enable_model_cpu_offload()  # hooks sit on the shared modules: both modes use them
+        applied.append("model CPU offload")
+    for transformer in transformers_of(pipelines):
+        name = type(transformer).__name__
+        if settings.step_cache is not None:
+            from diffusers import FirstBlockCacheConfig
+
+            transformer.enable_cache(FirstBlockCacheConfig(threshold=settings.step_cache))
+            applied.append(f"first-block cache (threshold {settings.step_cache}) on {name}")
+        if settings.compile:
+            if getattr(transformer, "_repeated_blocks", None):
+                transformer.compile_repeated_blocks(fullgraph=True)
+                applied.append(f"regional compilation of {name} ({', '.join(transformer._repeated_blocks)})")
+            else:
+                logger.info("%s declares no repeated blocks: not compiled", name)
+    return applied
+
+
+def warmup_request(modes: list[str]) -> dict[str, Any]:
+    """A short request at the card's default size (the shapes most requests have), 2 steps."""
+    inputs: dict[str, Any] = {"prompt": "warm-up", "num_inference_steps": 2, "seed": 0, "outputs": ["gif"]}
+    if "t2v" not in modes:  # an image-to-video-only checkpoint needs an image
+        import base64
+        import io
+
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.new("RGB", (512, 512), (128, 128, 128)).save(buffer, format="PNG")
+        inputs["image"] = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return {"inputs": inputs}

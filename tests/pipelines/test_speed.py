@@ -1,0 +1,67 @@
+"""The fast-path switches. What needs a GPU (compilation speed, offload) is marked `gpu` and
+skipped on CPU; the switches themselves and the step cache run here."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import pytest
+import torch
+
+from handler import EndpointHandler
+from pipelines import speed
+from tests.media import decode_zip
+
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+REQUEST = {"inputs": {"prompt": "a red balloon", "height": 64, "width": 96, "num_frames": 9,
+                      "num_inference_steps": 8, "seed": 4, "outputs": ["zip"]}}
+
+
+def test_defaults_fast_on_cuda_plain_on_cpu():
+    assert speed.SpeedSettings.from_env(CPU, {}) == speed.SpeedSettings()
+    assert speed.SpeedSettings.from_env(CUDA, {}) == speed.SpeedSettings(compile=True, warmup=True)
+    settings = speed.SpeedSettings.from_env(CUDA, {"VIDEO_COMPILE": "0", "VIDEO_STEP_CACHE": "0.05",
+                                                   "VIDEO_CPU_OFFLOAD": "1"})
+    assert settings == speed.SpeedSettings(compile=False, warmup=False, step_cache=0.05, cpu_offload=True)
+    assert not speed.SpeedSettings.from_env(CPU, {"VIDEO_CPU_OFFLOAD": "1"}).cpu_offload  # GPU only
+    for bad in ({"VIDEO_COMPILE": "maybe"}, {"VIDEO_STEP_CACHE": "fast"}):
+        with pytest.raises(ValueError):
+            speed.SpeedSettings.from_env(CPU, bad)
+
+
+def frames(result) -> np.ndarray:
+    assert result["ok"] is True, result
+    return decode_zip(base64.b64decode(result["outputs"]["zip_base64"])).frames
+
+
+def test_step_cache_is_applied_deterministic_and_changes_the_result(tiny_model_dir, handler, monkeypatch):
+    monkeypatch.setenv("VIDEO_STEP_CACHE", "0.5")  # high: most steps reuse the cached residual
+    cached = EndpointHandler(str(tiny_model_dir))
+    assert any("first-block cache" in item for item in cached.model.describe()["speed"])
+    first, again = frames(cached(REQUEST)), frames(cached(REQUEST))
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, frames(handler(REQUEST)))  # the uncached handler
+
+
+def test_warm_up_runs_at_start(tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("VIDEO_WARMUP", "1")
+    warmed = EndpointHandler(str(tiny_model_dir))
+    assert warmed.warmup_ms is not None and warmed.warmup_ms > 0
+    assert warmed(REQUEST)["ok"] is True
+
+
+def test_image_only_models_warm_up_with_an_image():
+    request = speed.warmup_request(["i2v"])
+    assert base64.b64decode(request["inputs"]["image"])[:4] == b"\x89PNG"
+    assert "image" not in speed.warmup_request(["t2v", "i2v"])["inputs"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_compiled_first_request_is_not_slower_than_the_second(tiny_model_dir):
+    handler = EndpointHandler(str(tiny_model_dir))  # compile + warm-up are the CUDA defaults
+    assert any("regional compilation" in item for item in handler.model.describe()["speed"])
+    first = handler({"inputs": {"prompt": "x", "num_inference_steps": 4, "seed": 1}})
+    second = handler({"inputs": {"prompt": "y", "num_inference_steps": 4, "seed": 2}})
+    assert first["diagnostics"]["timing_ms"]["generate"] < 1.5 * second["diagnostics"]["timing_ms"]["generate"]
