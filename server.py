@@ -86,7 +86,8 @@ class _Service:
         # Load before listening, as the Endpoint does: /health cannot answer before the model is there.
         self.handler = await anyio.to_thread.run_sync(self.load_handler)
         info = self.handler.model.describe()
-        logger.info("model ready: %s (%s) on %s", info["id"], info["family"], self.handler.model.device)
+        logger.info("model ready: %s (%s) on %s", self.handler.model.source, info["family"],
+                    self.handler.model.device)
         yield
 
     def authorized(self, request: Request) -> bool:

@@ -13,13 +13,14 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
+from PIL import Image
 from pydantic import BaseModel
 
 from encoders.base import Clip
 from encoders.registry import FORMATS
 from errors import EncodeFailed, Unsupported
 from image_input import decode_image
-from pipelines.base import Generated, GenerationJob, StepCallback, VideoModel
+from pipelines.base import Generated, GenerationJob, StepCallback, VideoModel, smallest_valid_frames
 from request_schema import Limits, format_options, output_fps, parse_payload
 
 SEED_BITS = 31  # drawn seeds fit every client's integer type
@@ -44,7 +45,7 @@ class StageTimer:
         return {**self.timing_ms, "total": round((time.perf_counter() - self.started) * 1000, 2)}
 
 
-def decode(data: Any, limits: Limits, timer: StageTimer) -> tuple[BaseModel, GenerationJob | None]:
+def decode(data: Any, limits: Limits, timer: StageTimer) -> tuple[BaseModel, Image.Image | None]:
     """Validate the body and decode the input image; the job is planned by `plan`."""
     with timer.stage("parse"):
         request = parse_payload(data, limits)
@@ -55,20 +56,20 @@ def decode(data: Any, limits: Limits, timer: StageTimer) -> tuple[BaseModel, Gen
     return request, image
 
 
-def plan(request: BaseModel, image, model: VideoModel) -> tuple[GenerationJob, list[str]]:
+def plan(request: BaseModel, image: Image.Image | None, model: VideoModel) -> tuple[GenerationJob, list[str]]:
     """The family's adjustments (e.g. 8k+1 frames) and a seed; notes say what was adjusted."""
     mode = "t2v" if image is None else "i2v"
     if mode not in model.modes:
         raise Unsupported(
-            f"model '{model.source}' ({model.family.FAMILY} {model.pipelines.class_name}) cannot do "
+            f"model '{model.name}' ({model.family.FAMILY} {model.pipelines.class_name}) cannot do "
             + ("image-to-video: send the request without an image" if image is not None
                else "text-to-video: it animates an input image, send one in 'image'"), field="image")
     notes = model.family.check_request(model.pipelines, request)
-    generated = model.family.frames_to_generate(model.pipelines, request.num_frames)
+    ratio = model.family.temporal_ratio(model.pipelines)
+    generated = smallest_valid_frames(request.num_frames, ratio)
     if generated != request.num_frames:
-        notes.append(f"generated {generated} frames ({model.family.FAMILY} needs "
-                     f"{model.family.frame_rule(model.pipelines)}) and returned the first "
-                     f"{request.num_frames}")
+        notes.append(f"generated {generated} frames ({model.family.FAMILY} needs {ratio}k+1 frames) and "
+                     f"returned the first {request.num_frames}")
     seed = request.seed if request.seed is not None else secrets.randbits(SEED_BITS)
     job = GenerationJob(
         prompt=request.prompt, negative_prompt=request.negative_prompt, image=image,

@@ -6,7 +6,7 @@
   checkpoint allows (`from_pipe`), None for a mode the checkpoint cannot do;
 - `check_request(pipelines, request) -> list[str]`: its own rules (raise `InvalidRequest`),
   returning notes on what it adjusts or ignores;
-- `frames_to_generate(pipelines, num_frames)` and `frame_rule(pipelines)`: valid frame counts;
+- `temporal_ratio(pipelines)`: valid frame counts are k * ratio + 1 (every family so far);
 - `generate(pipelines, job, on_step) -> (1, F, 3, H, W)` floats in [0, 1];
 - tiny random-weight builders, listed in `pipelines.tiny.BUILDERS`.
 """

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from errors import OutOfMemory
+from errors import InvalidRequest, OutOfMemory
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,16 @@ class LoadedPipelines:
     def any(self) -> Any:
         """Either pipeline: for what both share (VAE, scheduler, config)."""
         return self.t2v if self.t2v is not None else self.i2v
+
+    def for_job(self, job: GenerationJob) -> Any:
+        return self.t2v if job.image is None else self.i2v
+
+
+def check_size_multiple(request: Any, multiple: int, model_name: str) -> None:
+    """Height and width must be multiples of `multiple` (VAE ratio x patch size) for this model."""
+    for name in ("height", "width"):
+        if getattr(request, name) % multiple:
+            raise InvalidRequest(f"{name} must be a multiple of {multiple} for {model_name}", field=name)
 
 
 def smallest_valid_frames(num_frames: int, ratio: int) -> int:
@@ -138,12 +149,17 @@ class VideoModel:
         self._lock = threading.Lock()
 
     @property
+    def name(self) -> str:
+        """The Hub id, or a local directory's own name: never a filesystem path (it goes to clients)."""
+        return Path(self.source).name if Path(self.source).is_dir() else self.source
+
+    @property
     def modes(self) -> list[str]:
         return [mode for mode in ("t2v", "i2v") if getattr(self.pipelines, mode) is not None]
 
     def describe(self) -> dict[str, Any]:
         info = {
-            "id": self.source,
+            "id": self.name,
             "family": self.family.FAMILY,
             "class_name": self.pipelines.class_name,
             "modes": self.modes,

@@ -24,7 +24,7 @@ from diffusers import (
 
 from errors import InvalidRequest
 from pipelines import _tiny_parts
-from pipelines.base import GenerationJob, LoadedPipelines, StepCallback, run_pipeline, smallest_valid_frames
+from pipelines.base import GenerationJob, LoadedPipelines, StepCallback, check_size_multiple, run_pipeline
 
 FAMILY = "cogvideox"
 CLASS_NAMES = ("CogVideoXPipeline", "CogVideoXImageToVideoPipeline")
@@ -44,10 +44,7 @@ def load(source: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelin
 def check_request(pipelines: LoadedPipelines, request) -> list[str]:
     pipe = pipelines.any
     config = pipe.transformer.config
-    multiple = pipe.vae_scale_factor_spatial * config.patch_size
-    for field in ("height", "width"):
-        if getattr(request, field) % multiple:
-            raise InvalidRequest(f"{field} must be a multiple of {multiple} for CogVideoX", field=field)
+    check_size_multiple(request, pipe.vae_scale_factor_spatial * config.patch_size, "CogVideoX")
     if config.use_learned_positional_embeddings:
         scale = pipe.vae_scale_factor_spatial
         size = (config.sample_height * scale, config.sample_width * scale)
@@ -57,17 +54,13 @@ def check_request(pipelines: LoadedPipelines, request) -> list[str]:
     return []
 
 
-def frames_to_generate(pipelines: LoadedPipelines, num_frames: int) -> int:
-    return smallest_valid_frames(num_frames, pipelines.any.vae_scale_factor_temporal)
-
-
-def frame_rule(pipelines: LoadedPipelines) -> str:
-    return f"{pipelines.any.vae_scale_factor_temporal}k+1 frames"
+def temporal_ratio(pipelines: LoadedPipelines) -> int:
+    """Valid frame counts are k * ratio + 1."""
+    return pipelines.any.vae_scale_factor_temporal
 
 
 def generate(pipelines: LoadedPipelines, job: GenerationJob, on_step: StepCallback) -> torch.Tensor:
-    pipe = pipelines.t2v if job.image is None else pipelines.i2v
-    return run_pipeline(pipe, job, on_step, max_sequence_length=_MAX_TEXT_TOKENS)
+    return run_pipeline(pipelines.for_job(job), job, on_step, max_sequence_length=_MAX_TEXT_TOKENS)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -21,9 +21,8 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, LlamaConfig, LlamaModel, LlamaTokenizer
 
-from errors import InvalidRequest
 from pipelines import _tiny_parts
-from pipelines.base import GenerationJob, LoadedPipelines, StepCallback, run_pipeline, smallest_valid_frames
+from pipelines.base import GenerationJob, LoadedPipelines, StepCallback, check_size_multiple, run_pipeline
 
 FAMILY = "hunyuanvideo"
 CLASS_NAMES = ("HunyuanVideoPipeline",)
@@ -37,22 +36,16 @@ def load(source: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelin
 
 def check_request(pipelines: LoadedPipelines, request) -> list[str]:
     pipe = pipelines.t2v
-    multiple = pipe.vae_scale_factor_spatial * pipe.transformer.config.patch_size
-    for field in ("height", "width"):
-        if getattr(request, field) % multiple:
-            raise InvalidRequest(f"{field} must be a multiple of {multiple} for HunyuanVideo", field=field)
+    check_size_multiple(request, pipe.vae_scale_factor_spatial * pipe.transformer.config.patch_size, "HunyuanVideo")
     if request.negative_prompt:
         return ["negative_prompt is ignored: HunyuanVideo is guidance-distilled (guidance_scale is its "
                 "embedded guidance)"]
     return []
 
 
-def frames_to_generate(pipelines: LoadedPipelines, num_frames: int) -> int:
-    return smallest_valid_frames(num_frames, pipelines.t2v.vae_scale_factor_temporal)
-
-
-def frame_rule(pipelines: LoadedPipelines) -> str:
-    return f"{pipelines.t2v.vae_scale_factor_temporal}k+1 frames"
+def temporal_ratio(pipelines: LoadedPipelines) -> int:
+    """Valid frame counts are k * ratio + 1."""
+    return pipelines.t2v.vae_scale_factor_temporal
 
 
 def generate(pipelines: LoadedPipelines, job: GenerationJob, on_step: StepCallback) -> torch.Tensor:

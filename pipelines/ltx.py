@@ -21,7 +21,7 @@ from diffusers import (
 
 from errors import InvalidRequest
 from pipelines import _tiny_parts
-from pipelines.base import GenerationJob, LoadedPipelines, StepCallback, run_pipeline, smallest_valid_frames
+from pipelines.base import GenerationJob, LoadedPipelines, StepCallback, run_pipeline
 
 FAMILY = "ltx-video"
 CLASS_NAMES = ("LTXPipeline", "LTXImageToVideoPipeline")
@@ -40,8 +40,9 @@ def load(source: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelin
     return LoadedPipelines(t2v=t2v, i2v=i2v, class_name=class_name)
 
 
-def frames_to_generate(pipelines: LoadedPipelines, num_frames: int) -> int:
-    return smallest_valid_frames(num_frames, pipelines.any.vae_temporal_compression_ratio)
+def temporal_ratio(pipelines: LoadedPipelines) -> int:
+    """Valid frame counts are k * ratio + 1."""
+    return pipelines.any.vae_temporal_compression_ratio
 
 
 def check_request(pipelines: LoadedPipelines, request) -> list[str]:
@@ -52,12 +53,8 @@ def check_request(pipelines: LoadedPipelines, request) -> list[str]:
     return []
 
 
-def frame_rule(pipelines: LoadedPipelines) -> str:
-    return f"{pipelines.any.vae_temporal_compression_ratio}k+1 frames"
-
-
 def generate(pipelines: LoadedPipelines, job: GenerationJob, on_step: StepCallback) -> torch.Tensor:
-    pipe = pipelines.t2v if job.image is None else pipelines.i2v
+    pipe = pipelines.for_job(job)
     extra = {"frame_rate": job.fps}  # LTX scales its rotary position embedding in time by it
     if pipe.vae.config.get("timestep_conditioning"):
         extra.update(decode_timestep=_DECODE_TIMESTEP, decode_noise_scale=_DECODE_NOISE_SCALE)

@@ -26,9 +26,8 @@ from diffusers import (
 )
 from transformers import CLIPVisionConfig, CLIPVisionModel, UMT5Config, UMT5EncoderModel
 
-from errors import InvalidRequest
 from pipelines import _tiny_parts
-from pipelines.base import GenerationJob, LoadedPipelines, StepCallback, run_pipeline, smallest_valid_frames
+from pipelines.base import GenerationJob, LoadedPipelines, StepCallback, check_size_multiple, run_pipeline
 
 FAMILY = "wan"
 CLASS_NAMES = ("WanPipeline", "WanImageToVideoPipeline")
@@ -61,24 +60,17 @@ def _spatial_multiple(pipelines: LoadedPipelines) -> int:
 
 
 def check_request(pipelines: LoadedPipelines, request) -> list[str]:
-    multiple = _spatial_multiple(pipelines)
-    for field in ("height", "width"):
-        if getattr(request, field) % multiple:
-            raise InvalidRequest(f"{field} must be a multiple of {multiple} for this Wan model", field=field)
+    check_size_multiple(request, _spatial_multiple(pipelines), "this Wan model")
     return []
 
 
-def frames_to_generate(pipelines: LoadedPipelines, num_frames: int) -> int:
-    return smallest_valid_frames(num_frames, pipelines.any.vae_scale_factor_temporal)
-
-
-def frame_rule(pipelines: LoadedPipelines) -> str:
-    return f"{pipelines.any.vae_scale_factor_temporal}k+1 frames"
+def temporal_ratio(pipelines: LoadedPipelines) -> int:
+    """Valid frame counts are k * ratio + 1."""
+    return pipelines.any.vae_scale_factor_temporal
 
 
 def generate(pipelines: LoadedPipelines, job: GenerationJob, on_step: StepCallback) -> torch.Tensor:
-    pipe = pipelines.t2v if job.image is None else pipelines.i2v
-    return run_pipeline(pipe, job, on_step)
+    return run_pipeline(pipelines.for_job(job), job, on_step)
 
 
 # ------------------------------------------------------------------------------------------------

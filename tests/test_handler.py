@@ -43,6 +43,7 @@ def test_text_to_video_gif_card_example(handler):
     assert (diag["height"], diag["width"], diag["fps"]) == (64, 96, 12)
     assert (diag["num_inference_steps"], diag["guidance_scale"]) == (2, 7.5)
     assert diag["model"]["family"] == "ltx-video" and "noise" in diag["model"]["note"]
+    assert diag["model"]["id"] == "tiny-ltx"  # a local model is named by its folder, not its path
     assert diag["device"] == "cpu" and diag["dtype"] == "float32"
     assert {"parse", "generate", "encode", "encode.gif", "base64", "total"} <= set(diag["timing_ms"])
     assert isinstance(diag["seed"], int)

@@ -14,8 +14,7 @@ def test_every_family_module_is_registered():
         "__init__", "base", "registry", "tiny", "_tiny_parts", "speed"}
     assert {family.__name__.rsplit(".", 1)[1] for family in registry.FAMILIES} == modules
     for family in registry.FAMILIES:
-        for part in ("FAMILY", "CLASS_NAMES", "load", "check_request", "frames_to_generate", "frame_rule",
-                     "generate"):
+        for part in ("FAMILY", "CLASS_NAMES", "load", "check_request", "temporal_ratio", "generate"):
             assert hasattr(family, part), (family, part)
         for class_name in family.CLASS_NAMES:
             assert registry.BY_CLASS_NAME[class_name] is family

@@ -55,6 +55,7 @@ def test_text_only_checkpoint_refuses_an_image(family_handlers):
     assert result["ok"] is False
     assert (result["error"]["type"], result["error"]["field"]) == ("unsupported", "image")
     assert "image-to-video" in result["error"]["message"] and "WanPipeline" in result["error"]["message"]
+    assert "/" not in result["error"]["message"]  # the model is named, its directory path is not
 
 
 def test_image_only_checkpoint_asks_for_an_image(family_handlers):
