@@ -2,7 +2,8 @@
 `model_index.json` `_class_name`. A family module provides:
 
 - `FAMILY`: its name in diagnostics; `CLASS_NAMES`: the diffusers pipeline classes it serves;
-- `load(source, device, dtype) -> LoadedPipelines`: t2v and/or i2v, sharing weights where the
+- `load(source, class_name, device, dtype) -> LoadedPipelines` (`class_name` as the registry read
+  it from `model_index.json`): t2v and/or i2v, sharing weights where the
   checkpoint allows (`from_pipe`), None for a mode the checkpoint cannot do;
 - `check_request(pipelines, request) -> list[str]`: its own rules (raise `InvalidRequest`),
   returning notes on what it adjusts or ignores;

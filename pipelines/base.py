@@ -142,16 +142,13 @@ class VideoModel:
         self.speed_applied = speed_applied or []
         self.pipelines = pipelines
         self.source = source
+        # what clients see: the Hub id, or a local directory's own name, never a filesystem path
+        self.name = Path(source).name if Path(source).is_dir() else source
         self.device = device
         self.dtype = dtype
         self.random_weights = random_weights
         # The pipelines hold per-call state (scheduler timesteps, interrupt flags): one call at a time.
         self._lock = threading.Lock()
-
-    @property
-    def name(self) -> str:
-        """The Hub id, or a local directory's own name: never a filesystem path (it goes to clients)."""
-        return Path(self.source).name if Path(self.source).is_dir() else self.source
 
     @property
     def modes(self) -> list[str]:

@@ -19,7 +19,6 @@ from diffusers import (
     CogVideoXImageToVideoPipeline,
     CogVideoXPipeline,
     CogVideoXTransformer3DModel,
-    DiffusionPipeline,
 )
 
 from errors import InvalidRequest
@@ -31,8 +30,7 @@ CLASS_NAMES = ("CogVideoXPipeline", "CogVideoXImageToVideoPipeline")
 _MAX_TEXT_TOKENS = 226  # the pipelines' max_sequence_length; the 2B transformer embeds that many
 
 
-def load(source: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelines:
-    class_name = DiffusionPipeline.load_config(source)["_class_name"]
+def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelines:
     cls = CogVideoXImageToVideoPipeline if class_name == "CogVideoXImageToVideoPipeline" else CogVideoXPipeline
     pipe = cls.from_pretrained(source, dtype=dtype, device_map=device.type, use_safetensors=True)
     pipe.set_progress_bar_config(disable=True)

@@ -28,10 +28,10 @@ FAMILY = "hunyuanvideo"
 CLASS_NAMES = ("HunyuanVideoPipeline",)
 
 
-def load(source: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelines:
+def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelines:
     pipe = HunyuanVideoPipeline.from_pretrained(source, dtype=dtype, device_map=device.type, use_safetensors=True)
     pipe.set_progress_bar_config(disable=True)
-    return LoadedPipelines(t2v=pipe, i2v=None, class_name="HunyuanVideoPipeline")
+    return LoadedPipelines(t2v=pipe, i2v=None, class_name=class_name)
 
 
 def check_request(pipelines: LoadedPipelines, request) -> list[str]:

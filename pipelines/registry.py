@@ -75,7 +75,7 @@ def load_model(path: str | os.PathLike | None, model_id: str | None = None) -> V
     load_device = torch.device("cpu") if settings.cpu_offload else device
     logger.info("loading %s (%s, %s) on %s as %s: %s", source, family.FAMILY, class_name, load_device, dtype, why)
     try:
-        pipelines = family.load(source, load_device, dtype)
+        pipelines = family.load(source, class_name, load_device, dtype)
     except Exception as exc:
         raise ModelLoadError(f"cannot load {family.FAMILY} model '{source}' ({why}): {exc}") from exc
     applied = speed.apply(pipelines, settings)

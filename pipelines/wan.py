@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 from diffusers import (
     AutoencoderKLWan,
-    DiffusionPipeline,
     UniPCMultistepScheduler,
     WanImageToVideoPipeline,
     WanPipeline,
@@ -33,8 +32,7 @@ FAMILY = "wan"
 CLASS_NAMES = ("WanPipeline", "WanImageToVideoPipeline")
 
 
-def load(source: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelines:
-    class_name = DiffusionPipeline.load_config(source)["_class_name"]
+def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelines:
     vae = AutoencoderKLWan.from_pretrained(source, subfolder="vae", dtype=torch.float32,
                                            use_safetensors=True, device_map=device.type)
     common = dict(vae=vae, dtype=dtype, device_map=device.type, use_safetensors=True)

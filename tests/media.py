@@ -92,6 +92,14 @@ class DecodedZip:
     manifest: dict
 
 
+def zip_frames(result: dict) -> np.ndarray:
+    """The frames of a successful handler answer's base64 ZIP output."""
+    import base64
+
+    assert result["ok"] is True, result
+    return decode_zip(base64.b64decode(result["outputs"]["zip_base64"])).frames
+
+
 def decode_zip(data: bytes) -> DecodedZip:
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         names = archive.namelist()

@@ -26,7 +26,7 @@ from pipelines import tiny
 from request_schema import Limits
 from server import ServerSettings, create_app
 from tests.conftest import GOOD_SMALL_REQUEST, SMALL
-from tests.media import decode_zip
+from tests.media import zip_frames
 
 REQUEST = {"inputs": {"prompt": "x", **SMALL, "num_frames": 3, "seed": 1}}
 
@@ -95,14 +95,12 @@ def test_server_keeps_serving_after_faults(handler, monkeypatch):
         assert client.post("/", json=REQUEST).status_code == 200
 
 
-def frames(result) -> np.ndarray:
-    return decode_zip(base64.b64decode(result["outputs"]["zip_base64"])).frames
 
 
 def test_eight_concurrent_requests_get_exactly_their_own_frames(handler):
     requests = [{"inputs": {"prompt": f"scene {seed}", **SMALL, "num_frames": 2, "seed": seed,
                             "outputs": ["zip"]}} for seed in range(8)]
-    alone = [frames(handler(request)) for request in requests]
+    alone = [zip_frames(handler(request)) for request in requests]
     results: list = [None] * 8
     start = threading.Barrier(8)
 
@@ -116,7 +114,7 @@ def test_eight_concurrent_requests_get_exactly_their_own_frames(handler):
     for thread in threads:
         thread.join()
     for index in range(8):
-        np.testing.assert_array_equal(frames(results[index]), alone[index])
+        np.testing.assert_array_equal(zip_frames(results[index]), alone[index])
 
 
 def png_header_only(width: int, height: int) -> bytes:

@@ -3,21 +3,16 @@ image-to-video), end to end through the handler."""
 
 from __future__ import annotations
 
-import base64
-
 import numpy as np
 import pytest
 
 from pipelines import cogvideox, registry
 from tests.conftest import jpeg_base64
-from tests.media import decode_zip
+from tests.media import zip_frames
 
 SMALL = {"height": 64, "width": 96, "num_inference_steps": 2, "seed": 5, "outputs": ["zip"]}
 
 
-def frames(result) -> np.ndarray:
-    assert result["ok"] is True, result
-    return decode_zip(base64.b64decode(result["outputs"]["zip_base64"])).frames
 
 
 @pytest.mark.parametrize(("model_id", "class_name", "mode"), [
@@ -32,11 +27,11 @@ def test_detection_mode_exact_frames_and_determinism(tiny_models, family_handler
     if mode == "i2v":
         inputs["image"] = jpeg_base64()
     first, again = handler({"inputs": inputs}), handler({"inputs": inputs})
-    assert frames(first).shape == (32, 64, 96, 3)
-    np.testing.assert_array_equal(frames(first), frames(again))
+    assert zip_frames(first).shape == (32, 64, 96, 3)
+    np.testing.assert_array_equal(zip_frames(first), zip_frames(again))
     assert (first["diagnostics"]["generated_frames"], first["diagnostics"]["mode"]) == (33, mode)
     other = handler({"inputs": {**inputs, "seed": 6}})
-    assert not np.array_equal(frames(first), frames(other))
+    assert not np.array_equal(zip_frames(first), zip_frames(other))
 
 
 def test_each_checkpoint_refuses_the_other_mode(family_handlers):

@@ -66,7 +66,7 @@ def test_uint8_frames_keep_exactly_the_requested_count(model):
 
 def test_image_to_video_keeps_the_loaded_dtype(tiny_model_dir):
     # bf16 is what a GPU gets; from_pipe must not cast the shared weights back to float32
-    pipelines = ltx.load(str(tiny_model_dir), torch.device("cpu"), torch.bfloat16)
+    pipelines = ltx.load(str(tiny_model_dir), "LTXPipeline", torch.device("cpu"), torch.bfloat16)
     assert pipelines.i2v.transformer is pipelines.t2v.transformer
     assert pipelines.t2v.transformer.dtype == torch.bfloat16
     assert pipelines.t2v.vae.dtype == torch.bfloat16

@@ -11,7 +11,7 @@ import torch
 
 from handler import EndpointHandler
 from pipelines import speed
-from tests.media import decode_zip
+from tests.media import zip_frames
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 REQUEST = {"inputs": {"prompt": "a red balloon", "height": 64, "width": 96, "num_frames": 9,
@@ -30,18 +30,15 @@ def test_defaults_fast_on_cuda_plain_on_cpu():
             speed.SpeedSettings.from_env(CPU, bad)
 
 
-def frames(result) -> np.ndarray:
-    assert result["ok"] is True, result
-    return decode_zip(base64.b64decode(result["outputs"]["zip_base64"])).frames
 
 
 def test_step_cache_is_applied_deterministic_and_changes_the_result(tiny_model_dir, handler, monkeypatch):
     monkeypatch.setenv("VIDEO_STEP_CACHE", "0.5")  # high: most steps reuse the cached residual
     cached = EndpointHandler(str(tiny_model_dir))
     assert any("first-block cache" in item for item in cached.model.describe()["speed"])
-    first, again = frames(cached(REQUEST)), frames(cached(REQUEST))
+    first, again = zip_frames(cached(REQUEST)), zip_frames(cached(REQUEST))
     np.testing.assert_array_equal(first, again)
-    assert not np.array_equal(first, frames(handler(REQUEST)))  # the uncached handler
+    assert not np.array_equal(first, zip_frames(handler(REQUEST)))  # the uncached handler
 
 
 def test_warm_up_runs_at_start(tiny_model_dir, monkeypatch):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 
 import numpy as np
@@ -11,15 +10,12 @@ import torch
 
 from pipelines import registry, wan
 from tests.conftest import jpeg_base64
-from tests.media import decode_zip
+from tests.media import zip_frames
 
 SMALL = {"height": 64, "width": 96, "num_inference_steps": 2, "seed": 3, "outputs": ["zip"]}
 KINDS = {"tiny-wan": ["t2v"], "tiny-wan-i2v": ["i2v"], "tiny-wan-ti2v": ["t2v", "i2v"]}
 
 
-def frames(result) -> np.ndarray:
-    assert result["ok"] is True, result
-    return decode_zip(base64.b64decode(result["outputs"]["zip_base64"])).frames
 
 
 @pytest.mark.parametrize(("model_id", "class_name"), [("tiny-wan", "WanPipeline"),
@@ -42,8 +38,8 @@ def test_modes_frames_and_determinism(family_handlers, model_id):
             inputs["image"] = jpeg_base64()
         first = handler({"inputs": inputs})
         again = handler({"inputs": inputs})
-        assert frames(first).shape == (10, 64, 96, 3)
-        np.testing.assert_array_equal(frames(first), frames(again))
+        assert zip_frames(first).shape == (10, 64, 96, 3)
+        np.testing.assert_array_equal(zip_frames(first), zip_frames(again))
         diagnostics = first["diagnostics"]
         assert (diagnostics["mode"], diagnostics["generated_frames"]) == (mode, 13)
         assert diagnostics["model"]["family"] == "wan" and diagnostics["model"]["modes"] == KINDS[model_id]
@@ -65,7 +61,7 @@ def test_image_only_checkpoint_asks_for_an_image(family_handlers):
 
 
 def test_ti2v_shares_its_weights_and_keeps_the_vae_in_float32(tiny_models):
-    pipelines = wan.load(str(tiny_models("tiny-wan-ti2v")), torch.device("cpu"), torch.bfloat16)
+    pipelines = wan.load(str(tiny_models("tiny-wan-ti2v")), "WanPipeline", torch.device("cpu"), torch.bfloat16)
     assert pipelines.i2v.transformer is pipelines.t2v.transformer
     assert pipelines.t2v.transformer.dtype == torch.bfloat16
     assert pipelines.t2v.vae.dtype == torch.float32 and pipelines.i2v.vae is pipelines.t2v.vae
