@@ -3,7 +3,7 @@ corpus (no download), and tiny text encoders of the real classes."""
 
 from __future__ import annotations
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import T5Config, T5EncoderModel, T5Tokenizer
 
 CORPUS = """
@@ -56,4 +56,27 @@ def bpe_tokenizer(special_tokens: list[str], vocab_size: int = 300) -> Tokenizer
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special_tokens,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tokenizer.train_from_iterator(CORPUS, trainer)
+    return tokenizer
+
+
+# Llama 3's pre-tokenizer split (from its tokenizer.json): with a vocabulary that covers a text,
+# a BPE trained here splits it into as many tokens as Llama 3's own tokenizer does.
+_LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+                 r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def llama3_tokenizer(special_tokens: list[str], texts: list[str], bos_token: str) -> Tokenizer:
+    """A Llama-3-style tokenizer (its split, byte-level BPE, `bos_token` first) trained on `CORPUS`
+    and `texts` with a vocabulary large enough to hold every word of `texts` whole, so prompt
+    templates tokenize to the same lengths as with the real tokenizer."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(_LLAMA3_SPLIT), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=2000, special_tokens=special_tokens,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(CORPUS + texts, trainer)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{bos_token} $A", special_tokens=[(bos_token, tokenizer.token_to_id(bos_token))])
     return tokenizer

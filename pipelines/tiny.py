@@ -19,7 +19,7 @@ from pipelines import cogvideox, hunyuan, ltx, wan
 TINY_ID = "tiny"
 CACHE_ENV = "VIDEO_TINY_MODEL_DIR"
 MARKER = "RANDOM_WEIGHTS.txt"  # written beside model_index.json: diagnostics then say "noise"
-_VERSION = 2  # bump when a tiny model changes, so stale caches are rebuilt
+_VERSION = 3  # bump when a tiny model changes, so stale caches are rebuilt
 _SEED = 0
 # model id -> builder; "tiny" is LTX-Video, the default family
 BUILDERS = {
@@ -30,6 +30,8 @@ BUILDERS = {
     "tiny-cogvideox": cogvideox.build_tiny_t2v,
     "tiny-cogvideox-i2v": cogvideox.build_tiny_i2v,
     "tiny-hunyuan": hunyuan.build_tiny,
+    "tiny-hunyuan-i2v": hunyuan.build_tiny_i2v,
+    "tiny-hunyuan-i2v-33ch": hunyuan.build_tiny_i2v_33ch,
 }
 
 
