@@ -137,10 +137,12 @@ def diagnostics(model: VideoModel, request: BaseModel, job: GenerationJob, gener
         "device": str(model.device),
         "dtype": str(model.dtype).removeprefix("torch."),
         "outputs": outputs_info,
-        "adjusted": notes,
+        "adjusted": notes + generated.notes,
+        "vae_tiling": generated.vae_tiling,
         "timing_ms": {**timer.total(), **{f"generate.{k}": round(v, 2)
                                           for k, v in generated.timing_ms.items()}},
     }
     if generated.peak_gpu_memory_mb is not None:
         result["peak_gpu_memory_mb"] = round(generated.peak_gpu_memory_mb, 1)
+        result["vae_decode_gpu_memory_mb"] = round(generated.vae_decode_gpu_memory_mb, 1)
     return result

@@ -10,8 +10,11 @@ without downloads (random weights make noise; the work per step is the real one)
 
 Per request size it prints: the plain recipe (`from_pretrained(dtype=bf16).to("cuda")`, call, export
 a GIF with diffusers' `export_to_gif`) and the handler (bf16, regional compile + warm-up on CUDA,
-GIF encode, base64) with per-stage times, seconds per step, transformer MFU from the FLOP formula
-(printed), peak memory; and the cold start (process start to first answer) of the handler.
+GIF encode, base64) with per-stage times (text encoding timed on its own), seconds per step,
+transformer MFU from the FLOP formula (printed), peak memory, the first request after start-up
+beside the second, and how close the handler's frames are to the plain recipe's (same seed); the
+cold start (process start to first answer); and, at the first size, the first-block step cache's
+speed and quality cost (PSNR/SSIM of its frames against the uncached frames, same seed).
 """
 
 from __future__ import annotations
@@ -30,12 +33,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import diffusers  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from diffusers import LTXPipeline  # noqa: E402
 from diffusers.utils import export_to_gif  # noqa: E402
 
 from handler import EndpointHandler  # noqa: E402
 from pipelines import tiny  # noqa: E402
+from tests.media import psnr, ssim, zip_frames  # noqa: E402
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0}  # dense, vendor sheets
 
@@ -86,17 +91,56 @@ def time_plain(directory: Path, request: dict, device: str) -> dict:
     call_started = time.perf_counter()
     video = pipe(prompt=request["prompt"], height=request["height"], width=request["width"],
                  num_frames=request["generated_frames"], num_inference_steps=request["num_inference_steps"],
-                 guidance_scale=request["guidance_scale"], generator=torch.Generator("cpu").manual_seed(0)).frames[0]
+                 guidance_scale=request["guidance_scale"], frame_rate=12,  # the card's fps, as the handler passes it
+                 generator=torch.Generator("cpu").manual_seed(0)).frames[0]
     sync()
     generated = time.perf_counter()
     with tempfile.TemporaryDirectory() as workdir:
         export_to_gif(video[: request["num_frames"]], os.path.join(workdir, "out.gif"), fps=12)
     done = time.perf_counter()
     result = {"load_s": loaded - started, "generate_s": generated - call_started, "encode_s": done - generated,
-              "request_s": done - call_started}
+              "request_s": done - call_started,
+              "frames": np.stack([np.asarray(frame) for frame in video[: request["num_frames"]]])}
     del pipe
     free()
     return result
+
+
+def text_encode_s(pipe, prompt: str) -> float:
+    """The prompt and the empty negative prompt through the text encoder, as the pipeline does."""
+    sync()
+    started = time.perf_counter()
+    with torch.no_grad():
+        pipe.encode_prompt(prompt=prompt, negative_prompt="", do_classifier_free_guidance=True,
+                           device=pipe._execution_device)
+    sync()
+    return time.perf_counter() - started
+
+
+def step_cache_rows(handler: EndpointHandler, inputs: dict, thresholds: list[float]) -> list[dict]:
+    """First-block cache at each threshold against the uncached run (same seed), ZIP frames."""
+    from diffusers import FirstBlockCacheConfig
+
+    transformer = handler.model.pipelines.t2v.transformer
+    request = {"inputs": {**inputs, "outputs": ["zip"]}}
+    reference = handler(request)
+    reference_s = reference["diagnostics"]["timing_ms"]["generate.denoise"] / 1000
+    rows = [{"threshold": None, "denoise_s": reference_s, "speedup": 1.0, "psnr_db": float("inf"), "ssim": 1.0}]
+    for threshold in thresholds:
+        transformer.enable_cache(FirstBlockCacheConfig(threshold=threshold))
+        try:
+            for _ in range(2):  # the second is reported: hooks on compiled blocks may recompile once
+                result = handler(request)
+        finally:
+            transformer.disable_cache()
+        if not result["ok"]:
+            rows.append({"threshold": threshold, "error": result["error"]["message"]})
+            continue
+        denoise_s = result["diagnostics"]["timing_ms"]["generate.denoise"] / 1000
+        frames = zip_frames(result)
+        rows.append({"threshold": threshold, "denoise_s": denoise_s, "speedup": reference_s / denoise_s,
+                     "psnr_db": psnr(zip_frames(reference), frames), "ssim": ssim(zip_frames(reference), frames)})
+    return rows
 
 
 def sync() -> None:
@@ -117,6 +161,8 @@ def main() -> None:
                                                       "on a GPU, small sizes on CPU)")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--model-dir", type=Path, default=Path(tempfile.gettempdir()) / "video-bench-ltx-2b")
+    parser.add_argument("--cache-thresholds", default="0.05,0.1",
+                        help="first-block cache thresholds to measure at the first size ('' to skip)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -145,36 +191,64 @@ def main() -> None:
         width, height, frames = (int(x) for x in size.split("x"))
         inputs = {"prompt": "a cyberpunk street in rain, neon lights", "width": width, "height": height,
                   "num_frames": frames, "num_inference_steps": args.steps, "guidance_scale": 7.5, "seed": 0}
-        for _ in range(2):  # the second is the one reported: no first-shape recompilation in it
-            result = handler({"inputs": inputs})
-        assert result["ok"], result
+        first = handler({"inputs": inputs})  # after start-up's warm-up: must be no slower
+        result = handler({"inputs": inputs})  # the one reported
+        assert first["ok"] and result["ok"], (first, result)
+        same_output = {**inputs, "outputs": ["zip"]}
+        handler_frames = zip_frames(handler({"inputs": same_output}))
         d = result["diagnostics"]
         t = d["timing_ms"]
         tflop = transformer_tflop_per_step(handler.model.pipelines.t2v, height, width, d["generated_frames"], cfg=True)
         step_s = t["generate.denoise"] / 1000 / args.steps
         plain = time_plain(directory, {**inputs, "generated_frames": d["generated_frames"]}, device)
         row = {"size": size, "steps": args.steps, "handler_request_s": t["total"] / 1000,
+               "first_request_s": first["diagnostics"]["timing_ms"]["total"] / 1000,
+               "text_encode_s": text_encode_s(handler.model.pipelines.t2v, inputs["prompt"]),
+               "psnr_vs_plain_db": psnr(plain["frames"], handler_frames),
                "handler_denoise_s": t["generate.denoise"] / 1000,
                "handler_vae_decode_s": t["generate.vae_decode"] / 1000,
                "handler_encode_s": t["encode"] / 1000, "handler_base64_s": t.get("base64", 0) / 1000,
                "s_per_step": step_s, "transformer_tflop_per_step": tflop,
                "mfu": (tflop / step_s / peak) if peak else None, "peak_gpu_memory_mb": d.get("peak_gpu_memory_mb"),
                "plain_request_s": plain["request_s"], "plain_generate_s": plain["generate_s"],
-               "plain_encode_s": plain["encode_s"], "speedup": plain["request_s"] / (t["total"] / 1000)}
+               "plain_encode_s": plain["encode_s"], "speedup": plain["request_s"] / (t["total"] / 1000),
+               "vae_tiling": d["vae_tiling"], "vae_decode_gpu_memory_mb": d.get("vae_decode_gpu_memory_mb")}
         rows.append(row)
-    print("\n| size WxHxF | plain s (generate + GIF) | handler s | speed-up | denoise s | VAE s | encode s "
-          "| base64 s | s/step | TFLOP/step | MFU | peak MiB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| size WxHxF | plain s (generate + GIF) | handler s | speed-up | 1st request s | text enc s "
+          "| denoise s | VAE s | encode s | base64 s | s/step | TFLOP/step | MFU | peak MiB | VAE MiB (tiled) "
+          "| PSNR vs plain dB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         mfu = f"{r['mfu']:.0%}" if r["mfu"] is not None else "n/a"
+        vae_mb = r["vae_decode_gpu_memory_mb"]
         print(f"| {r['size']} | {r['plain_request_s']:.2f} ({r['plain_generate_s']:.2f} + {r['plain_encode_s']:.2f}) "
-              f"| {r['handler_request_s']:.2f} | {r['speedup']:.2f}x | "
-              f"{r['handler_denoise_s']:.2f} | {r['handler_vae_decode_s']:.2f} | {r['handler_encode_s']:.2f} | "
-              f"{r['handler_base64_s']:.3f} | {r['s_per_step']:.3f} | {r['transformer_tflop_per_step']:.2f} | {mfu} | "
-              f"{r['peak_gpu_memory_mb'] or 'n/a'} |")
+              f"| {r['handler_request_s']:.2f} | {r['speedup']:.2f}x | {r['first_request_s']:.2f} | "
+              f"{r['text_encode_s']:.3f} | {r['handler_denoise_s']:.2f} | {r['handler_vae_decode_s']:.2f} | "
+              f"{r['handler_encode_s']:.2f} | {r['handler_base64_s']:.3f} | {r['s_per_step']:.3f} | "
+              f"{r['transformer_tflop_per_step']:.2f} | {mfu} | {r['peak_gpu_memory_mb'] or 'n/a'} | "
+              f"{'n/a' if vae_mb is None else f'{vae_mb:.0f}'} ({'yes' if r['vae_tiling'] else 'no'}) | "
+              f"{r['psnr_vs_plain_db']:.1f} |")
+
+    cache_rows = []
+    thresholds = [float(x) for x in args.cache_thresholds.split(",") if x.strip()]
+    if thresholds:
+        width, height, frames = (int(x) for x in sizes.split(",")[0].split("x"))
+        cache_inputs = {"prompt": "a cyberpunk street in rain, neon lights", "width": width, "height": height,
+                        "num_frames": frames, "num_inference_steps": args.steps, "guidance_scale": 7.5, "seed": 0}
+        cache_rows = step_cache_rows(handler, cache_inputs, thresholds)
+        print(f"\nfirst-block step cache at {sizes.split(',')[0]}, {args.steps} steps, against the uncached run:")
+        print("| threshold | denoise s | speed-up | PSNR dB | SSIM |")
+        print("|---|---|---|---|---|")
+        for r in cache_rows:
+            if "error" in r:
+                print(f"| {r['threshold']} | failed: {r['error']} | | | |")
+                continue
+            print(f"| {r['threshold'] or 'off'} | {r['denoise_s']:.2f} | {r['speedup']:.2f}x | "
+                  f"{r['psnr_db']:.1f} | {r['ssim']:.3f} |")
     if args.out:
         args.out.write_text(json.dumps({"device": name, "model": args.model, "cold_start_s": cold_s,
-                                        "handler_init_s": init_s, "rows": rows}, indent=2))
+                                        "handler_init_s": init_s, "rows": rows, "step_cache": cache_rows},
+                                       indent=2, default=str))
 
 
 if __name__ == "__main__":

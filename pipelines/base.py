@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from errors import InvalidRequest, OutOfMemory
+from pipelines.memory import VaeTiling, free_gpu_bytes, set_tiling
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,10 @@ class GenerationJob:
     @property
     def mode(self) -> str:
         return "i2v" if self.image is not None else "t2v"
+
+    @property
+    def pixel_frames(self) -> int:
+        return self.num_frames * self.height * self.width
 
 
 @dataclass
@@ -120,6 +125,11 @@ class Generated:
     generated_frames: int
     timing_ms: dict[str, float] = field(default_factory=dict)
     peak_gpu_memory_mb: float | None = None
+    """the request's peak GPU memory (CUDA only)"""
+    vae_decode_gpu_memory_mb: float | None = None
+    """what decoding needed above what was allocated before it (CUDA only)"""
+    vae_tiling: bool = False
+    notes: list[str] = field(default_factory=list)
 
 
 def frames_to_uint8(video: torch.Tensor, keep: int) -> np.ndarray:
@@ -136,8 +146,10 @@ class VideoModel:
 
     def __init__(self, family: ModuleType, pipelines: LoadedPipelines, source: str,
                  device: torch.device, dtype: torch.dtype, random_weights: bool = False,
-                 speed: Any = None, speed_applied: list[str] | None = None) -> None:
+                 speed: Any = None, speed_applied: list[str] | None = None,
+                 vae_tiling: VaeTiling | None = None) -> None:
         self.family = family
+        self.vae_tiling = vae_tiling or VaeTiling()
         self.speed = speed  # pipelines.speed.SpeedSettings in effect
         self.speed_applied = speed_applied or []
         self.pipelines = pipelines
@@ -168,37 +180,75 @@ class VideoModel:
 
     def generate(self, job: GenerationJob, keep_frames: int,
                  on_step: StepCallback | None = None) -> Generated:
+        with self._lock:
+            free = free_gpu_bytes(self.device)
+            tiled = self.vae_tiling.decide(job.pixel_frames, free)
+            attempt = self._generate_once(job, keep_frames, on_step, tiled)
+            retry = not tiled and self.vae_tiling.mode == "auto"
+            if isinstance(attempt, _OutOfMemory) and attempt.in_decode and retry:
+                self.vae_tiling.did_not_fit(job.pixel_frames, free)
+                attempt = self._generate_once(job, keep_frames, on_step, tiled=True)
+                if isinstance(attempt, Generated):
+                    attempt.notes.append("ran out of GPU memory decoding all frames at once: generated again "
+                                         "and decoded in tiles (larger requests are tiled from now on)")
+        if isinstance(attempt, _OutOfMemory):
+            raise OutOfMemory(
+                f"out of GPU memory {'decoding' if attempt.in_decode else 'generating'} {job.num_frames} frames "
+                f"at {job.width}x{job.height}; ask for fewer frames or a smaller size")
+        return attempt
+
+    def _generate_once(self, job: GenerationJob, keep_frames: int, on_step: StepCallback | None,
+                       tiled: bool) -> Generated | _OutOfMemory:
         cuda = self.device.type == "cuda"
         step_ends: list[float] = []
+        denoised: list[bool] = []  # set after the last step
+        decode_start_bytes = denoise_peak = 0
 
         def record_step(step: int, total: int) -> None:
+            nonlocal decode_start_bytes, denoise_peak
             step_ends.append(time.perf_counter())
+            if step == total:  # what follows is the decode: its memory is measured on its own
+                denoised.append(True)
+                if cuda:
+                    denoise_peak = torch.cuda.max_memory_allocated()
+                    decode_start_bytes = torch.cuda.memory_allocated()
+                    torch.cuda.reset_peak_memory_stats()
             if on_step is not None:
                 on_step(step, total)
 
-        with self._lock:
+        set_tiling(self.pipelines.for_job(job).vae, tiled)
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        started = time.perf_counter()
+        out_of_memory = False
+        try:
+            video = self.family.generate(self.pipelines, job, record_step)
+            frames = frames_to_uint8(video, keep_frames)
+        except torch.cuda.OutOfMemoryError:
+            out_of_memory = True
+        if out_of_memory:
+            # Outside the except block the failed call's tensors are unreachable: free them.
             if cuda:
-                torch.cuda.reset_peak_memory_stats()
-            started = time.perf_counter()
-            out_of_memory = False
-            try:
-                video = self.family.generate(self.pipelines, job, record_step)
-                frames = frames_to_uint8(video, keep_frames)
-            except torch.cuda.OutOfMemoryError:
-                out_of_memory = True
-            if out_of_memory:
-                # Outside the except block the failed call's tensors are unreachable: free them.
-                if cuda:
-                    torch.cuda.empty_cache()
-                raise OutOfMemory(
-                    f"out of GPU memory generating {job.num_frames} frames at {job.width}x{job.height}; "
-                    "ask for fewer frames or a smaller size")
-            finished = time.perf_counter()
-            peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
-        denoised = step_ends[-1] if step_ends else finished
+                torch.cuda.empty_cache()
+            return _OutOfMemory(in_decode=bool(denoised))
+        finished = time.perf_counter()
+        peak = decode_mb = None
+        if cuda:
+            decode_peak = torch.cuda.max_memory_allocated()
+            peak = max(denoise_peak, decode_peak) / 2**20
+            decode_mb = (decode_peak - decode_start_bytes) / 2**20
+            if not tiled:
+                self.vae_tiling.measured(job.pixel_frames, decode_peak - decode_start_bytes)
+        decode_started = step_ends[-1] if step_ends else finished
         timing = {
-            "denoise": (denoised - started) * 1000,  # text encoding and latent set-up included
-            "vae_decode": (finished - denoised) * 1000,  # and the uint8 conversion
+            "denoise": (decode_started - started) * 1000,  # text encoding and latent set-up included
+            "vae_decode": (finished - decode_started) * 1000,  # and the uint8 conversion
         }
         return Generated(frames=frames, generated_frames=job.num_frames, timing_ms=timing,
-                         peak_gpu_memory_mb=peak)
+                         peak_gpu_memory_mb=peak, vae_decode_gpu_memory_mb=decode_mb, vae_tiling=tiled)
+
+
+@dataclass(frozen=True)
+class _OutOfMemory:
+    in_decode: bool
+    """every denoising step had finished: the VAE decode ran out"""

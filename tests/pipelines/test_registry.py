@@ -11,7 +11,7 @@ from pipelines import registry, tiny
 
 def test_every_family_module_is_registered():
     modules = {p.stem for p in Path(registry.__file__).parent.glob("*.py")} - {
-        "__init__", "base", "registry", "tiny", "_tiny_parts", "speed"}
+        "__init__", "base", "registry", "tiny", "_tiny_parts", "speed", "memory"}
     assert {family.__name__.rsplit(".", 1)[1] for family in registry.FAMILIES} == modules
     for family in registry.FAMILIES:
         for part in ("FAMILY", "CLASS_NAMES", "load", "check_request", "temporal_ratio", "generate"):
