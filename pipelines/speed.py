@@ -5,12 +5,12 @@ the defaults of the loading code and of diffusers.
 
 Environment (read once at start-up):
 - `VIDEO_COMPILE` (default `1` on CUDA, `0` elsewhere): `torch.compile` each repeated transformer
-  block (`compile_repeated_blocks`): compile's speed for a fraction of its compile time. Prompt,
-  seed, steps and guidance never recompile (same tensor shapes); a new height/width/frame count
-  recompiles once, after which torch marks those dimensions dynamic (bounded by torch's recompile
-  limit, 8 by default).
-- `VIDEO_WARMUP` (default: on when compiling): one short request at the card's default size in
-  `__init__`, so the first user request does not pay for compilation.
+  block (`compile_repeated_blocks`): compile's speed for a fraction of its compile time.
+- `VIDEO_WARMUP` (default: on when compiling): three short requests in `__init__` (see
+  `warmup_requests`) that leave a graph compiled for the card's default size and one with dynamic
+  sizes and batch: no user request recompiles, whatever its prompt, seed, steps, guidance or size
+  (tested on CPU). The one exception: a latent of a single token (e.g. 32x32, 1 frame on LTX), a
+  size torch always specializes, compiles once.
 - `VIDEO_STEP_CACHE` (default off): a threshold such as `0.05` enables diffusers' first-block cache,
   which skips the rest of the transformer on steps whose first block barely changed. It trades
   quality for speed; see docs/benchmarks.md for what it costs.
@@ -97,8 +97,11 @@ def apply(pipelines: LoadedPipelines, settings: SpeedSettings) -> list[str]:
     return applied
 
 
-def warmup_request(modes: list[str]) -> dict[str, Any]:
-    """A short request at the card's default size (the shapes most requests have), 2 steps."""
+def warmup_requests(modes: list[str]) -> list[dict[str, Any]]:
+    """Short requests, 2 steps each, so that no user request compiles: the card's default (the
+    shapes most requests have, compiled for exactly those), then a second size (torch recompiles
+    with the sizes dynamic), then that size without guidance (classifier-free guidance doubles the
+    transformer's batch: recompiled with the batch dynamic too, which covers every later request)."""
     inputs: dict[str, Any] = {"prompt": "warm-up", "num_inference_steps": 2, "seed": 0, "outputs": ["gif"]}
     if "t2v" not in modes:  # an image-to-video-only checkpoint needs an image
         import base64
@@ -109,4 +112,5 @@ def warmup_request(modes: list[str]) -> dict[str, Any]:
         buffer = io.BytesIO()
         Image.new("RGB", (512, 512), (128, 128, 128)).save(buffer, format="PNG")
         inputs["image"] = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return {"inputs": inputs}
+    other_size = {**inputs, "height": 256, "width": 384, "num_frames": 16}
+    return [{"inputs": inputs}, {"inputs": other_size}, {"inputs": {**other_size, "guidance_scale": 1.0}}]

@@ -4,6 +4,7 @@ skipped on CPU; the switches themselves and the step cache run here."""
 from __future__ import annotations
 
 import base64
+import shutil
 
 import numpy as np
 import pytest
@@ -30,6 +31,26 @@ def test_defaults_fast_on_cuda_plain_on_cpu():
             speed.SpeedSettings.from_env(CPU, bad)
 
 
+@pytest.mark.skipif(shutil.which("c++") is None, reason="torch.compile on CPU needs a C++ compiler")
+def test_after_warm_up_no_request_recompiles(tiny_model_dir, monkeypatch):
+    """Regional compilation runs on CPU too (inductor's C++ backend): after the warm-up requests,
+    changing prompt, seed, steps, guidance (on or off: the batch doubles) or the size recompiles
+    nothing. A recompilation would raise inside the pipeline and answer ok: false."""
+    monkeypatch.setenv("VIDEO_COMPILE", "1")
+    handler = EndpointHandler(str(tiny_model_dir))
+    assert any("regional compilation" in item for item in handler.model.describe()["speed"])
+    assert handler.warmup_ms > 0
+    monkeypatch.setattr(torch._dynamo.config, "error_on_recompile", True)
+    try:
+        base = {"prompt": "a red balloon", "num_inference_steps": 3, "seed": 4, "outputs": ["zip"]}
+        for change in ({}, {"prompt": "a much longer prompt about a red balloon over the sea"}, {"seed": 5},
+                       {"num_inference_steps": 4}, {"guidance_scale": 1.0}, {"negative_prompt": "blurry"},
+                       {"height": 256, "width": 256, "num_frames": 9},
+                       {"height": 384, "width": 640, "num_frames": 25, "guidance_scale": 1.0}):
+            result = handler({"inputs": {**base, **change}})
+            assert result["ok"] is True, (change, result)
+    finally:
+        torch._dynamo.reset()
 
 
 def test_step_cache_is_applied_deterministic_and_changes_the_result(tiny_model_dir, handler, monkeypatch):
@@ -49,9 +70,9 @@ def test_warm_up_runs_at_start(tiny_model_dir, monkeypatch):
 
 
 def test_image_only_models_warm_up_with_an_image():
-    request = speed.warmup_request(["i2v"])
-    assert base64.b64decode(request["inputs"]["image"])[:4] == b"\x89PNG"
-    assert "image" not in speed.warmup_request(["t2v", "i2v"])["inputs"]
+    for request in speed.warmup_requests(["i2v"]):
+        assert base64.b64decode(request["inputs"]["image"])[:4] == b"\x89PNG"
+    assert all("image" not in request["inputs"] for request in speed.warmup_requests(["t2v", "i2v"]))
 
 
 @pytest.mark.gpu
