@@ -1,12 +1,16 @@
 """The plain diffusers recipe vs this handler, end to end, side by side in one run.
 
     .venv/bin/python benchmarks/gpu_pipeline.py                 # CPU: the tiny model, small sizes
+    .venv/bin/python benchmarks/gpu_pipeline.py --model tiny-wan
     python benchmarks/gpu_pipeline.py --model ltx-2b --out docs/gpu.json   # GPU: LTX-Video 2B shape
+    python benchmarks/gpu_pipeline.py --model wan-1.3b --sizes 832x480x81
 
 `ltx-2b` builds LTX-Video 2B with random weights from the real configs (the diffusers classes'
-defaults are the 2B model: 28 blocks of width 2048; the 0.9.0 VAE; a T5-XXL-sized encoder), saves it
-as a diffusers checkpoint and loads it back through the handler's real loading path: honest timings
-without downloads (random weights make noise; the work per step is the real one).
+defaults are the 2B model: 28 blocks of width 2048; the 0.9.0 VAE; a T5-XXL-sized encoder);
+`wan-1.3b` builds Wan 2.1 T2V 1.3B (30 blocks of width 1536, the Wan 2.1 VAE in float32, a
+UMT5-XXL-sized encoder). Each is saved as a diffusers checkpoint and loaded back through the
+handler's real loading path: honest timings without downloads (random weights make noise; the
+work per step is the real one).
 
 Per request size it prints: the plain recipe (`from_pretrained(dtype=bf16).to("cuda")`, call, export
 a GIF with diffusers' `export_to_gif`) and the handler (bf16, regional compile + warm-up on CUDA,
@@ -35,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 import diffusers  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from diffusers import LTXPipeline  # noqa: E402
+from diffusers import DiffusionPipeline  # noqa: E402
 from diffusers.utils import export_to_gif  # noqa: E402
 
 from handler import EndpointHandler  # noqa: E402
@@ -47,7 +51,12 @@ PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0} 
 
 def build_ltx_2b(directory: Path) -> Path:
     """LTX-Video 2B with random weights, saved in bf16 as a diffusers checkpoint."""
-    from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXVideoTransformer3DModel
+    from diffusers import (
+        AutoencoderKLLTXVideo,
+        FlowMatchEulerDiscreteScheduler,
+        LTXPipeline,
+        LTXVideoTransformer3DModel,
+    )
     from transformers import T5Config, T5EncoderModel
 
     from pipelines import _tiny_parts
@@ -70,12 +79,48 @@ def build_ltx_2b(directory: Path) -> Path:
     return directory
 
 
+def build_wan_1_3b(directory: Path) -> Path:
+    """Wan 2.1 T2V 1.3B with random weights (bf16 transformer and text encoder, float32 VAE)."""
+    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    from pipelines import _tiny_parts
+
+    if (directory / "model_index.json").is_file():
+        return directory
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with torch.device(device):
+        transformer = WanTransformer3DModel(num_attention_heads=12, ffn_dim=8960, num_layers=30).to(torch.bfloat16)
+        vae = AutoencoderKLWan()  # the Wan 2.1 VAE's shape
+        text_encoder = UMT5EncoderModel(UMT5Config(  # umt5-xxl's shape
+            vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
+            feed_forward_proj="gated-gelu", is_gated_act=True)).to(torch.bfloat16)
+    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
+    WanPipeline(tokenizer=_tiny_parts.t5_tokenizer(), text_encoder=text_encoder, transformer=transformer, vae=vae,
+                scheduler=scheduler).save_pretrained(directory, safe_serialization=True)
+    (directory / tiny.MARKER).write_text("Wan 2.1 T2V 1.3B shape, random weights: output is noise.\n")
+    return directory
+
+
+BUILDERS = {"ltx-2b": build_ltx_2b, "wan-1.3b": build_wan_1_3b}
+
+
+def transformer_tokens(pipe, height: int, width: int, frames: int) -> int:
+    """Latent positions the transformer attends over: VAE compression, then its patch size."""
+    spatial = getattr(pipe, "vae_spatial_compression_ratio", None) or pipe.vae_scale_factor_spatial
+    temporal = getattr(pipe, "vae_temporal_compression_ratio", None) or pipe.vae_scale_factor_temporal
+    patch = pipe.transformer.config.patch_size
+    patch_t, patch_h, patch_w = patch if isinstance(patch, (tuple, list)) else (
+        pipe.transformer.config.get("patch_size_t", 1) or 1, patch, patch)
+    latent_frames = (frames - 1) // temporal + 1
+    return (latent_frames // patch_t) * (height // spatial // patch_h) * (width // spatial // patch_w)
+
+
 def transformer_tflop_per_step(pipe, height: int, width: int, frames: int, cfg: bool) -> float:
     """2*params*tokens (every matmul) + 4*layers*tokens^2*width (self-attention scores and
-    values); cross-attention to <= 128 text tokens is under 1% and left out. Doubled by CFG."""
+    values); cross-attention to the text tokens (at most a few hundred) is left out. Doubled by CFG."""
     config = pipe.transformer.config
-    tokens = (height // pipe.vae_spatial_compression_ratio) * (width // pipe.vae_spatial_compression_ratio) * (
-        (frames - 1) // pipe.vae_temporal_compression_ratio + 1)
+    tokens = transformer_tokens(pipe, height, width, frames)
     params = sum(p.numel() for p in pipe.transformer.parameters())
     width_ = config.num_attention_heads * config.attention_head_dim
     flop = 2 * params * tokens + 4 * config.num_layers * tokens**2 * width_
@@ -83,15 +128,24 @@ def transformer_tflop_per_step(pipe, height: int, width: int, frames: int, cfg: 
 
 
 def time_plain(directory: Path, request: dict, device: str) -> dict:
+    """What a user writes from the model card: load in bf16, move to the GPU, call, export a GIF.
+    As the model cards say: Wan's VAE in float32, LTX told the frame rate."""
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     started = time.perf_counter()
-    pipe = LTXPipeline.from_pretrained(directory, dtype=dtype).to(device)
+    extra_load, extra_call = {}, {}
+    if DiffusionPipeline.load_config(directory)["_class_name"] == "WanPipeline":
+        from diffusers import AutoencoderKLWan
+
+        extra_load["vae"] = AutoencoderKLWan.from_pretrained(directory, subfolder="vae", dtype=torch.float32)
+    else:
+        extra_call["frame_rate"] = 12  # the card's fps, as the handler passes it
+    pipe = DiffusionPipeline.from_pretrained(directory, dtype=dtype, **extra_load).to(device)
     loaded = time.perf_counter()
     sync()
     call_started = time.perf_counter()
     video = pipe(prompt=request["prompt"], height=request["height"], width=request["width"],
                  num_frames=request["generated_frames"], num_inference_steps=request["num_inference_steps"],
-                 guidance_scale=request["guidance_scale"], frame_rate=12,  # the card's fps, as the handler passes it
+                 guidance_scale=request["guidance_scale"], output_type="pil", **extra_call,
                  generator=torch.Generator("cpu").manual_seed(0)).frames[0]
     sync()
     generated = time.perf_counter()
@@ -156,29 +210,36 @@ def free() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     on_gpu = torch.cuda.is_available()
-    parser.add_argument("--model", choices=["tiny", "ltx-2b"], default="ltx-2b" if on_gpu else "tiny")
+    parser.add_argument("--model", choices=["tiny", "tiny-wan", *BUILDERS], default="ltx-2b" if on_gpu else "tiny")
     parser.add_argument("--sizes", default=None, help="WxHxF,... (default: the card's default and 768x512x121 "
                                                       "on a GPU, small sizes on CPU)")
     parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--model-dir", type=Path, default=Path(tempfile.gettempdir()) / "video-bench-ltx-2b")
+    parser.add_argument("--model-dir", type=Path, help="where the full-size model is built (default: a temp dir)")
     parser.add_argument("--cache-thresholds", default="0.05,0.1",
                         help="first-block cache thresholds to measure at the first size ('' to skip)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     sizes = args.sizes or ("512x512x32,768x512x121" if device == "cuda" else "256x256x16,512x512x32")
-    directory = tiny.ensure() if args.model == "tiny" else build_ltx_2b(args.model_dir)
+    if args.model in BUILDERS:
+        directory = BUILDERS[args.model](args.model_dir or Path(tempfile.gettempdir()) / f"video-bench-{args.model}")
+    else:
+        directory = tiny.ensure(model_id=args.model)
     name = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine()
     peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
     print(f"device: {name}; torch {torch.__version__}, diffusers {diffusers.__version__}; model {args.model}")
 
     started = time.perf_counter()
+    first_size = sizes.split(",")[0]
+    width, height, frames = (int(x) for x in first_size.split("x"))
     cold = subprocess.run([sys.executable, "-c", (
-        "import sys; sys.path.insert(0, sys.argv[1]); from handler import EndpointHandler; "
-        "h = EndpointHandler(sys.argv[2]); assert h({'inputs': {'prompt': 'cold', 'num_inference_steps': 2}})['ok']"),
-        str(ROOT), str(directory)], capture_output=True, text=True)
+        "import json, sys; sys.path.insert(0, sys.argv[1]); from handler import EndpointHandler; "
+        "h = EndpointHandler(sys.argv[2]); assert h(json.loads(sys.argv[3]))['ok']"),
+        str(ROOT), str(directory), json.dumps({"inputs": {"prompt": "cold", "num_inference_steps": 2, "width": width,
+                                                          "height": height, "num_frames": frames}})],
+        capture_output=True, text=True)
     cold_s = time.perf_counter() - started
-    print(f"cold start (process start to first answer, 2 steps, card default size): {cold_s:.1f} s"
+    print(f"cold start (process start to first answer, 2 steps, {first_size}): {cold_s:.1f} s"
           + ("" if cold.returncode == 0 else f" FAILED: {cold.stderr[-500:]}"))
 
     started = time.perf_counter()
@@ -232,11 +293,11 @@ def main() -> None:
     cache_rows = []
     thresholds = [float(x) for x in args.cache_thresholds.split(",") if x.strip()]
     if thresholds:
-        width, height, frames = (int(x) for x in sizes.split(",")[0].split("x"))
+        width, height, frames = (int(x) for x in first_size.split("x"))
         cache_inputs = {"prompt": "a cyberpunk street in rain, neon lights", "width": width, "height": height,
                         "num_frames": frames, "num_inference_steps": args.steps, "guidance_scale": 7.5, "seed": 0}
         cache_rows = step_cache_rows(handler, cache_inputs, thresholds)
-        print(f"\nfirst-block step cache at {sizes.split(',')[0]}, {args.steps} steps, against the uncached run:")
+        print(f"\nfirst-block step cache at {first_size}, {args.steps} steps, against the uncached run:")
         print("| threshold | denoise s | speed-up | PSNR dB | SSIM |")
         print("|---|---|---|---|---|")
         for r in cache_rows:

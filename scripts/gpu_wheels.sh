@@ -13,7 +13,10 @@ python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3
   diffusers==0.42.1 pydantic==2.14.4 pydantic-core==2.50.5 annotated-types typing-inspection \
   ftfy wcwidth
 ls .whl
-# Then, on the device (one call, carry [".whl"]):
+# Then, on the device (one call, carry [".whl"]; LTX-Video 2B first, then Wan 2.1 1.3B at the
+# card's default and its own 480p size):
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-#     .whl/*.whl && export PYTHONPATH=/tmp/site && PYTHONUNBUFFERED=1 \
-#     python3 benchmarks/gpu_pipeline.py --model ltx-2b --out $OUT/gpu.json 2>&1 | tee $OUT/log
+#     .whl/*.whl && export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 &&
+#     python3 benchmarks/gpu_pipeline.py --model ltx-2b --out $OUT/ltx.json 2>&1 | tee $OUT/ltx.log;
+#     python3 benchmarks/gpu_pipeline.py --model wan-1.3b --sizes 512x512x32,832x480x81 \
+#       --out $OUT/wan.json 2>&1 | tee $OUT/wan.log
