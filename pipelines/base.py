@@ -201,14 +201,14 @@ class VideoModel:
                        tiled: bool) -> Generated | _OutOfMemory:
         cuda = self.device.type == "cuda"
         step_ends: list[float] = []
-        denoised: list[bool] = []  # set after the last step
+        denoised = False  # set after the last step
         decode_start_bytes = denoise_peak = 0
 
         def record_step(step: int, total: int) -> None:
-            nonlocal decode_start_bytes, denoise_peak
+            nonlocal decode_start_bytes, denoise_peak, denoised
             step_ends.append(time.perf_counter())
             if step == total:  # what follows is the decode: its memory is measured on its own
-                denoised.append(True)
+                denoised = True
                 if cuda:
                     denoise_peak = torch.cuda.max_memory_allocated()
                     decode_start_bytes = torch.cuda.memory_allocated()
@@ -230,7 +230,7 @@ class VideoModel:
             # Outside the except block the failed call's tensors are unreachable: free them.
             if cuda:
                 torch.cuda.empty_cache()
-            return _OutOfMemory(in_decode=bool(denoised))
+            return _OutOfMemory(in_decode=denoised)
         finished = time.perf_counter()
         peak = decode_mb = None
         if cuda:

@@ -6,7 +6,7 @@ outgrow what the transformer needed. Tiled decoding (`vae.enable_tiling()`) work
 spatial (and, for some VAEs, temporal) tiles: slower, bounded memory. Slicing is not used: it
 splits the batch, and a request is one video.
 
-`VIDEO_VAE_TILING` (read once at start-up):
+`VIDEO_VAE_TILING` (read at start-up with the other GPU switches, `pipelines/speed.py`):
 - `auto` (default): on CUDA, each untiled decode's memory is measured (its peak above what was
   allocated before it) per output pixel-frame; a request whose frames x pixels would need more than
   90% of the free GPU memory at that rate decodes in tiles. Before any measurement (the warm-up
@@ -17,7 +17,6 @@ splits the batch, and a request is one video.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
@@ -41,15 +40,6 @@ class VaeTiling:
     bytes_per_pixel_frame: float | None = None
     """the most an untiled decode has needed per output pixel-frame (auto mode learns it)"""
 
-    @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> VaeTiling:
-        environ = os.environ if environ is None else environ
-        value = environ.get(TILING_ENV, "").strip().lower() or "auto"
-        modes = {"auto": "auto", "1": "on", "on": "on", "true": "on", "0": "off", "off": "off", "false": "off"}
-        if value not in modes:
-            raise ValueError(f"{TILING_ENV} must be auto, 1 or 0, got {environ[TILING_ENV]!r}")
-        return cls(mode=modes[value])
-
     def decide(self, pixel_frames: int, free_bytes: int | None) -> bool:
         """Whether a decode of `pixel_frames` (frames x height x width) runs in tiles."""
         if self.mode != "auto":
@@ -70,5 +60,9 @@ class VaeTiling:
 
 
 def set_tiling(vae: torch.nn.Module, tiled: bool) -> None:
-    if tiled != getattr(vae, "use_tiling", False):
-        vae.enable_tiling() if tiled else vae.disable_tiling()
+    if tiled == getattr(vae, "use_tiling", False):
+        return
+    if tiled:
+        vae.enable_tiling()
+    else:
+        vae.disable_tiling()

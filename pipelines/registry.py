@@ -69,7 +69,6 @@ def load_model(path: str | os.PathLike | None, model_id: str | None = None) -> V
     device, dtype = pick_device_and_dtype()
     try:
         settings = speed.SpeedSettings.from_env(device)
-        tiling = memory.VaeTiling.from_env()
     except ValueError as exc:
         raise ModelLoadError(str(exc)) from None
     # offloaded weights stay in CPU memory; the offload hooks move each model to the GPU to run
@@ -82,4 +81,5 @@ def load_model(path: str | os.PathLike | None, model_id: str | None = None) -> V
     applied = speed.apply(pipelines, settings)
     logger.info("speed settings: %s", ", ".join(applied) or "none")
     return VideoModel(family, pipelines, source, device, dtype, random_weights=Path(source, tiny.MARKER).is_file(),
-                      speed=settings, speed_applied=applied, vae_tiling=tiling)
+                      speed=settings, speed_applied=applied,
+                      vae_tiling=memory.VaeTiling(mode=settings.vae_tiling))

@@ -14,6 +14,8 @@ Environment (read once at start-up):
 - `VIDEO_STEP_CACHE` (default off): a threshold such as `0.05` enables diffusers' first-block cache,
   which skips the rest of the transformer on steps whose first block barely changed. It trades
   quality for speed; see docs/benchmarks.md for what it costs.
+- `VIDEO_VAE_TILING` (default `auto`): decode in tiles when a request would not fit; `1` / `0`:
+  always / never. See `pipelines/memory.py`.
 - `VIDEO_CPU_OFFLOAD` (default `0`): `1` keeps the weights in CPU memory and moves each model to the
   GPU only while it runs (`enable_model_cpu_offload`): fits small GPUs, much slower.
 """
@@ -28,6 +30,7 @@ from typing import Any
 import torch
 
 from pipelines.base import LoadedPipelines
+from pipelines.memory import TILING_ENV
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +52,8 @@ class SpeedSettings:
     warmup: bool = False
     step_cache: float | None = None
     cpu_offload: bool = False
+    vae_tiling: str = "auto"
+    """auto, on or off: see pipelines/memory.py"""
 
     @classmethod
     def from_env(cls, device: torch.device, environ: dict[str, str] | None = None) -> SpeedSettings:
@@ -60,8 +65,15 @@ class SpeedSettings:
             step_cache = float(threshold) if threshold else None
         except ValueError:
             raise ValueError(f"VIDEO_STEP_CACHE must be a threshold such as 0.05, got {threshold!r}") from None
+        vae_tiling = "auto"
+        if environ.get(TILING_ENV, "").strip().lower() not in ("", "auto"):
+            try:
+                vae_tiling = "on" if _flag(environ, TILING_ENV, False) else "off"
+            except ValueError:
+                raise ValueError(f"{TILING_ENV} must be auto, 1 or 0, got {environ[TILING_ENV]!r}") from None
         return cls(compile=compile_blocks, warmup=_flag(environ, "VIDEO_WARMUP", compile_blocks),
-                   step_cache=step_cache, cpu_offload=_flag(environ, "VIDEO_CPU_OFFLOAD", False) and cuda)
+                   step_cache=step_cache, cpu_offload=_flag(environ, "VIDEO_CPU_OFFLOAD", False) and cuda,
+                   vae_tiling=vae_tiling)
 
 
 def transformers_of(pipelines: LoadedPipelines) -> list[Any]:

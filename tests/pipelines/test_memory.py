@@ -10,6 +10,7 @@ from errors import ModelLoadError
 from handler import EndpointHandler
 from pipelines import registry
 from pipelines.memory import HEADROOM, TILING_ENV, VaeTiling
+from pipelines.speed import SpeedSettings
 from tests.conftest import SMALL
 from tests.media import zip_frames
 
@@ -20,7 +21,7 @@ GIB = 2**30
 @pytest.mark.parametrize(("value", "mode"), [("", "auto"), ("auto", "auto"), ("1", "on"), ("0", "off"),
                                              ("OFF", "off")])
 def test_mode_from_environment(value, mode):
-    assert VaeTiling.from_env({TILING_ENV: value}).mode == mode
+    assert SpeedSettings.from_env(torch.device("cpu"), {TILING_ENV: value}).vae_tiling == mode
 
 
 def test_bad_environment_value_stops_start_up(monkeypatch, tiny_model_dir):
