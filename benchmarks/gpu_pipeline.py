@@ -171,14 +171,14 @@ def text_encode_s(pipe, prompt: str) -> float:
     return time.perf_counter() - started
 
 
-def step_cache_rows(handler: EndpointHandler, inputs: dict, thresholds: list[float]) -> list[dict]:
-    """First-block cache at each threshold against the uncached run (same seed), ZIP frames."""
+def step_cache_rows(handler: EndpointHandler, request: dict, uncached: dict,
+                    thresholds: list[float]) -> list[dict]:
+    """First-block cache at each threshold against `uncached`, the answer to `request` (ZIP) without it."""
     from diffusers import FirstBlockCacheConfig
 
     transformer = handler.model.pipelines.t2v.transformer
-    request = {"inputs": {**inputs, "outputs": ["zip"]}}
-    reference = handler(request)
-    reference_s = reference["diagnostics"]["timing_ms"]["generate.denoise"] / 1000
+    reference = zip_frames(uncached)
+    reference_s = uncached["diagnostics"]["timing_ms"]["generate.denoise"] / 1000
     rows = [{"threshold": None, "denoise_s": reference_s, "speedup": 1.0, "psnr_db": float("inf"), "ssim": 1.0}]
     for threshold in thresholds:
         transformer.enable_cache(FirstBlockCacheConfig(threshold=threshold))
@@ -193,8 +193,15 @@ def step_cache_rows(handler: EndpointHandler, inputs: dict, thresholds: list[flo
         denoise_s = result["diagnostics"]["timing_ms"]["generate.denoise"] / 1000
         frames = zip_frames(result)
         rows.append({"threshold": threshold, "denoise_s": denoise_s, "speedup": reference_s / denoise_s,
-                     "psnr_db": psnr(zip_frames(reference), frames), "ssim": ssim(zip_frames(reference), frames)})
+                     "psnr_db": psnr(reference, frames), "ssim": ssim(reference, frames)})
     return rows
+
+
+def request_inputs(size: str, steps: int) -> dict:
+    """The benchmark's request at `size` ("WxHxF"): guidance 7.5, seed 0."""
+    width, height, frames = (int(x) for x in size.split("x"))
+    return {"prompt": "a cyberpunk street in rain, neon lights", "width": width, "height": height,
+            "num_frames": frames, "num_inference_steps": steps, "guidance_scale": 7.5, "seed": 0}
 
 
 def sync() -> None:
@@ -231,12 +238,10 @@ def main() -> None:
 
     started = time.perf_counter()
     first_size = sizes.split(",")[0]
-    width, height, frames = (int(x) for x in first_size.split("x"))
     cold = subprocess.run([sys.executable, "-c", (
         "import json, sys; sys.path.insert(0, sys.argv[1]); from handler import EndpointHandler; "
         "h = EndpointHandler(sys.argv[2]); assert h(json.loads(sys.argv[3]))['ok']"),
-        str(ROOT), str(directory), json.dumps({"inputs": {"prompt": "cold", "num_inference_steps": 2, "width": width,
-                                                          "height": height, "num_frames": frames}})],
+        str(ROOT), str(directory), json.dumps({"inputs": {**request_inputs(first_size, 2), "prompt": "cold"}})],
         capture_output=True, text=True)
     cold_s = time.perf_counter() - started
     print(f"cold start (process start to first answer, 2 steps, {first_size}): {cold_s:.1f} s"
@@ -248,18 +253,19 @@ def main() -> None:
     print(f"handler start-up in this process: {init_s:.1f} s (warm-up {handler.warmup_ms} ms); "
           f"speed: {handler.model.speed_applied}")
     rows = []
+    zip_answers: dict[str, tuple[dict, dict]] = {}
     for size in sizes.split(","):
-        width, height, frames = (int(x) for x in size.split("x"))
-        inputs = {"prompt": "a cyberpunk street in rain, neon lights", "width": width, "height": height,
-                  "num_frames": frames, "num_inference_steps": args.steps, "guidance_scale": 7.5, "seed": 0}
+        inputs = request_inputs(size, args.steps)
         first = handler({"inputs": inputs})  # after start-up's warm-up: must be no slower
         result = handler({"inputs": inputs})  # the one reported
         assert first["ok"] and result["ok"], (first, result)
-        same_output = {**inputs, "outputs": ["zip"]}
-        handler_frames = zip_frames(handler({"inputs": same_output}))
+        zip_request = {"inputs": {**inputs, "outputs": ["zip"]}}
+        zip_answers[size] = (zip_request, handler(zip_request))  # frames to compare; the step cache's reference
+        handler_frames = zip_frames(zip_answers[size][1])
         d = result["diagnostics"]
         t = d["timing_ms"]
-        tflop = transformer_tflop_per_step(handler.model.pipelines.t2v, height, width, d["generated_frames"], cfg=True)
+        tflop = transformer_tflop_per_step(handler.model.pipelines.t2v, inputs["height"], inputs["width"],
+                                           d["generated_frames"], cfg=True)
         step_s = t["generate.denoise"] / 1000 / args.steps
         plain = time_plain(directory, {**inputs, "generated_frames": d["generated_frames"]}, device)
         row = {"size": size, "steps": args.steps, "handler_request_s": t["total"] / 1000,
@@ -293,10 +299,7 @@ def main() -> None:
     cache_rows = []
     thresholds = [float(x) for x in args.cache_thresholds.split(",") if x.strip()]
     if thresholds:
-        width, height, frames = (int(x) for x in first_size.split("x"))
-        cache_inputs = {"prompt": "a cyberpunk street in rain, neon lights", "width": width, "height": height,
-                        "num_frames": frames, "num_inference_steps": args.steps, "guidance_scale": 7.5, "seed": 0}
-        cache_rows = step_cache_rows(handler, cache_inputs, thresholds)
+        cache_rows = step_cache_rows(handler, *zip_answers[first_size], thresholds)
         print(f"\nfirst-block step cache at {first_size}, {args.steps} steps, against the uncached run:")
         print("| threshold | denoise s | speed-up | PSNR dB | SSIM |")
         print("|---|---|---|---|---|")
