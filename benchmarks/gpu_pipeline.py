@@ -12,7 +12,7 @@ UMT5-XXL-sized encoder). Each is saved as a diffusers checkpoint and loaded back
 handler's real loading path: honest timings without downloads (random weights make noise; the
 work per step is the real one).
 
-Per request size it prints: the plain recipe (`from_pretrained(dtype=bf16).to("cuda")`, call, export
+Per request size it prints: the plain recipe (`from_pretrained(torch_dtype=bf16).to("cuda")`, call, export
 a GIF with diffusers' `export_to_gif`) and the handler (bf16, regional compile + warm-up on CUDA,
 GIF encode, base64) with per-stage times (text encoding timed on its own), seconds per step,
 transformer MFU from the FLOP formula (printed), peak memory, the first request after start-up
@@ -136,10 +136,10 @@ def time_plain(directory: Path, request: dict, device: str) -> dict:
     if DiffusionPipeline.load_config(directory)["_class_name"] == "WanPipeline":
         from diffusers import AutoencoderKLWan
 
-        extra_load["vae"] = AutoencoderKLWan.from_pretrained(directory, subfolder="vae", dtype=torch.float32)
+        extra_load["vae"] = AutoencoderKLWan.from_pretrained(directory, subfolder="vae", torch_dtype=torch.float32)
     else:
         extra_call["frame_rate"] = 12  # the card's fps, as the handler passes it
-    pipe = DiffusionPipeline.from_pretrained(directory, dtype=dtype, **extra_load).to(device)
+    pipe = DiffusionPipeline.from_pretrained(directory, torch_dtype=dtype, **extra_load).to(device)
     loaded = time.perf_counter()
     sync()
     call_started = time.perf_counter()
@@ -182,6 +182,11 @@ def step_cache_rows(handler: EndpointHandler, request: dict, uncached: dict,
     rows = [{"threshold": None, "denoise_s": reference_s, "speedup": 1.0, "psnr_db": float("inf"), "ssim": 1.0}]
     for threshold in thresholds:
         transformer.enable_cache(FirstBlockCacheConfig(threshold=threshold))
+        # diffusers 0.39 caches the list of hooked blocks at the transformer's first call (made
+        # uncached above) and would not see the cache's new hooks: drop that list
+        registry = getattr(transformer, "_diffusers_hook", None)
+        if registry is not None:
+            registry._child_registries_cache = None
         try:
             for _ in range(2):  # the second is reported: hooks on compiled blocks may recompile once
                 result = handler(request)

@@ -4,7 +4,7 @@ corpus (no download), and tiny text encoders of the real classes."""
 from __future__ import annotations
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import T5Config, T5EncoderModel, T5Tokenizer
+from transformers import T5Config, T5EncoderModel, T5TokenizerFast
 
 CORPUS = """
 a cyberpunk street in rain, neon lights reflecting on wet asphalt
@@ -24,7 +24,7 @@ blurry, low quality, distorted, watermark, text, jittery, static, worst quality
 TEXT_WIDTH = 32  # hidden size of every tiny text encoder
 
 
-def t5_tokenizer(vocab_size: int = 200) -> T5Tokenizer:
+def t5_tokenizer(vocab_size: int = 200) -> T5TokenizerFast:
     """A T5-style (Unigram, Metaspace, `</s>`-terminated) tokenizer trained on `CORPUS`."""
     tokenizer = Tokenizer(models.Unigram())
     tokenizer.normalizer = normalizers.NFKC()
@@ -36,7 +36,7 @@ def t5_tokenizer(vocab_size: int = 200) -> T5Tokenizer:
     eos = tokenizer.token_to_id("</s>")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", eos)])
-    return T5Tokenizer(tokenizer_object=tokenizer, extra_ids=0, model_max_length=128)
+    return T5TokenizerFast(tokenizer_object=tokenizer, extra_ids=0, model_max_length=128)
 
 
 def t5_config(vocab_size: int) -> dict:
@@ -44,14 +44,21 @@ def t5_config(vocab_size: int) -> dict:
                 relative_attention_num_buckets=8)
 
 
-def t5_encoder(tokenizer: T5Tokenizer) -> T5EncoderModel:
+def t5_encoder(tokenizer: T5TokenizerFast) -> T5EncoderModel:
     return T5EncoderModel(T5Config(**t5_config(len(tokenizer))))
 
 
-def bpe_tokenizer(special_tokens: list[str], vocab_size: int = 300) -> Tokenizer:
-    """A byte-level BPE tokenizer (the kind CLIP and Llama 3 use) trained on `CORPUS`."""
+# CLIP's pre-tokenizer split (from its tokenizer.json); transformers' CLIPTokenizerFast refuses a
+# tokenizer whose pre-tokenizer is not this Split followed by ByteLevel.
+_CLIP_SPLIT = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
+
+
+def clip_tokenizer(special_tokens: list[str], vocab_size: int = 300) -> Tokenizer:
+    """A CLIP-style tokenizer (its split, byte-level BPE) trained on `CORPUS`."""
     tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(_CLIP_SPLIT), behavior="removed", invert=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False)])
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special_tokens,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())

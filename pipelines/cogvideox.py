@@ -32,7 +32,7 @@ _MAX_TEXT_TOKENS = 226  # the pipelines' max_sequence_length; the 2B transformer
 
 def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelines:
     cls = CogVideoXImageToVideoPipeline if class_name == "CogVideoXImageToVideoPipeline" else CogVideoXPipeline
-    pipe = cls.from_pretrained(source, dtype=dtype, device_map=device.type, use_safetensors=True)
+    pipe = cls.from_pretrained(source, torch_dtype=dtype, device_map=device.type, use_safetensors=True)
     pipe.set_progress_bar_config(disable=True)
     if cls is CogVideoXImageToVideoPipeline:
         return LoadedPipelines(t2v=None, i2v=pipe, class_name=class_name)

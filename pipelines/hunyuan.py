@@ -29,11 +29,11 @@ from diffusers.pipelines.hunyuan_video import pipeline_hunyuan_video, pipeline_h
 from transformers import (
     CLIPTextConfig,
     CLIPTextModel,
-    CLIPTokenizer,
+    CLIPTokenizerFast,
     CLIPVisionConfig,
     LlamaConfig,
     LlamaModel,
-    LlamaTokenizer,
+    LlamaTokenizerFast,
     LlavaConfig,
     LlavaForConditionalGeneration,
     PreTrainedTokenizerFast,
@@ -54,7 +54,7 @@ def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype)
     # LlamaTokenizer swaps its pre-tokenizer for SentencePiece's and drops every space of the prompt
     # (transformers#45488). The generic fast tokenizer reads tokenizer.json as it is, on 4.x and 5.x.
     tokenizer = PreTrainedTokenizerFast.from_pretrained(source, subfolder="tokenizer")
-    pipe = pipeline_class.from_pretrained(source, tokenizer=tokenizer, dtype=dtype, device_map=device.type,
+    pipe = pipeline_class.from_pretrained(source, tokenizer=tokenizer, torch_dtype=dtype, device_map=device.type,
                                           use_safetensors=True)
     pipe.set_progress_bar_config(disable=True)
     if image_to_video:
@@ -105,14 +105,14 @@ _TEMPLATES = [pipeline_hunyuan_video.DEFAULT_PROMPT_TEMPLATE["template"],
               pipeline_hunyuan_video_image2video.DEFAULT_PROMPT_TEMPLATE["template"]]
 
 
-def _llama_tokenizer() -> LlamaTokenizer:
+def _llama_tokenizer() -> LlamaTokenizerFast:
     """Trained on both prompt templates: they tokenize to the lengths the pipelines crop at."""
-    return LlamaTokenizer(
+    return LlamaTokenizerFast(
         tokenizer_object=_tiny_parts.llama3_tokenizer(_LLAMA_SPECIAL_TOKENS, _TEMPLATES, "<|begin_of_text|>"),
         bos_token="<|begin_of_text|>", eos_token="<|end_of_text|>", pad_token="<pad>")
 
 
-def _llama_config(tokenizer: LlamaTokenizer) -> LlamaConfig:
+def _llama_config(tokenizer: LlamaTokenizerFast) -> LlamaConfig:
     # positions: the I2V prompt is 256 + 103 template tokens, its <image> expanded to 576
     return LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=_tiny_parts.TEXT_WIDTH, intermediate_size=64, num_hidden_layers=3,
@@ -121,8 +121,8 @@ def _llama_config(tokenizer: LlamaTokenizer) -> LlamaConfig:
 
 
 def _clip_text() -> dict:
-    tokenizer = CLIPTokenizer(
-        tokenizer_object=_tiny_parts.bpe_tokenizer(["<|startoftext|>", "<|endoftext|>"]),
+    tokenizer = CLIPTokenizerFast(
+        tokenizer_object=_tiny_parts.clip_tokenizer(["<|startoftext|>", "<|endoftext|>"]),
         bos_token="<|startoftext|>", eos_token="<|endoftext|>", unk_token="<|endoftext|>",
         pad_token="<|endoftext|>", model_max_length=77)
     encoder = CLIPTextModel(CLIPTextConfig(

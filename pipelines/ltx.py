@@ -31,10 +31,10 @@ _DECODE_TIMESTEP, _DECODE_NOISE_SCALE = 0.05, 0.025
 
 def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelines:
     """Load from a local diffusers directory or a Hub id (safetensors only, no remote code)."""
-    t2v = LTXPipeline.from_pretrained(source, dtype=dtype, device_map=device.type, use_safetensors=True)
+    t2v = LTXPipeline.from_pretrained(source, torch_dtype=dtype, device_map=device.type, use_safetensors=True)
     t2v.set_progress_bar_config(disable=True)  # progress is reported through on_step
     # from_pipe casts the shared modules to its own dtype argument (float32 when absent)
-    i2v = LTXImageToVideoPipeline.from_pipe(t2v, dtype=dtype)
+    i2v = LTXImageToVideoPipeline.from_pipe(t2v, torch_dtype=dtype)
     i2v.set_progress_bar_config(disable=True)
     return LoadedPipelines(t2v=t2v, i2v=i2v, class_name=class_name)
 

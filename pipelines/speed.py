@@ -6,11 +6,12 @@ the defaults of the loading code and of diffusers.
 Environment (read once at start-up):
 - `VIDEO_COMPILE` (default `1` on CUDA, `0` elsewhere): `torch.compile` each repeated transformer
   block (`compile_repeated_blocks`): compile's speed for a fraction of its compile time.
-- `VIDEO_WARMUP` (default: on when compiling): three short requests in `__init__` (see
+- `VIDEO_WARMUP` (default: on when compiling): four short requests in `__init__` (see
   `warmup_requests`) that leave a graph compiled for the card's default size and one with dynamic
   sizes and batch: no user request recompiles, whatever its prompt, seed, steps, guidance or size
-  (tested on CPU). The one exception: a latent of a single token (e.g. 32x32, 1 frame on LTX), a
-  size torch always specializes, compiles once.
+  (tested on CPU). The exceptions: a latent of a single token (e.g. 32x32, 1 frame on LTX), a
+  size torch always specializes, compiles once; before torch 2.13 each size outside the warm-up's
+  compiles once (see `sizes_compile_once_each`).
 - `VIDEO_STEP_CACHE` (default off): a threshold such as `0.05` enables diffusers' first-block cache,
   which skips the rest of the transformer on steps whose first block barely changed. It trades
   quality for speed; see docs/benchmarks.md for what it costs.
@@ -102,8 +103,11 @@ def apply(pipelines: LoadedPipelines, settings: SpeedSettings) -> list[str]:
             applied.append(f"first-block cache (threshold {settings.step_cache}) on {name}")
         if settings.compile:
             if getattr(transformer, "_repeated_blocks", None):
+                share_attention_processors(transformer)
                 transformer.compile_repeated_blocks(fullgraph=True)
                 applied.append(f"regional compilation of {name} ({', '.join(transformer._repeated_blocks)})")
+                if sizes_compile_once_each():
+                    applied.append(f"torch {torch.__version__} compiles each new size once, on its first request")
             else:
                 logger.info("%s declares no repeated blocks: not compiled", name)
     return applied
@@ -113,7 +117,9 @@ def warmup_requests(modes: list[str]) -> list[dict[str, Any]]:
     """Short requests, 2 steps each, so that no user request compiles: the card's default (the
     shapes most requests have, compiled for exactly those), then a second size (torch recompiles
     with the sizes dynamic), then that size without guidance (classifier-free guidance doubles the
-    transformer's batch: recompiled with the batch dynamic too, which covers every later request)."""
+    transformer's batch: torch specializes a batch of 1), then the default size without guidance
+    (torch 2.5 compiled the batch of 1 for the second size only; newer torch compiles nothing
+    here)."""
     inputs: dict[str, Any] = {"prompt": "warm-up", "num_inference_steps": 2, "seed": 0, "outputs": ["gif"]}
     if "t2v" not in modes:  # an image-to-video-only checkpoint needs an image
         import base64
@@ -125,4 +131,33 @@ def warmup_requests(modes: list[str]) -> list[dict[str, Any]]:
         Image.new("RGB", (512, 512), (128, 128, 128)).save(buffer, format="PNG")
         inputs["image"] = base64.b64encode(buffer.getvalue()).decode("ascii")
     other_size = {**inputs, "height": 256, "width": 384, "num_frames": 16}
-    return [{"inputs": inputs}, {"inputs": other_size}, {"inputs": {**other_size, "guidance_scale": 1.0}}]
+    return [{"inputs": inputs}, {"inputs": other_size}, {"inputs": {**other_size, "guidance_scale": 1.0}},
+            {"inputs": {**inputs, "guidance_scale": 1.0}}]
+
+
+# The oldest torch seen to compile every size after the warm-up with dynamic shapes (a test
+# compiles the tiny model on CPU and fails on any recompilation). torch 2.5 (the stock Endpoint's)
+# keeps sizes static, even with dynamic=True: each new size compiles once on its first request.
+DYNAMIC_SIZES_SINCE = (2, 13)
+
+
+def sizes_compile_once_each() -> bool:
+    """True where torch compiles each new request size on its first use (see above)."""
+    version = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
+    return version < DYNAMIC_SIZES_SINCE
+
+
+def share_attention_processors(transformer: Any) -> int:
+    """Give every attention layer of one processor kind the same processor object; returns how
+    many kinds were shared. Each block gets its own (stateless) processor at load, and torch 2.5's
+    compiler guards on the processor's identity: every block of a regionally compiled transformer
+    then compiled anew and, past the cache limit of 8, ran uncompiled. Processors that hold state
+    of their own (their attributes differ) are left alone."""
+    processors = transformer.attn_processors
+    first_of_kind: dict[type, Any] = {}
+    for processor in processors.values():
+        first = first_of_kind.setdefault(type(processor), processor)
+        if first is not processor and vars(first) != vars(processor):
+            return 0
+    transformer.set_attn_processor({name: first_of_kind[type(p)] for name, p in processors.items()})
+    return len(first_of_kind)

@@ -19,7 +19,7 @@ from pipelines import cogvideox, hunyuan, ltx, wan
 TINY_ID = "tiny"
 CACHE_ENV = "VIDEO_TINY_MODEL_DIR"
 MARKER = "RANDOM_WEIGHTS.txt"  # written beside model_index.json: diagnostics then say "noise"
-_VERSION = 3  # bump when a tiny model changes, so stale caches are rebuilt
+_VERSION = 4  # bump when a tiny model changes, so stale caches are rebuilt
 _SEED = 0
 # model id -> builder; "tiny" is LTX-Video, the default family
 BUILDERS = {

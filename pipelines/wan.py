@@ -33,16 +33,16 @@ CLASS_NAMES = ("WanPipeline", "WanImageToVideoPipeline")
 
 
 def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelines:
-    vae = AutoencoderKLWan.from_pretrained(source, subfolder="vae", dtype=torch.float32,
+    vae = AutoencoderKLWan.from_pretrained(source, subfolder="vae", torch_dtype=torch.float32,
                                            use_safetensors=True, device_map=device.type)
-    common = dict(vae=vae, dtype=dtype, device_map=device.type, use_safetensors=True)
+    common = dict(vae=vae, torch_dtype=dtype, device_map=device.type, use_safetensors=True)
     if class_name == "WanImageToVideoPipeline":
         i2v = WanImageToVideoPipeline.from_pretrained(source, **common)
         t2v = None
     else:
         t2v = WanPipeline.from_pretrained(source, **common)
         # only a checkpoint trained for both (expand_timesteps: Wan 2.2 TI2V) animates images
-        i2v = WanImageToVideoPipeline.from_pipe(t2v, dtype=dtype) if t2v.config.expand_timesteps else None
+        i2v = WanImageToVideoPipeline.from_pipe(t2v, torch_dtype=dtype) if t2v.config.expand_timesteps else None
         if i2v is not None:
             i2v.vae.to(torch.float32)  # from_pipe cast the shared VAE to `dtype`: back to float32
     for pipe in (t2v, i2v):

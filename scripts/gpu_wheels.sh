@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Download (here, where PyPI is reachable) the wheels the GPU machine's image lacks into .whl/,
-# for `benchmarks/gpu_pipeline.py` on a lent GPU (its Python is 3.12; torch, transformers,
-# tokenizers, safetensors, accelerate, pillow, numpy, huggingface-hub are already there).
+# for `benchmarks/gpu_pipeline.py` on a lent GPU (its Python is 3.12; torch, pillow and numpy are
+# already there; the pinned Hugging Face stack is brought along so that it runs the versions we ship).
 # imageio-ffmpeg (68 MB) is left out: over the 64 MiB a device call carries, and the benchmark
 # encodes GIF only (ffmpeg is imported only when a WebM/MP4 is asked for).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
+# the Hugging Face stack exactly as requirements.txt pins it (development, CI and the Endpoint run it)
+pinned=$(grep -E '^[A-Za-z0-9_.-]+==' requirements.txt | tr '\n' ' ')
 python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
   --platform manylinux1_x86_64 -d .whl \
-  diffusers==0.42.1 pydantic==2.14.4 pydantic-core==2.50.5 annotated-types typing-inspection \
+  $pinned pydantic==2.14.4 pydantic-core==2.50.5 annotated-types typing-inspection \
   ftfy wcwidth
 ls .whl
 # Then, on the device (one call, carry [".whl"]; LTX-Video 2B first, then Wan 2.1 1.3B at the

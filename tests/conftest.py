@@ -4,6 +4,7 @@ import base64
 import io
 import logging
 import os
+import socket
 
 import numpy as np
 import pytest
@@ -13,6 +14,23 @@ from PIL import Image
 from handler import EndpointHandler
 from pipelines import tiny
 from request_schema import Limits
+
+# Lines a test measured, printed after the run (`pytest -q` shows them too).
+REPORT: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if REPORT:
+        terminalreporter.section("measured")
+        for line in REPORT:
+            terminalreporter.write_line(line)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
 
 # Small sizes keep a full request on the tiny model well under a second on 2 CPU cores.
 SMALL = {"height": 64, "width": 96, "num_inference_steps": 2}

@@ -23,9 +23,12 @@ from tests.media import decode_gif, decode_video, decode_zip
 FIELDS = list(VideoRequest.model_fields)
 TALLY: collections.Counter = collections.Counter()
 
+# no subnormal floats: torch 2.5's CUDA build turns on flush-to-zero, and hypothesis refuses to
+# draw them then (the handler never sees a difference: JSON carries them as ordinary numbers)
 json_scalars = st.one_of(
     st.none(), st.booleans(), st.integers(), st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(), st.text(alphabet=st.characters(max_codepoint=0x20)))
+    st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=False), st.text(),
+    st.text(alphabet=st.characters(max_codepoint=0x20)))
 json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4)
                            | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
 plausible = {
@@ -39,7 +42,7 @@ plausible = {
     "width": st.one_of(st.sampled_from([0, 32, 33, 64, -32, 96]), json_values),
     "seed": st.one_of(st.integers(-5, 2**64), json_values),
     "num_inference_steps": st.one_of(st.integers(-1, 4), json_values),
-    "guidance_scale": st.one_of(st.floats(allow_nan=True, allow_infinity=True), json_values),
+    "guidance_scale": st.one_of(st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=False), json_values),
     "outputs": st.one_of(st.lists(st.sampled_from([*FORMATS, "mp3", ""]), max_size=4), json_values),
     "return_base64": st.one_of(st.booleans(), json_values),
     "negative_prompt": st.one_of(st.text(max_size=20), json_values),
@@ -88,7 +91,7 @@ valid_requests = st.fixed_dictionaries(
      "num_frames": st.integers(1, 9), "height": st.sampled_from([32, 64]), "width": st.sampled_from([32, 64]),
      "num_inference_steps": st.integers(2, 3), "seed": st.integers(0, 2**63 - 1)},
     optional={"fps": st.integers(1, 50), "negative_prompt": st.text(max_size=20),
-              "guidance_scale": st.floats(0, 20), "image": st.just(jpeg_base64(40, 24)),
+              "guidance_scale": st.floats(0, 20, allow_subnormal=False), "image": st.just(jpeg_base64(40, 24)),
               "gif": st.fixed_dictionaries({}, optional={"fps": st.integers(1, 50)}),
               "webm": st.fixed_dictionaries({}, optional={"fps": st.integers(1, 60),
                                                           "quality": st.sampled_from(["fast", "good"])}),

@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -17,18 +16,12 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import jpeg_base64
+from tests.conftest import free_port, jpeg_base64
 from tests.media import decode_gif, decode_video, decode_zip
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "test-token-0123456789"
 needs_curl = pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq")), reason="needs curl and jq")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
