@@ -1,57 +1,7 @@
-"""Hugging Face Inference Endpoint custom handler: text-to-video and image-to-video.
+"""The Inference Endpoint's entry point: the platform imports this file, calls
+`EndpointHandler(path)` once, then `handler(data)` per request. The handler itself is
+`video_endpoint.endpoint.EndpointHandler`; this file only names it where the platform looks."""
 
-The platform calls `EndpointHandler(path)` once and then `handler(data)` per request.
-"""
+from video_endpoint.endpoint import EndpointHandler
 
-from __future__ import annotations
-
-import logging
-from typing import Any
-
-import stages
-from errors import HandlerError
-from pipelines import speed
-from pipelines.base import StepCallback
-from pipelines.registry import load_model
-from request_schema import Limits
-
-logger = logging.getLogger(__name__)
-
-
-class EndpointHandler:
-    def __init__(self, path: str = "", model_id: str | None = None, limits: Limits | None = None) -> None:
-        """Load the model once: from `path` when it holds `model_index.json`, else from `model_id`
-        or $VIDEO_MODEL_ID (a Hub id, a directory, or `tiny`; see README), else the default Hub id.
-        Raises `ModelLoadError` naming what was looked for."""
-        self.limits = limits or Limits.from_env()
-        self.model = load_model(path, model_id)
-        self.warmup_ms: float | None = None
-        if self.model.speed.warmup:  # compile now, so the first user request is not the slow one
-            self.warmup_ms = 0.0
-            for request in speed.warmup_requests(self.model.modes):
-                result = self(request)
-                self.warmup_ms += result.get("diagnostics", {}).get("timing_ms", {}).get("total", 0.0)
-                logger.info("warm-up request: %s", "ok" if result["ok"] else result["error"])
-
-    def __call__(self, data: dict[str, Any], on_step: StepCallback | None = None) -> dict[str, Any]:
-        """Serve one request; never raises. `on_step(done, total)` reports denoising progress."""
-        timer = stages.StageTimer()
-        try:
-            request, image = stages.decode(data, self.limits, timer)
-            job, notes = stages.plan(request, image, self.model)
-            generated = stages.generate(self.model, request, job, timer, on_step)
-            outputs, outputs_info = stages.encode(generated, request, job, timer)
-            return {
-                "ok": True,
-                "outputs": outputs,
-                "diagnostics": stages.diagnostics(self.model, request, job, generated, notes,
-                                                  outputs_info, timer),
-            }
-        except HandlerError as exc:
-            if exc.__cause__ is not None:
-                logger.error("request failed (%s): %s", exc.type, exc.message, exc_info=exc.__cause__)
-            return exc.envelope()
-        except Exception:
-            logger.exception("request failed with an unexpected error")
-            return {"ok": False, "error": {"type": "internal", "field": None,
-                                           "message": "internal error while generating; see the server log"}}
+__all__ = ["EndpointHandler"]

@@ -59,7 +59,7 @@ def build_ltx_2b(directory: Path) -> Path:
     )
     from transformers import T5Config, T5EncoderModel
 
-    from pipelines import _tiny_parts
+    from pipelines.tiny import _parts as _tiny_parts
 
     if (directory / "model_index.json").is_file():
         return directory
@@ -84,7 +84,7 @@ def build_wan_1_3b(directory: Path) -> Path:
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
-    from pipelines import _tiny_parts
+    from pipelines.tiny import _parts as _tiny_parts
 
     if (directory / "model_index.json").is_file():
         return directory

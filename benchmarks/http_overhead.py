@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/http_overhead.py [--repeat 5]
 
-Starts `python -m cli serve` on a free loopback port with the tiny model, then alternates a direct
+Starts `python -m video_endpoint serve` on a free loopback port with the tiny model, then alternates a direct
 `handler(data)` call and the same request over HTTP (JSON body, base64 answer), and prints medians.
 """
 
@@ -41,8 +41,8 @@ def main() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--model", model_dir, "--port", str(port)],
-                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    server = subprocess.Popen([sys.executable, "-m", "video_endpoint", "serve", "--model", model_dir,
+                               "--port", str(port)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               env={**os.environ, "VIDEO_API_TOKEN": ""})
     url = f"http://127.0.0.1:{port}"
     try:

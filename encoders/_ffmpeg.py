@@ -60,7 +60,7 @@ def encode(clip: Clip, *, codec: str, suffix: str, codec_args: Sequence[str] = (
                       even_size=even_size)
         try:
             # the frames go in as one buffer without a copy; ffmpeg reads them as they are written
-            done = subprocess.run(cmd, input=memoryview(clip.frames).cast("B"),
+            done = subprocess.run(cmd, input=memoryview(clip.frames.data).cast("B"),
                                   capture_output=True, timeout=ENCODE_TIMEOUT_S, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise FfmpegError(f"ffmpeg ({codec}) did not run to the end: {exc}") from exc

@@ -1,14 +1,16 @@
-"""What every format shares: the clip it encodes and the options every format accepts."""
+"""What every format shares: the contract a format module fulfils (`OutputFormat`), the clip it
+encodes and the options every format accepts."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 MAX_FPS = 120
+"""The highest rate any format plays: the bound of the request's `fps`; each format has its own."""
 
 
 @dataclass(frozen=True)
@@ -51,3 +53,32 @@ class VideoOptions(FormatOptions):
 
     quality: Literal["fast", "good", "best"] = Field(
         "good", description="Encoder preset: fast = quickest encode, best = highest quality.")
+
+
+@runtime_checkable
+class OutputFormat(Protocol):
+    """What a format module provides; `encoders/webm.py` is the model to copy. The registry checks
+    each module against it at import, and the type checker where the formats are used."""
+
+    @property
+    def NAME(self) -> str:
+        """The name in `outputs`, the key of its options object and of `<NAME>_base64`."""
+
+    @property
+    def MIME(self) -> str:
+        """Its media type (the local server's raw answers)."""
+
+    @property
+    def EXT(self) -> str:
+        """Its file extension, with the dot (the CLI picks the format by it)."""
+
+    @property
+    def MAX_FPS(self) -> int:
+        """The highest playback rate it can carry; a higher `fps` is refused."""
+
+    @property
+    def Options(self) -> type[FormatOptions]:
+        """Its options under its own key in the request (a `FormatOptions` subclass)."""
+
+    def encode(self, clip: Clip, options: Any) -> bytes:
+        """The file's bytes. `options` is an instance of the module's own `Options`."""

@@ -22,7 +22,7 @@ from PIL import GifImagePlugin, Image
 from encoders.base import Clip, FormatOptions
 
 NAME, MIME, EXT = "gif", "image/gif", ".gif"
-MAX_FPS = 50
+MAX_FPS = 50  # GIF stores delays in 1/100 s, and browsers play 2 cs (50 fps) at the fastest
 _COLOURS = 256
 _PALETTE_SAMPLE_FRAMES = 8  # frames the palette is learnt from (evenly spaced, half resolution)
 _KMEANS_SAMPLES, _KMEANS_ROUNDS = 20_000, 4
@@ -47,7 +47,7 @@ def clip_palette(frames: np.ndarray, seed: int = 0) -> np.ndarray:
     sample = np.ascontiguousarray(frames[::step, ::2, ::2])
     octree = Image.fromarray(sample.reshape(-1, sample.shape[2], 3)).quantize(
         _COLOURS, method=Image.Quantize.FASTOCTREE)
-    centres = np.array(octree.getpalette()[: 3 * _COLOURS], np.float32).reshape(-1, 3)
+    centres = np.array((octree.getpalette() or [])[: 3 * _COLOURS], np.float32).reshape(-1, 3)
     pixels = sample.reshape(-1, 3)
     rng = np.random.default_rng(seed)  # fixed: the same clip always gets the same palette
     pixels = pixels[rng.choice(len(pixels), min(_KMEANS_SAMPLES, len(pixels)), replace=False)]

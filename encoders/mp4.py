@@ -18,6 +18,7 @@ from encoders import _ffmpeg
 from encoders.base import Clip, VideoOptions
 
 NAME, MIME, EXT = "mp4", "video/mp4", ".mp4"
+MAX_FPS = 120  # H.264 in MP4 stores any rate; 120 bounds the work a request can ask for
 
 PRESETS: dict[str, tuple[str, ...]] = {
     "fast": ("-preset", "veryfast", "-crf", "28"),

@@ -17,6 +17,7 @@ from encoders import _ffmpeg
 from encoders.base import Clip, VideoOptions
 
 NAME, MIME, EXT = "webm", "video/webm", ".webm"
+MAX_FPS = 120  # VP9 in WebM stores any rate; 120 bounds the work a request can ask for
 
 PRESETS: dict[str, tuple[str, ...]] = {
     "fast": ("-deadline", "realtime", "-cpu-used", "8", "-crf", "40", "-b:v", "0", "-row-mt", "1"),

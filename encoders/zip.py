@@ -17,6 +17,7 @@ from PIL import Image
 from encoders.base import Clip, FormatOptions
 
 NAME, MIME, EXT = "zip", "application/zip", ".zip"
+MAX_FPS = 120  # the rate is only written in the manifest
 _PNG_LEVEL = 1
 _MAX_WORKERS = 8
 

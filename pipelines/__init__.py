@@ -9,5 +9,6 @@
   returning notes on what it adjusts or ignores;
 - `temporal_ratio(pipelines)`: valid frame counts are k * ratio + 1 (every family so far);
 - `generate(pipelines, job, on_step) -> (1, F, 3, H, W)` floats in [0, 1];
-- tiny random-weight builders, listed in `pipelines.tiny.BUILDERS`.
+and, for tests and the demo, a tiny random-weight builder in `pipelines/tiny/` (listed in
+`pipelines.tiny.BUILDERS`).
 """

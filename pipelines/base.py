@@ -10,15 +10,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
 from PIL import Image
 
-from errors import InvalidRequest, OutOfMemory
 from pipelines.memory import VaeTiling, free_gpu_bytes, set_tiling
+from video_endpoint.errors import InvalidRequest, OutOfMemory
+
+if TYPE_CHECKING:  # both import this module
+    from pipelines.speed import SpeedSettings
+    from video_endpoint.request_schema import RequestFields
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +79,38 @@ class LoadedPipelines:
         return self.t2v if job.image is None else self.i2v
 
 
-def check_size_multiple(request: Any, multiple: int, model_name: str) -> None:
+class ModelFamily(Protocol):
+    """What a family module provides; `pipelines/ltx.py` is the model to copy. The registry lists
+    the modules as `ModelFamily`s, so the type checker holds each module to this."""
+
+    @property
+    def FAMILY(self) -> str:
+        """Its name in diagnostics and for VIDEO_MODEL_FAMILY."""
+
+    @property
+    def CLASS_NAMES(self) -> tuple[str, ...]:
+        """The diffusers pipeline classes (`model_index.json` `_class_name`) it serves."""
+
+    def load(self, source: str, class_name: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelines:
+        """t2v and/or i2v, sharing weights where the checkpoint allows (`from_pipe`), None for a
+        mode the checkpoint cannot do."""
+
+    def check_request(self, pipelines: LoadedPipelines, request: RequestFields) -> list[str]:
+        """Its own rules (raise `InvalidRequest`); returns notes on what it adjusts or ignores."""
+
+    def temporal_ratio(self, pipelines: LoadedPipelines) -> int:
+        """Valid frame counts are k * ratio + 1. Most families bind `vae_temporal_ratio`."""
+
+    def generate(self, pipelines: LoadedPipelines, job: GenerationJob, on_step: StepCallback) -> torch.Tensor:
+        """`(1, F, 3, H, W)` floats in [0, 1]."""
+
+
+def vae_temporal_ratio(pipelines: LoadedPipelines) -> int:
+    """The default `temporal_ratio`: the VAE's temporal compression, as the pipelines name it."""
+    return int(pipelines.any.vae_scale_factor_temporal)
+
+
+def check_size_multiple(request: RequestFields, multiple: int, model_name: str) -> None:
     """Height and width must be multiples of `multiple` (VAE ratio x patch size) for this model."""
     for name in ("height", "width"):
         if getattr(request, name) % multiple:
@@ -95,7 +129,7 @@ def run_pipeline(pipe: Any, job: GenerationJob, on_step: StepCallback, **family_
 
     Noise comes from a CPU generator, so a seed draws the same noise on every device."""
 
-    def step_end(_pipe, step: int, _timestep, callback_kwargs: dict) -> dict:
+    def step_end(_pipe: Any, step: int, _timestep: Any, callback_kwargs: dict) -> dict:
         on_step(step + 1, job.num_inference_steps)
         return callback_kwargs
 
@@ -144,13 +178,12 @@ def frames_to_uint8(video: torch.Tensor, keep: int) -> np.ndarray:
 class VideoModel:
     """A loaded family with its pipelines; what `EndpointHandler` generates with."""
 
-    def __init__(self, family: ModuleType, pipelines: LoadedPipelines, source: str,
-                 device: torch.device, dtype: torch.dtype, random_weights: bool = False,
-                 speed: Any = None, speed_applied: list[str] | None = None,
-                 vae_tiling: VaeTiling | None = None) -> None:
+    def __init__(self, family: ModelFamily, pipelines: LoadedPipelines, source: str,
+                 device: torch.device, dtype: torch.dtype, speed: SpeedSettings, random_weights: bool = False,
+                 speed_applied: list[str] | None = None, vae_tiling: VaeTiling | None = None) -> None:
         self.family = family
         self.vae_tiling = vae_tiling or VaeTiling()
-        self.speed = speed  # pipelines.speed.SpeedSettings in effect
+        self.speed = speed  # in effect; `speed_applied` says what it switched on
         self.speed_applied = speed_applied or []
         self.pipelines = pipelines
         self.source = source

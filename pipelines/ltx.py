@@ -8,20 +8,19 @@ is 8) and sizes multiples of 32 (its spatial ratio): the ratios are read from th
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from diffusers import (
-    AutoencoderKLLTXVideo,
-    FlowMatchEulerDiscreteScheduler,
     LTXImageToVideoPipeline,
     LTXPipeline,
-    LTXVideoTransformer3DModel,
 )
 
-from errors import InvalidRequest
-from pipelines import _tiny_parts
 from pipelines.base import GenerationJob, LoadedPipelines, StepCallback, run_pipeline
+from video_endpoint.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from video_endpoint.request_schema import RequestFields
 
 FAMILY = "ltx-video"
 CLASS_NAMES = ("LTXPipeline", "LTXImageToVideoPipeline")
@@ -44,7 +43,7 @@ def temporal_ratio(pipelines: LoadedPipelines) -> int:
     return pipelines.any.vae_temporal_compression_ratio
 
 
-def check_request(pipelines: LoadedPipelines, request) -> list[str]:
+def check_request(pipelines: LoadedPipelines, request: RequestFields) -> list[str]:
     """Family rules beyond the API's own. A scheduler that stretches its sigmas to a terminal
     value (`shift_terminal`, LTX-Video 0.9.1 and later) divides by zero with a single step."""
     if request.num_inference_steps < 2 and pipelines.any.scheduler.config.get("shift_terminal"):
@@ -54,26 +53,7 @@ def check_request(pipelines: LoadedPipelines, request) -> list[str]:
 
 def generate(pipelines: LoadedPipelines, job: GenerationJob, on_step: StepCallback) -> torch.Tensor:
     pipe = pipelines.for_job(job)
-    extra = {"frame_rate": job.fps}  # LTX scales its rotary position embedding in time by it
+    extra: dict[str, Any] = {"frame_rate": job.fps}  # LTX scales its rotary position embedding in time by it
     if pipe.vae.config.get("timestep_conditioning"):
         extra.update(decode_timestep=_DECODE_TIMESTEP, decode_noise_scale=_DECODE_NOISE_SCALE)
     return run_pipeline(pipe, job, on_step, **extra)
-
-
-def build_tiny(directory: Path) -> None:
-    """Save a tiny random-weight LTX-Video pipeline: the real classes at toy sizes, with the
-    real VAE compression ratios (32 spatial, 8 temporal) so frame and size rules are the real ones."""
-    tokenizer = _tiny_parts.t5_tokenizer()
-    transformer = LTXVideoTransformer3DModel(
-        in_channels=16, out_channels=16, num_attention_heads=2, attention_head_dim=16,
-        cross_attention_dim=32, num_layers=2, caption_channels=_tiny_parts.TEXT_WIDTH)
-    vae = AutoencoderKLLTXVideo(
-        latent_channels=16, block_out_channels=(8, 16, 32, 32),
-        decoder_block_out_channels=(8, 16, 32, 32), layers_per_block=(1, 1, 1, 1, 1),
-        decoder_layers_per_block=(1, 1, 1, 1, 1), patch_size=4)
-    scheduler = FlowMatchEulerDiscreteScheduler(
-        use_dynamic_shifting=True, base_shift=0.95, max_shift=2.05, base_image_seq_len=1024,
-        max_image_seq_len=4096, shift_terminal=0.1)
-    pipe = LTXPipeline(scheduler=scheduler, vae=vae, text_encoder=_tiny_parts.t5_encoder(tokenizer),
-                       tokenizer=tokenizer, transformer=transformer)
-    pipe.save_pretrained(directory, safe_serialization=True)

@@ -18,10 +18,10 @@ splits the batch, and a request is one video.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-TILING_ENV = "VIDEO_VAE_TILING"
 HEADROOM = 0.9  # of the free memory a decode may plan to use: the allocator fragments
 
 
@@ -59,7 +59,7 @@ class VaeTiling:
             self.measured(pixel_frames, free_bytes)  # it needed more than that
 
 
-def set_tiling(vae: torch.nn.Module, tiled: bool) -> None:
+def set_tiling(vae: Any, tiled: bool) -> None:
     if tiled == getattr(vae, "use_tiling", False):
         return
     if tiled:

@@ -8,23 +8,20 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from types import ModuleType
 
 import torch
 from diffusers import DiffusionPipeline
 
-from errors import ModelLoadError
 from pipelines import cogvideox, hunyuan, ltx, memory, speed, tiny, wan
-from pipelines.base import VideoModel, pick_device_and_dtype
+from pipelines.base import ModelFamily, VideoModel, pick_device_and_dtype
+from video_endpoint import settings
+from video_endpoint.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
 
-FAMILIES: tuple[ModuleType, ...] = (ltx, wan, cogvideox, hunyuan)
-BY_CLASS_NAME: dict[str, ModuleType] = {name: family for family in FAMILIES for name in family.CLASS_NAMES}
+FAMILIES: tuple[ModelFamily, ...] = (ltx, wan, cogvideox, hunyuan)
+BY_CLASS_NAME: dict[str, ModelFamily] = {name: family for family in FAMILIES for name in family.CLASS_NAMES}
 
-MODEL_ENV = "VIDEO_MODEL_ID"
-FAMILY_ENV = "VIDEO_MODEL_FAMILY"  # forces a family, for checkpoints with an unlisted _class_name
-DEFAULT_MODEL_ID = "Lightricks/LTX-Video"
 
 
 def resolve_source(path: str | os.PathLike | None, model_id: str | None = None) -> tuple[str, str]:
@@ -33,26 +30,29 @@ def resolve_source(path: str | os.PathLike | None, model_id: str | None = None) 
     if path and (Path(path) / "model_index.json").is_file():
         return str(path), f"{path} holds model_index.json"
     where = f"{path or '(no path)'} holds no model_index.json"
-    named_by = "the model_id argument" if model_id else MODEL_ENV
-    model_id = (model_id or os.environ.get(MODEL_ENV, "")).strip()
+    if model_id:
+        named_by = "the model_id argument"
+    elif settings.is_set("VIDEO_MODEL_ID"):
+        model_id, named_by = settings.read("VIDEO_MODEL_ID"), "VIDEO_MODEL_ID"
+    else:
+        model_id, named_by = settings.read("VIDEO_MODEL_ID"), "VIDEO_MODEL_ID unset, the default"
+    model_id = model_id.strip()
     if model_id in tiny.BUILDERS:
         return str(tiny.ensure(model_id=model_id)), f"{where}; {named_by}={model_id} (random weights)"
-    if model_id:
-        return model_id, f"{where}; {named_by}={model_id}"
-    return DEFAULT_MODEL_ID, f"{where} and {MODEL_ENV} is unset: default {DEFAULT_MODEL_ID}"
+    return model_id, f"{where}; {named_by}={model_id}"
 
 
-def family_for(source: str, why: str) -> tuple[ModuleType, str]:
+def family_for(source: str, why: str) -> tuple[ModelFamily, str]:
     try:
         config = DiffusionPipeline.load_config(source)
     except Exception as exc:  # any failure to find the model: say exactly what was looked for
         raise ModelLoadError(f"cannot read model_index.json of model '{source}' ({why}): {exc}") from exc
     class_name = config.get("_class_name", "")
-    forced = os.environ.get(FAMILY_ENV, "").strip()
+    forced = settings.read("VIDEO_MODEL_FAMILY")
     if forced:
         by_name = {family.FAMILY: family for family in FAMILIES}
         if forced not in by_name:
-            raise ModelLoadError(f"{FAMILY_ENV}={forced} names no family; known: {', '.join(by_name)}")
+            raise ModelLoadError(f"VIDEO_MODEL_FAMILY={forced} names no family; known: {', '.join(by_name)}")
         return by_name[forced], class_name
     family = BY_CLASS_NAME.get(class_name)
     if family is None:
@@ -68,18 +68,18 @@ def load_model(path: str | os.PathLike | None, model_id: str | None = None) -> V
     family, class_name = family_for(source, why)
     device, dtype = pick_device_and_dtype()
     try:
-        settings = speed.SpeedSettings.from_env(device)
+        speed_settings = speed.SpeedSettings.from_env(device)
     except ValueError as exc:
         raise ModelLoadError(str(exc)) from None
     # offloaded weights stay in CPU memory; the offload hooks move each model to the GPU to run
-    load_device = torch.device("cpu") if settings.cpu_offload else device
+    load_device = torch.device("cpu") if speed_settings.cpu_offload else device
     logger.info("loading %s (%s, %s) on %s as %s: %s", source, family.FAMILY, class_name, load_device, dtype, why)
     try:
         pipelines = family.load(source, class_name, load_device, dtype)
     except Exception as exc:
         raise ModelLoadError(f"cannot load {family.FAMILY} model '{source}' ({why}): {exc}") from exc
-    applied = speed.apply(pipelines, settings)
+    applied = speed.apply(pipelines, speed_settings)
     logger.info("speed settings: %s", ", ".join(applied) or "none")
-    return VideoModel(family, pipelines, source, device, dtype, random_weights=Path(source, tiny.MARKER).is_file(),
-                      speed=settings, speed_applied=applied,
-                      vae_tiling=memory.VaeTiling(mode=settings.vae_tiling))
+    return VideoModel(family, pipelines, source, device, dtype, speed_settings,
+                      random_weights=Path(source, tiny.MARKER).is_file(), speed_applied=applied,
+                      vae_tiling=memory.VaeTiling(mode=speed_settings.vae_tiling))

@@ -24,27 +24,16 @@ Environment (read once at start-up):
 from __future__ import annotations
 
 import logging
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from pipelines.base import LoadedPipelines
-from pipelines.memory import TILING_ENV
+from video_endpoint import settings
 
 logger = logging.getLogger(__name__)
-
-
-def _flag(environ: dict[str, str], name: str, default: bool) -> bool:
-    value = environ.get(name, "").strip().lower()
-    if not value:
-        return default
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"environment variable {name} must be 0 or 1, got {environ[name]!r}")
 
 
 @dataclass(frozen=True)
@@ -57,24 +46,18 @@ class SpeedSettings:
     """auto, on or off: see pipelines/memory.py"""
 
     @classmethod
-    def from_env(cls, device: torch.device, environ: dict[str, str] | None = None) -> SpeedSettings:
-        environ = os.environ if environ is None else environ
+    def from_env(cls, device: torch.device, environ: Mapping[str, str] | None = None) -> SpeedSettings:
         cuda = device.type == "cuda"
-        compile_blocks = _flag(environ, "VIDEO_COMPILE", cuda)
-        threshold = environ.get("VIDEO_STEP_CACHE", "").strip()
-        try:
-            step_cache = float(threshold) if threshold else None
-        except ValueError:
-            raise ValueError(f"VIDEO_STEP_CACHE must be a threshold such as 0.05, got {threshold!r}") from None
-        vae_tiling = "auto"
-        if environ.get(TILING_ENV, "").strip().lower() not in ("", "auto"):
+        compile_blocks = settings.read_flag("VIDEO_COMPILE", environ, default=cuda)
+        tiling = settings.read("VIDEO_VAE_TILING", environ).lower()
+        if tiling != "auto":
             try:
-                vae_tiling = "on" if _flag(environ, TILING_ENV, False) else "off"
+                tiling = "on" if settings.read_flag("VIDEO_VAE_TILING", environ) else "off"
             except ValueError:
-                raise ValueError(f"{TILING_ENV} must be auto, 1 or 0, got {environ[TILING_ENV]!r}") from None
-        return cls(compile=compile_blocks, warmup=_flag(environ, "VIDEO_WARMUP", compile_blocks),
-                   step_cache=step_cache, cpu_offload=_flag(environ, "VIDEO_CPU_OFFLOAD", False) and cuda,
-                   vae_tiling=vae_tiling)
+                raise ValueError(f"VIDEO_VAE_TILING must be auto, 1 or 0, got {tiling!r}") from None
+        return cls(compile=compile_blocks, warmup=settings.read_flag("VIDEO_WARMUP", environ, default=compile_blocks),
+                   step_cache=settings.read_float("VIDEO_STEP_CACHE", environ),
+                   cpu_offload=settings.read_flag("VIDEO_CPU_OFFLOAD", environ) and cuda, vae_tiling=tiling)
 
 
 def transformers_of(pipelines: LoadedPipelines) -> list[Any]:
@@ -88,20 +71,20 @@ def transformers_of(pipelines: LoadedPipelines) -> list[Any]:
     return list(found.values())
 
 
-def apply(pipelines: LoadedPipelines, settings: SpeedSettings) -> list[str]:
-    """Switch on what `settings` asks for; returns what was applied, for logs and /health."""
+def apply(pipelines: LoadedPipelines, switches: SpeedSettings) -> list[str]:
+    """Switch on what `switches` ask for; returns what was applied, for logs and /health."""
     applied = []
-    if settings.cpu_offload:
+    if switches.cpu_offload:
         pipelines.any.enable_model_cpu_offload()  # hooks sit on the shared modules: both modes use them
         applied.append("model CPU offload")
     for transformer in transformers_of(pipelines):
         name = type(transformer).__name__
-        if settings.step_cache is not None:
+        if switches.step_cache is not None:
             from diffusers import FirstBlockCacheConfig
 
-            transformer.enable_cache(FirstBlockCacheConfig(threshold=settings.step_cache))
-            applied.append(f"first-block cache (threshold {settings.step_cache}) on {name}")
-        if settings.compile:
+            transformer.enable_cache(FirstBlockCacheConfig(threshold=switches.step_cache))
+            applied.append(f"first-block cache (threshold {switches.step_cache}) on {name}")
+        if switches.compile:
             if getattr(transformer, "_repeated_blocks", None):
                 share_attention_processors(transformer)
                 transformer.compile_repeated_blocks(fullgraph=True)

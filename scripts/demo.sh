@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/python -m cli generate --prompt "a cyberpunk street in rain, neon lights" \
+.venv/bin/video-endpoint generate --prompt "a cyberpunk street in rain, neon lights" \
   --frames 24 --seed 42 -o output.gif "$@"

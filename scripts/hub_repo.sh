@@ -7,8 +7,8 @@ set -euo pipefail
 dest=${1:?usage: bash scripts/hub_repo.sh DIR}
 cd "$(dirname "$0")/.."
 # handler.py is the platform's entry point, requirements.txt what its container installs, the rest
-# what handler.py imports. Keep in step with the package layout.
-FILES=(handler.py requirements.txt pipelines encoders errors.py stages.py request_schema.py image_input.py)
+# what handler.py imports.
+FILES=(handler.py requirements.txt video_endpoint pipelines encoders)
 mkdir -p "$dest"
 tar --create --exclude=__pycache__ --exclude='*.pyc' "${FILES[@]}" | tar --extract --directory "$dest"
 echo "laid out in $dest: ${FILES[*]}"

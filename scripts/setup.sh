@@ -11,3 +11,5 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet "torch==${TORCH_VERSION:-2.13.0}"
 .venv/bin/python -m pip install --quiet -r requirements-dev.txt
+# the project itself, editable: the `video-endpoint` command (its dependencies are the files above)
+.venv/bin/python -m pip install --quiet --no-deps --editable .

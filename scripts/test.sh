@@ -11,4 +11,5 @@ if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; the
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 fi
 .venv/bin/python -m ruff check .
+.venv/bin/python -m mypy  # files and strictness: pyproject.toml [tool.mypy]
 .venv/bin/python -m pytest -q "$@"

@@ -13,7 +13,7 @@ from PIL import Image
 
 from handler import EndpointHandler
 from pipelines import tiny
-from request_schema import Limits
+from video_endpoint.request_schema import Limits
 
 # Lines a test measured, printed after the run (`pytest -q` shows them too).
 REPORT: list[str] = []

@@ -9,11 +9,11 @@ import textwrap
 import numpy as np
 import pytest
 
-from errors import ModelLoadError
 from handler import EndpointHandler
 from pipelines import registry
 from tests.conftest import SMALL, jpeg_base64
 from tests.media import decode_gif, decode_video, decode_zip
+from video_endpoint.errors import ModelLoadError
 
 
 def call(handler, **inputs):
@@ -173,15 +173,15 @@ def test_one_step_is_refused_where_the_scheduler_cannot_do_it(handler):
 
 def test_missing_model_fails_at_start_naming_what_was_looked_for(tmp_path, monkeypatch):
     missing = tmp_path / "no-such-model"
-    monkeypatch.setenv(registry.MODEL_ENV, str(missing))
+    monkeypatch.setenv("VIDEO_MODEL_ID", str(missing))
     with pytest.raises(ModelLoadError) as failure:
         EndpointHandler(str(tmp_path))
     message = str(failure.value)
-    assert str(missing) in message and registry.MODEL_ENV in message and str(tmp_path) in message
+    assert str(missing) in message and "VIDEO_MODEL_ID" in message and str(tmp_path) in message
 
 
 def test_tiny_model_by_environment_variable(tmp_path, monkeypatch):
-    monkeypatch.setenv(registry.MODEL_ENV, "tiny")
+    monkeypatch.setenv("VIDEO_MODEL_ID", "tiny")
     monkeypatch.setenv("VIDEO_TINY_MODEL_DIR", str(tmp_path / "cache"))
     handler = EndpointHandler(str(tmp_path))  # the repository directory: no model_index.json
     assert handler.model.source == str(tmp_path / "cache")

@@ -19,14 +19,14 @@ import torch
 from PIL import Image
 from starlette.testclient import TestClient
 
-from errors import InvalidRequest, ModelLoadError
 from handler import EndpointHandler
-from image_input import decode_image
 from pipelines import tiny
-from request_schema import Limits
-from server import ServerSettings, create_app
 from tests.conftest import GOOD_SMALL_REQUEST, SMALL
 from tests.media import zip_frames
+from video_endpoint.errors import InvalidRequest, ModelLoadError
+from video_endpoint.image_input import decode_image
+from video_endpoint.request_schema import Limits
+from video_endpoint.server import ServerSettings, create_app
 
 REQUEST = {"inputs": {"prompt": "x", **SMALL, "num_frames": 3, "seed": 1}}
 

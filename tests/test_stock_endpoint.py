@@ -105,7 +105,13 @@ def image_venv() -> Path:
     dated = ["--uploaded-prior-to", SNAPSHOT_DATE]
     run([python, "-m", "pip", "install", "-q", *dated, "-c", str(constraint), *IMAGE_PACKAGES], 1800,
         env=pip_environment())
-    run([python, "-m", "pip", "install", "-q", "--no-deps", str(TOOLKIT)], 600, env=pip_environment())
+    # pip builds a source tree in place: build a writable copy (CI's shared/ is read-only)
+    source = staging / "toolkit-source"
+    shutil.copytree(TOOLKIT, source, copy_function=shutil.copyfile)
+    for path in (source, *source.rglob("*")):
+        path.chmod(path.stat().st_mode | 0o200)
+    run([python, "-m", "pip", "install", "-q", "--no-deps", str(source)], 600, env=pip_environment())
+    shutil.rmtree(source)
     # the image's pip (the newest on its date), which the entrypoint runs
     run([python, "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps", *dated, "pip"], 600,
         env=pip_environment())

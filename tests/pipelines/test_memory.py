@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from errors import ModelLoadError
 from handler import EndpointHandler
 from pipelines import registry
-from pipelines.memory import HEADROOM, TILING_ENV, VaeTiling
+from pipelines.memory import HEADROOM, VaeTiling
 from pipelines.speed import SpeedSettings
 from tests.conftest import SMALL
 from tests.media import zip_frames
+from video_endpoint.errors import ModelLoadError
 
 REQUEST = {"inputs": {"prompt": "x", **SMALL, "num_frames": 9, "seed": 4, "outputs": ["zip"]}}
 GIB = 2**30
@@ -21,12 +21,12 @@ GIB = 2**30
 @pytest.mark.parametrize(("value", "mode"), [("", "auto"), ("auto", "auto"), ("1", "on"), ("0", "off"),
                                              ("OFF", "off")])
 def test_mode_from_environment(value, mode):
-    assert SpeedSettings.from_env(torch.device("cpu"), {TILING_ENV: value}).vae_tiling == mode
+    assert SpeedSettings.from_env(torch.device("cpu"), {"VIDEO_VAE_TILING": value}).vae_tiling == mode
 
 
 def test_bad_environment_value_stops_start_up(monkeypatch, tiny_model_dir):
-    monkeypatch.setenv(TILING_ENV, "sometimes")
-    with pytest.raises(ModelLoadError, match=f"{TILING_ENV} must be auto, 1 or 0"):
+    monkeypatch.setenv("VIDEO_VAE_TILING", "sometimes")
+    with pytest.raises(ModelLoadError, match="VIDEO_VAE_TILING must be auto, 1 or 0"):
         registry.load_model(tiny_model_dir)
 
 

@@ -6,13 +6,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from errors import ModelLoadError
 from pipelines import registry, tiny
+from video_endpoint import settings
+from video_endpoint.errors import ModelLoadError
 
 
 def test_every_family_module_is_registered():
     modules = {p.stem for p in Path(registry.__file__).parent.glob("*.py")} - {
-        "__init__", "base", "registry", "tiny", "_tiny_parts", "speed", "memory"}
+        "__init__", "base", "registry", "speed", "memory"}
     assert {family.__name__.rsplit(".", 1)[1] for family in registry.FAMILIES} == modules
     for family in registry.FAMILIES:
         for part in ("FAMILY", "CLASS_NAMES", "load", "check_request", "temporal_ratio", "generate"):
@@ -28,9 +29,9 @@ def test_every_tiny_model_is_served_by_its_family(tiny_models):
 
 
 def test_source_prefers_the_path_then_the_environment_then_the_default(tmp_path, monkeypatch):
-    monkeypatch.delenv(registry.MODEL_ENV, raising=False)
-    assert registry.resolve_source(tmp_path)[0] == registry.DEFAULT_MODEL_ID
-    monkeypatch.setenv(registry.MODEL_ENV, "someone/some-ltx")
+    monkeypatch.delenv("VIDEO_MODEL_ID", raising=False)
+    assert registry.resolve_source(tmp_path)[0] == settings.BY_NAME["VIDEO_MODEL_ID"].default
+    monkeypatch.setenv("VIDEO_MODEL_ID", "someone/some-ltx")
     assert registry.resolve_source(tmp_path)[0] == "someone/some-ltx"
     (tmp_path / "model_index.json").write_text("{}")
     assert registry.resolve_source(tmp_path)[0] == str(tmp_path)
@@ -52,9 +53,9 @@ def test_tiny_build_is_cached(tmp_path):
 
 def test_family_can_be_forced_by_environment(tiny_models, monkeypatch):
     directory = str(tiny_models("tiny"))
-    monkeypatch.setenv(registry.FAMILY_ENV, "ltx-video")
+    monkeypatch.setenv("VIDEO_MODEL_FAMILY", "ltx-video")
     assert registry.family_for(directory, "test")[0].FAMILY == "ltx-video"
-    monkeypatch.setenv(registry.FAMILY_ENV, "sora")
+    monkeypatch.setenv("VIDEO_MODEL_FAMILY", "sora")
     with pytest.raises(ModelLoadError, match=r"VIDEO_MODEL_FAMILY=sora.*ltx-video, wan, cogvideox, hunyuanvideo"):
         registry.family_for(directory, "test")
 

@@ -3,6 +3,9 @@ corpus (no download), and tiny text encoders of the real classes."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import T5Config, T5EncoderModel, T5TokenizerFast
 
@@ -22,6 +25,11 @@ blurry, low quality, distorted, watermark, text, jittery, static, worst quality
 """.strip().splitlines()
 
 TEXT_WIDTH = 32  # hidden size of every tiny text encoder
+
+
+def save(pipe: Any, directory: Path) -> None:
+    """Saved as a checkpoint is: safetensors only (the loading code refuses pickles)."""
+    pipe.save_pretrained(directory, safe_serialization=True)
 
 
 def t5_tokenizer(vocab_size: int = 200) -> T5TokenizerFast:

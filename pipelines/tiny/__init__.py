@@ -2,45 +2,53 @@
 
 They exist so that the demo and the tests run the real loading and generation code without
 downloading weights. Their output is noise. Built once per cache directory (a fraction of a
-second) and then loaded with `from_pretrained` exactly as a real model directory is.
+second) and then loaded with `from_pretrained` exactly as a real model directory is. The builders
+(one module per family beside this file) are imported only when a tiny model is built: serving a
+real model never imports them.
 """
 
 from __future__ import annotations
 
-import os
+import importlib
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from pipelines import cogvideox, hunyuan, ltx, wan
+from video_endpoint import settings
 
 TINY_ID = "tiny"
-CACHE_ENV = "VIDEO_TINY_MODEL_DIR"
 MARKER = "RANDOM_WEIGHTS.txt"  # written beside model_index.json: diagnostics then say "noise"
 _VERSION = 4  # bump when a tiny model changes, so stale caches are rebuilt
 _SEED = 0
-# model id -> builder; "tiny" is LTX-Video, the default family
+# model id -> "module:function" of its builder in this package; "tiny" is LTX-Video, the default family
 BUILDERS = {
-    "tiny": ltx.build_tiny,
-    "tiny-wan": wan.build_tiny_t2v,
-    "tiny-wan-i2v": wan.build_tiny_i2v,
-    "tiny-wan-ti2v": wan.build_tiny_ti2v,
-    "tiny-cogvideox": cogvideox.build_tiny_t2v,
-    "tiny-cogvideox-i2v": cogvideox.build_tiny_i2v,
-    "tiny-hunyuan": hunyuan.build_tiny,
-    "tiny-hunyuan-i2v": hunyuan.build_tiny_i2v,
-    "tiny-hunyuan-i2v-33ch": hunyuan.build_tiny_i2v_33ch,
+    "tiny": "ltx:build_tiny",
+    "tiny-wan": "wan:build_tiny_t2v",
+    "tiny-wan-i2v": "wan:build_tiny_i2v",
+    "tiny-wan-ti2v": "wan:build_tiny_ti2v",
+    "tiny-cogvideox": "cogvideox:build_tiny_t2v",
+    "tiny-cogvideox-i2v": "cogvideox:build_tiny_i2v",
+    "tiny-hunyuan": "hunyuan:build_tiny",
+    "tiny-hunyuan-i2v": "hunyuan:build_tiny_i2v",
+    "tiny-hunyuan-i2v-33ch": "hunyuan:build_tiny_i2v_33ch",
 }
+
+
+def _builder(model_id: str) -> Callable[[Path], None]:
+    module, function = BUILDERS[model_id].split(":")
+    return getattr(importlib.import_module(f"pipelines.tiny.{module}"), function)
 
 
 def default_cache_dir(model_id: str = TINY_ID) -> Path:
     """$VIDEO_TINY_MODEL_DIR (for `tiny`; other tiny ids in folders beside it), else ~/.cache."""
-    if os.environ.get(CACHE_ENV):
-        root = Path(os.environ[CACHE_ENV])
+    configured = settings.read("VIDEO_TINY_MODEL_DIR")
+    if configured:
+        root = Path(configured)
         return root if model_id == TINY_ID else root.with_name(f"{root.name}-{model_id}")
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    base = Path(settings.read("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "video-endpoint" / f"{model_id}-v{_VERSION}"
 
 
@@ -51,7 +59,7 @@ def build(directory: Path, model_id: str = TINY_ID) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=directory.parent))
     try:
         torch.manual_seed(_SEED)
-        BUILDERS[model_id](staging)
+        _builder(model_id)(staging)
         (staging / MARKER).write_text(
             "Tiny random-weight test pipeline built by pipelines/tiny.py: its output is noise.\n")
         if directory.exists():

@@ -14,14 +14,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from PIL import Image
-from pydantic import BaseModel
 
-from encoders.base import Clip
+from encoders.base import Clip, FormatOptions
 from encoders.registry import FORMATS
-from errors import EncodeFailed, Unsupported
-from image_input import decode_image
 from pipelines.base import Generated, GenerationJob, StepCallback, VideoModel, smallest_valid_frames
-from request_schema import Limits, format_options, output_fps, parse_payload
+from video_endpoint.errors import EncodeFailed, Unsupported
+from video_endpoint.image_input import decode_image
+from video_endpoint.request_schema import Limits, RequestFields, format_options, output_fps, parse_payload
 
 SEED_BITS = 31  # drawn seeds fit every client's integer type
 
@@ -45,7 +44,7 @@ class StageTimer:
         return {**self.timing_ms, "total": round((time.perf_counter() - self.started) * 1000, 2)}
 
 
-def decode(data: Any, limits: Limits, timer: StageTimer) -> tuple[BaseModel, Image.Image | None]:
+def decode(data: Any, limits: Limits, timer: StageTimer) -> tuple[RequestFields, Image.Image | None]:
     """Validate the body and decode the input image; the job is planned by `plan`."""
     with timer.stage("parse"):
         request = parse_payload(data, limits)
@@ -56,7 +55,7 @@ def decode(data: Any, limits: Limits, timer: StageTimer) -> tuple[BaseModel, Ima
     return request, image
 
 
-def plan(request: BaseModel, image: Image.Image | None, model: VideoModel) -> tuple[GenerationJob, list[str]]:
+def plan(request: RequestFields, image: Image.Image | None, model: VideoModel) -> tuple[GenerationJob, list[str]]:
     """The family's adjustments (e.g. 8k+1 frames) and a seed; notes say what was adjusted."""
     mode = "t2v" if image is None else "i2v"
     if mode not in model.modes:
@@ -79,13 +78,13 @@ def plan(request: BaseModel, image: Image.Image | None, model: VideoModel) -> tu
     return job, notes
 
 
-def generate(model: VideoModel, request: BaseModel, job: GenerationJob, timer: StageTimer,
+def generate(model: VideoModel, request: RequestFields, job: GenerationJob, timer: StageTimer,
              on_step: StepCallback | None) -> Generated:
     with timer.stage("generate"):
         return model.generate(job, keep_frames=request.num_frames, on_step=on_step)
 
 
-def _encode_one(name: str, clip: Clip, options: BaseModel) -> tuple[bytes, float]:
+def _encode_one(name: str, clip: Clip, options: FormatOptions) -> tuple[bytes, float]:
     begun = time.perf_counter()
     try:
         data = FORMATS[name].encode(clip, options)
@@ -94,7 +93,7 @@ def _encode_one(name: str, clip: Clip, options: BaseModel) -> tuple[bytes, float
     return data, round((time.perf_counter() - begun) * 1000, 2)
 
 
-def encode(generated: Generated, request: BaseModel, job: GenerationJob,
+def encode(generated: Generated, request: RequestFields, job: GenerationJob,
            timer: StageTimer) -> tuple[dict[str, Any], dict[str, Any]]:
     """Encode every requested format from the same uint8 frames, concurrently (ffmpeg runs in
     its own process, Pillow and numpy release the GIL), so the stage costs about the slowest
@@ -121,7 +120,7 @@ def encode(generated: Generated, request: BaseModel, job: GenerationJob,
         return {f"{name}_base64": base64.b64encode(data).decode("ascii") for name, data in files.items()}, info
 
 
-def diagnostics(model: VideoModel, request: BaseModel, job: GenerationJob, generated: Generated,
+def diagnostics(model: VideoModel, request: RequestFields, job: GenerationJob, generated: Generated,
                 notes: list[str], outputs_info: dict[str, Any], timer: StageTimer) -> dict[str, Any]:
     result = {
         "mode": job.mode,
@@ -144,5 +143,5 @@ def diagnostics(model: VideoModel, request: BaseModel, job: GenerationJob, gener
     }
     if generated.peak_gpu_memory_mb is not None:
         result["peak_gpu_memory_mb"] = round(generated.peak_gpu_memory_mb, 1)
-        result["vae_decode_gpu_memory_mb"] = round(generated.vae_decode_gpu_memory_mb, 1)
+        result["vae_decode_gpu_memory_mb"] = round(generated.vae_decode_gpu_memory_mb or 0.0, 1)
     return result

@@ -1,4 +1,5 @@
-"""Command line: `python -m cli generate --prompt "..." -o out.gif out.webm` and `python -m cli serve`.
+"""Command line: `video-endpoint generate --prompt "..." -o out.gif out.webm` and `video-endpoint serve`
+(the same as `python -m video_endpoint ...`).
 
 Flags are built from the request schema's fields (their defaults and help come from there);
 the files to write choose the output formats by extension. Without `--model`, the tiny
@@ -10,18 +11,22 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
+from encoders.base import VideoOptions
 from encoders.registry import FORMATS
-from request_schema import VideoRequest
+from video_endpoint import settings
+from video_endpoint.request_schema import VideoRequest
 
 # Short spellings users type; the schema's own names work too.
 ALIASES = {"num_frames": ["--frames"], "num_inference_steps": ["--steps"], "guidance_scale": ["--guidance"]}
 # Fields that are not plain flags: the image is a path here, outputs come from -o.
 NOT_FLAGS = {"image", "outputs", "return_base64", *FORMATS}
+# --quality: the formats whose options have a quality, and its choices, as their schema says
+WITH_QUALITY = [name for name, module in FORMATS.items() if "quality" in module.Options.model_fields]
+QUALITIES = list(get_args(VideoOptions.model_fields["quality"].annotation))
 
 
 def _scalar_flags(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +43,7 @@ def _scalar_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cli", description=__doc__,
+    parser = argparse.ArgumentParser(prog="video-endpoint", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     generate = commands.add_parser("generate", help="generate one video and write it to files")
@@ -46,18 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--image", type=Path, help="input image file: image-to-video")
     generate.add_argument("-o", "--output", nargs="+", type=Path, default=[Path("output.gif")],
                           help=f"files to write; the extension picks the format ({', '.join(FORMATS)})")
-    generate.add_argument("--quality", choices=["fast", "good", "best"], help="WebM encoder preset")
+    generate.add_argument("--quality", choices=QUALITIES,
+                          help=f"encoder preset of every output that has one ({', '.join(WITH_QUALITY)})")
     serve = commands.add_parser("serve", help="serve the Endpoint protocol over HTTP (POST /, GET /health)")
     serve.add_argument("--host", help="address to listen on (default: 127.0.0.1 without a token, "
                                       "0.0.0.0 with one)")
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--token", default=os.environ.get("VIDEO_API_TOKEN"),
-                       help="bearer token every request must carry (default $VIDEO_API_TOKEN)")
+    serve.add_argument("--token", help="bearer token every request must carry (default $VIDEO_API_TOKEN)")
     serve.add_argument("--queue-depth", type=int, help="requests that may wait (default $VIDEO_QUEUE_DEPTH or 4)")
     serve.add_argument("--max-body-bytes", type=int,
                        help="largest request body (default $VIDEO_MAX_BODY_BYTES or 32 MiB)")
     for command in (generate, serve):
-        command.add_argument("--model", default=os.environ.get("VIDEO_MODEL_ID", "tiny"),
+        command.add_argument("--model", default=settings.read("VIDEO_MODEL_ID") if settings.is_set("VIDEO_MODEL_ID")
+                             else "tiny",
                              help="model directory, Hub id, or 'tiny' (random weights; the default)")
     return parser
 
@@ -74,8 +80,8 @@ def request_from(args: argparse.Namespace) -> dict[str, Any]:
     inputs["outputs"] = formats
     if args.image is not None:
         inputs["image"] = base64.b64encode(args.image.read_bytes()).decode("ascii")
-    if args.quality and "webm" in formats:
-        inputs["webm"] = {"quality": args.quality}
+    if args.quality:  # every requested format that has the option (WebM and MP4 so far)
+        inputs.update({name: {"quality": args.quality} for name in formats if name in WITH_QUALITY})
     inputs["return_base64"] = False
     return {"inputs": inputs}
 
@@ -83,7 +89,7 @@ def request_from(args: argparse.Namespace) -> dict[str, Any]:
 def generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm  # imported late: `--help` stays instant
 
-    from handler import EndpointHandler
+    from video_endpoint.endpoint import EndpointHandler
 
     _warn_if_tiny(args.model)
     handler = EndpointHandler("", model_id=args.model)
@@ -114,15 +120,15 @@ def _warn_if_tiny(model: str) -> None:
 def serve(args: argparse.Namespace) -> int:
     import logging
 
-    from handler import EndpointHandler
-    from server import ServerSettings
-    from server import serve as run_server
+    from video_endpoint.endpoint import EndpointHandler
+    from video_endpoint.server import ServerSettings
+    from video_endpoint.server import serve as run_server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _warn_if_tiny(args.model)
-    settings = ServerSettings.from_env(os.environ, token=args.token, queue_depth=args.queue_depth,
-                                       max_body_bytes=args.max_body_bytes)
-    run_server(lambda: EndpointHandler("", model_id=args.model), settings, args.host, args.port)
+    server_settings = ServerSettings.from_env(token=args.token, queue_depth=args.queue_depth,
+                                              max_body_bytes=args.max_body_bytes)
+    run_server(lambda: EndpointHandler("", model_id=args.model), server_settings, args.host, args.port)
     return 0
 
 

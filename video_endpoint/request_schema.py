@@ -13,38 +13,47 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
-from encoders.base import MAX_FPS
+from encoders.base import MAX_FPS, FormatOptions
 from encoders.registry import FORMATS
-from errors import InvalidRequest
+from video_endpoint import settings
+from video_endpoint.errors import InvalidRequest
 
-OutputFormat = Literal[tuple(FORMATS)]  # type: ignore[valid-type]
+if TYPE_CHECKING:
+    OutputName = str  # a type checker sees a name; pydantic sees the registry's names
+else:
+    OutputName = Literal[tuple(FORMATS)]
+
+
+def _default(name: str) -> int:
+    return int(settings.BY_NAME[name].default)
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Upper bounds that protect the server, read from the environment at start-up."""
+    """Upper bounds that protect the server, read from the environment at start-up; each field's
+    variable and default are in `video_endpoint.settings` (ENV below maps one to the other)."""
 
-    max_frames: int = 257
-    """VIDEO_MAX_FRAMES: most frames one request may ask for."""
-    max_pixels: int = 1024 * 1024
-    """VIDEO_MAX_PIXELS: most height x width of one frame."""
-    max_video_pixels: int = 160_000_000
-    """VIDEO_MAX_VIDEO_PIXELS: most num_frames x height x width (the decoded video's size)."""
-    max_steps: int = 100
-    """VIDEO_MAX_STEPS: most denoising steps."""
-    max_prompt_chars: int = 4000
-    """VIDEO_MAX_PROMPT_CHARS: longest prompt or negative prompt (the text encoder truncates
-    far earlier; this only bounds the work spent on garbage)."""
-    max_image_bytes: int = 20 * 1024 * 1024
-    """VIDEO_MAX_IMAGE_BYTES: largest decoded input image file."""
-    max_image_pixels: int = 40_000_000
-    """VIDEO_MAX_IMAGE_PIXELS: largest input image (width x height, read from its header)."""
+    max_frames: int = _default("VIDEO_MAX_FRAMES")
+    """most frames one request may ask for"""
+    max_pixels: int = _default("VIDEO_MAX_PIXELS")
+    """most height x width of one frame"""
+    max_video_pixels: int = _default("VIDEO_MAX_VIDEO_PIXELS")
+    """most num_frames x height x width (the decoded video's size)"""
+    max_steps: int = _default("VIDEO_MAX_STEPS")
+    """most denoising steps"""
+    max_prompt_chars: int = _default("VIDEO_MAX_PROMPT_CHARS")
+    """longest prompt or negative prompt (the text encoder truncates far earlier; this only bounds
+    the work spent on garbage)"""
+    max_image_bytes: int = _default("VIDEO_MAX_IMAGE_BYTES")
+    """largest decoded input image file"""
+    max_image_pixels: int = _default("VIDEO_MAX_IMAGE_PIXELS")
+    """largest input image (width x height, read from its header)"""
 
     ENV: ClassVar[dict[str, str]] = {
         "max_frames": "VIDEO_MAX_FRAMES",
@@ -57,21 +66,14 @@ class Limits:
     }
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Limits:
-        environ = os.environ if environ is None else environ
-        values = {}
-        for name, var in cls.ENV.items():
-            if var in environ:
-                try:
-                    values[name] = int(environ[var])
-                except ValueError:
-                    raise ValueError(f"environment variable {var} must be an integer, "
-                                     f"got {environ[var]!r}") from None
-        return cls(**values)
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Limits:
+        return cls(**{field: settings.read_int(name, environ) for field, name in cls.ENV.items()})
 
 
-class _RequestFields(BaseModel):
-    """The fields of `inputs`. Strict types: `"32"` is not a number, `true` is not an int."""
+class RequestFields(BaseModel):
+    """The fields of `inputs` the API card names. Strict types: `"32"` is not a number, `true` is not an
+    int. `VideoRequest` adds one options object per output format; code types a request as this
+    class, whose fields a type checker sees (format options are read with `format_options`)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
 
@@ -89,7 +91,7 @@ class _RequestFields(BaseModel):
     num_inference_steps: int = Field(30, ge=1, description="Denoising steps: more = better, slower.")
     guidance_scale: float = Field(7.5, ge=0, le=100, allow_inf_nan=False,
                                   description="How strictly to follow the prompt.")
-    outputs: list[OutputFormat] = Field(
+    outputs: list[OutputName] = Field(
         ["gif"], min_length=1, description=f"Output formats, any of: {', '.join(FORMATS)}.")
     return_base64: bool = Field(
         True, description="Outputs as base64 strings (`<format>_base64`); false = raw bytes (Python callers).")
@@ -110,21 +112,22 @@ class _RequestFields(BaseModel):
         return outputs
 
 
-VideoRequest = create_model(
+VideoRequest = cast(type[RequestFields], create_model(  # type: ignore[call-overload]
     "VideoRequest",
-    __base__=_RequestFields,
+    __base__=RequestFields,
     __doc__="A validated request: the card's fields plus one options object per output format.",
     **{name: (module.Options | None, Field(None, description=module.Options.__doc__))
        for name, module in FORMATS.items()},
-)
+))
 
 
-def format_options(request: BaseModel, name: str) -> BaseModel:
+def format_options(request: RequestFields, name: str) -> FormatOptions:
     """The options for output `name`: what the request gave, else that format's defaults."""
-    return getattr(request, name) or FORMATS[name].Options()
+    options: FormatOptions | None = getattr(request, name)
+    return options or FORMATS[name].Options()
 
 
-def output_fps(request: BaseModel, name: str) -> int:
+def output_fps(request: RequestFields, name: str) -> int:
     return format_options(request, name).fps or request.fps
 
 
@@ -132,7 +135,7 @@ def output_fps(request: BaseModel, name: str) -> int:
 # Parsing: request body -> VideoRequest, or InvalidRequest naming the field
 
 
-def parse_payload(data: Any, limits: Limits) -> BaseModel:
+def parse_payload(data: Any, limits: Limits) -> RequestFields:
     """Validate a request body (`{"inputs": {...}}` or `{"inputs": "<prompt>", "parameters": {...}}`)."""
     fields = _inputs_of(data)
     try:
@@ -198,7 +201,7 @@ def _invalid_from(exc: ValidationError) -> InvalidRequest:
     return InvalidRequest(message, field=_field_path(loc), details=details)
 
 
-def check_limits(request: BaseModel, limits: Limits) -> None:
+def check_limits(request: RequestFields, limits: Limits) -> None:
     """The configured upper bounds, and each output format's own rules."""
     bounded = [
         ("num_frames", request.num_frames, limits.max_frames, "VIDEO_MAX_FRAMES"),
@@ -223,7 +226,7 @@ def check_limits(request: BaseModel, limits: Limits) -> None:
             f"{limits.max_video_pixels} (setting VIDEO_MAX_VIDEO_PIXELS): ask for fewer frames or a "
             "smaller size", field="num_frames")
     for name in request.outputs:
-        fps, max_fps = output_fps(request, name), getattr(FORMATS[name], "MAX_FPS", MAX_FPS)
+        fps, max_fps = output_fps(request, name), FORMATS[name].MAX_FPS
         if fps > max_fps:
             raise InvalidRequest(f"{name} plays at most {max_fps} fps (asked {fps}); set "
                                  f"{name}.fps to {max_fps} or less", field=f"{name}.fps")

@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from server import ServerSettings, create_app
 from tests.conftest import GOOD_SMALL_REQUEST
+from video_endpoint.server import ServerSettings, create_app
 
 TOKEN = "fuzz-token"
 

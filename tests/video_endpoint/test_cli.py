@@ -3,9 +3,9 @@ from __future__ import annotations
 import base64
 import json
 
-import cli
 from tests.conftest import jpeg_base64
 from tests.media import decode_gif, decode_video
+from video_endpoint import cli
 
 
 def test_generate_writes_each_file_by_extension(tiny_model_dir, tmp_path, capsys):
@@ -28,3 +28,19 @@ def test_bad_flag_value_is_reported_not_raised(tiny_model_dir, tmp_path, capsys)
     assert code == 1
     assert '"field": "height"' in capsys.readouterr().err
     assert not (tmp_path / "o.gif").exists()
+
+
+def test_quality_reaches_every_video_output(tiny_model_dir, tmp_path):
+    """--quality sets the preset of MP4 as well as WebM (it used to reach WebM only, and an MP4 came
+    out at the default preset whatever was asked)."""
+    sizes = {}
+    for quality in ("fast", "best"):
+        mp4, webm = tmp_path / f"{quality}.mp4", tmp_path / f"{quality}.webm"
+        assert cli.main(["generate", "--model", str(tiny_model_dir), "--prompt", "waves", "--frames", "9",
+                         "--height", "64", "--width", "96", "--steps", "2", "--seed", "3", "--quality", quality,
+                         "-o", str(mp4), str(webm)]) == 0
+        for path in (mp4, webm):
+            assert decode_video(path.read_bytes()).frames.shape == (9, 64, 96, 3)
+        sizes[quality] = (len(mp4.read_bytes()), len(webm.read_bytes()))
+    # the same frames at a higher quality (lower CRF) take more bytes, in both formats
+    assert sizes["best"][0] > sizes["fast"][0] and sizes["best"][1] > sizes["fast"][1], sizes

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from errors import InvalidRequest
-from image_input import decode_image
-from request_schema import Limits
+from video_endpoint.errors import InvalidRequest
+from video_endpoint.image_input import decode_image
+from video_endpoint.request_schema import Limits
 
 
 def encoded(image: Image.Image, fmt: str = "PNG", **save_args) -> str:

@@ -6,9 +6,9 @@ import base64
 
 import pytest
 
-from errors import InvalidRequest
-from request_schema import Limits, VideoRequest, parse_payload
 from tests.conftest import SMALL
+from video_endpoint.errors import InvalidRequest
+from video_endpoint.request_schema import Limits, VideoRequest, parse_payload
 
 # The API card's defaults: the contract clients already rely on.
 CARD_DEFAULTS = {

@@ -14,8 +14,8 @@ import re
 
 from PIL import Image, ImageOps
 
-from errors import InvalidRequest
-from request_schema import Limits
+from video_endpoint.errors import InvalidRequest
+from video_endpoint.request_schema import Limits
 
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 _DATA_URL = re.compile(r"^data:image/[A-Za-z0-9.+-]+;base64,", re.IGNORECASE)

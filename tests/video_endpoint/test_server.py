@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import free_port, jpeg_base64
 from tests.media import decode_gif, decode_video, decode_zip
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "test-token-0123456789"
 needs_curl = pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq")), reason="needs curl and jq")
 
@@ -32,7 +32,7 @@ def server(tiny_model_dir, tmp_path_factory):
            "VIDEO_MAX_BODY_BYTES": str(2 * 1024 * 1024)}
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "cli", "serve", "--model", str(tiny_model_dir), "--host", "127.0.0.1",
+            [sys.executable, "-m", "video_endpoint", "serve", "--model", str(tiny_model_dir), "--host", "127.0.0.1",
              "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

@@ -1,7 +1,7 @@
 """A local HTTP server that speaks the Inference Endpoint protocol: `POST /` with
 `{"inputs": {...}}` answers what `EndpointHandler` answers, `GET /health` says what is loaded.
 
-Started by `python -m cli serve`. Not used on a hosted Endpoint (the platform serves `handler.py`
+Started by `python -m video_endpoint serve`. Not used on a hosted Endpoint (the platform serves `handler.py`
 with its own app), so starlette and uvicorn are an optional extra, not in requirements.txt.
 """
 
@@ -14,7 +14,7 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -27,13 +27,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from encoders.registry import FORMATS
-from errors import InvalidRequest
-from handler import EndpointHandler
-from request_schema import parse_payload
+from video_endpoint import settings
+from video_endpoint.endpoint import EndpointHandler
+from video_endpoint.errors import InvalidRequest
+from video_endpoint.request_schema import RequestFields, parse_payload
 
-logger = logging.getLogger("video_endpoint.server")
+logger = logging.getLogger(__name__)
 
-TOKEN_ENV = "VIDEO_API_TOKEN"
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # HTTP status per error type: the client's fault is 4xx, ours is 5xx.
 _STATUS = {"invalid_request": 400, "unsupported": 400, "out_of_memory": 500, "internal": 500}
@@ -43,17 +43,17 @@ _STATUS = {"invalid_request": 400, "unsupported": 400, "out_of_memory": 500, "in
 class ServerSettings:
     token: str | None = None
     """Bearer token every request must carry (--token or $VIDEO_API_TOKEN); None = no auth."""
-    max_body_bytes: int = 32 * 1024 * 1024
+    max_body_bytes: int = int(settings.BY_NAME["VIDEO_MAX_BODY_BYTES"].default)
     """$VIDEO_MAX_BODY_BYTES: larger bodies get 413 before they are read."""
-    queue_depth: int = 4
+    queue_depth: int = int(settings.BY_NAME["VIDEO_QUEUE_DEPTH"].default)
     """$VIDEO_QUEUE_DEPTH: requests that may wait behind the running one; more get 503."""
 
     @classmethod
-    def from_env(cls, environ: dict[str, str], **overrides: Any) -> ServerSettings:
-        values: dict[str, Any] = {"token": environ.get(TOKEN_ENV) or None}
-        for name, var in (("max_body_bytes", "VIDEO_MAX_BODY_BYTES"), ("queue_depth", "VIDEO_QUEUE_DEPTH")):
-            if environ.get(var):
-                values[name] = int(environ[var])
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServerSettings:
+        """The environment's values; `overrides` (the command line's flags) win where not None."""
+        values: dict[str, Any] = {"token": settings.read("VIDEO_API_TOKEN", environ),
+                                  "max_body_bytes": settings.read_int("VIDEO_MAX_BODY_BYTES", environ),
+                                  "queue_depth": settings.read_int("VIDEO_QUEUE_DEPTH", environ)}
         values.update({k: v for k, v in overrides.items() if v is not None})
         values["token"] = values["token"] or None  # an empty token is no token, not "" to match
         return cls(**values)
@@ -82,13 +82,20 @@ class _Service:
         self.recent_seconds = 5.0  # duration of the last request, for Retry-After
 
     @asynccontextmanager
-    async def lifespan(self, app: Starlette):
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         # Load before listening, as the Endpoint does: /health cannot answer before the model is there.
         self.handler = await anyio.to_thread.run_sync(self.load_handler)
         info = self.handler.model.describe()
         logger.info("model ready: %s (%s) on %s", self.handler.model.source, info["family"],
                     self.handler.model.device)
         yield
+
+    @property
+    def loaded(self) -> EndpointHandler:
+        """The handler; the lifespan loads it before the server takes any request."""
+        if self.handler is None:
+            raise RuntimeError("the model is not loaded yet")
+        return self.handler
 
     def authorized(self, request: Request) -> bool:
         if self.settings.token is None:
@@ -100,7 +107,7 @@ class _Service:
     async def health(self, request: Request) -> Response:
         if not self.authorized(request):
             return _unauthorized(uuid.uuid4().hex[:16])
-        model = self.handler.model
+        model = self.loaded.model
         return JSONResponse({"status": "ok", "model": model.describe(), "device": str(model.device),
                              "dtype": str(model.dtype).removeprefix("torch."),
                              "queue": {"in_flight": self.in_flight, "depth": self.settings.queue_depth}})
@@ -139,7 +146,7 @@ class _Service:
         if isinstance(data, Response):
             return data
         try:  # cheap checks here, so a bad request never waits in the queue
-            parsed = parse_payload(data, self.handler.limits)
+            parsed = parse_payload(data, self.loaded.limits)
         except InvalidRequest as exc:
             return JSONResponse(exc.envelope(), status_code=400, headers={"X-Request-Id": request_id})
         if not parsed.return_base64 and len(parsed.outputs) != 1:
@@ -155,13 +162,13 @@ class _Service:
         finally:
             self.in_flight -= 1
 
-    async def _generate(self, data: Any, parsed: Any, request_id: str) -> Response:
+    async def _generate(self, data: Any, parsed: RequestFields, request_id: str) -> Response:
         started = time.perf_counter()
 
         def on_step(done: int, total: int) -> None:
             logger.info("request %s: step %d/%d (%.1f s)", request_id, done, total, time.perf_counter() - started)
 
-        result = await anyio.to_thread.run_sync(partial(self.handler, data, on_step=on_step),
+        result = await anyio.to_thread.run_sync(partial(self.loaded, data, on_step=on_step),
                                                 limiter=self.model_slot)
         elapsed = time.perf_counter() - started
         self.recent_seconds = elapsed
@@ -197,7 +204,7 @@ def serve(load_handler: Callable[[], EndpointHandler], settings: ServerSettings,
         host = "0.0.0.0" if settings.token else "127.0.0.1"
     if settings.token is None:
         if host in loopback:
-            logger.warning("no token configured (--token or $%s): listening on %s only", TOKEN_ENV, host)
+            logger.warning("no token configured (--token or $VIDEO_API_TOKEN): listening on %s only", host)
         else:
             logger.warning("no token configured and listening on %s: anyone who can reach it can use it", host)
     uvicorn.run(create_app(load_handler, settings), host=host, port=port, log_level="info")

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from pipelines.speed import SpeedSettings
+from video_endpoint import settings
+from video_endpoint.request_schema import Limits
+from video_endpoint.server import ServerSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_only_the_settings_module_reads_the_environment():
+    """Every VIDEO_* variable is read through video_endpoint.settings, and every name the code
+    asks for is listed there."""
+    sources = [ROOT / "handler.py", *(p for part in ("video_endpoint", "pipelines", "encoders")
+                                      for p in (ROOT / part).rglob("*.py"))]
+    asked_for = set()
+    for path in sources:
+        text = path.read_text()
+        if path.name != "settings.py":
+            assert not re.search(r"os\.environ|getenv", text), f"{path} reads the environment itself"
+        asked_for |= set(re.findall(r'"((?:VIDEO|XDG)_[A-Z_]+)"', text))
+    assert asked_for - {"VIDEO_"} <= set(settings.BY_NAME)
+    assert {name for name in settings.BY_NAME if name not in asked_for} == set()  # none listed for nothing
+
+
+def test_typed_readers_name_the_variable_on_bad_values():
+    with pytest.raises(ValueError, match="VIDEO_QUEUE_DEPTH must be an integer"):
+        settings.read_int("VIDEO_QUEUE_DEPTH", {"VIDEO_QUEUE_DEPTH": "four"})
+    with pytest.raises(ValueError, match="VIDEO_WARMUP must be 0 or 1"):
+        settings.read_flag("VIDEO_WARMUP", {"VIDEO_WARMUP": "maybe"})
+    with pytest.raises(KeyError):
+        settings.read("VIDEO_NOT_A_SETTING", {})
+
+
+def test_each_reader_takes_its_defaults_from_the_one_table():
+    environ: dict[str, str] = {}
+    limits, server = Limits.from_env(environ), ServerSettings.from_env(environ)
+    for field, name in Limits.ENV.items():
+        assert getattr(limits, field) == int(settings.BY_NAME[name].default) == getattr(Limits(), field)
+    assert server.queue_depth == int(settings.BY_NAME["VIDEO_QUEUE_DEPTH"].default)
+    assert server.max_body_bytes == int(settings.BY_NAME["VIDEO_MAX_BODY_BYTES"].default)
+    assert server.token is None
+    speed = SpeedSettings.from_env(torch.device("cpu"), environ)
+    assert speed.vae_tiling == settings.BY_NAME["VIDEO_VAE_TILING"].default
+    # set values win, and blank ones count as unset
+    assert Limits.from_env({"VIDEO_MAX_FRAMES": "16", "VIDEO_MAX_STEPS": " "}).max_frames == 16
+    assert Limits.from_env({"VIDEO_MAX_STEPS": " "}).max_steps == Limits().max_steps

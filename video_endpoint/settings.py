@@ -1,0 +1,130 @@
+"""Every environment variable the handler, the server and the CLI read, in ONE place: its name,
+its default and what it means. Everything else asks this module for a value (`read`, `read_int`,
+`read_flag`, `read_float`), so a misspelt name fails at once, and README's configuration tables
+are generated from here (`python -m video_endpoint.settings`; a test keeps them equal).
+
+Values are read when the handler or the server starts, never per request.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str
+    """The value when unset, as it would be written in the environment ("" = unset)."""
+    doc: str
+    section: str
+    """Which README table lists it: model, limits, gpu or server."""
+    shown_default: str | None = None
+    """The default as README shows it, where it depends on the machine."""
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("VIDEO_MODEL_ID", "Lightricks/LTX-Video", "the model when the repository directory holds no "
+            "`model_index.json`: a Hub id, a local diffusers directory, or `tiny` (the random-weight test model; "
+            "the CLI's default)", "model"),
+    Setting("VIDEO_MODEL_FAMILY", "", "force a family by its name in [Model families](#model-families) for a "
+            "checkpoint whose `_class_name` is not listed", "model", shown_default="(from `_class_name`)"),
+    Setting("VIDEO_TINY_MODEL_DIR", "", "where `tiny` is built and cached (other tiny ids in folders beside it, "
+            "`<dir>-tiny-wan` …)", "model", shown_default="`~/.cache/video-endpoint/tiny-v4`"),
+    Setting("XDG_CACHE_HOME", "", "the cache root under which `tiny` models are built, in "
+            "`video-endpoint/` (the freedesktop variable; Hub downloads follow `HF_HOME` instead)", "model",
+            shown_default="`~/.cache`"),
+    Setting("VIDEO_MAX_FRAMES", "257", "most `num_frames` per request", "limits"),
+    Setting("VIDEO_MAX_PIXELS", "1048576", "most height × width", "limits"),
+    Setting("VIDEO_MAX_VIDEO_PIXELS", "160000000", "most `num_frames` × height × width", "limits"),
+    Setting("VIDEO_MAX_STEPS", "100", "most `num_inference_steps`", "limits"),
+    Setting("VIDEO_MAX_PROMPT_CHARS", "4000", "longest prompt / negative prompt", "limits"),
+    Setting("VIDEO_MAX_IMAGE_BYTES", "20971520", "largest input image file (checked on the base64 length before "
+            "decoding)", "limits"),
+    Setting("VIDEO_MAX_IMAGE_PIXELS", "40000000", "largest input image, read from its header before decoding "
+            "pixels", "limits"),
+    Setting("VIDEO_COMPILE", "", "regional compilation of the transformer's repeated blocks", "gpu",
+            shown_default="`1` on CUDA, `0` elsewhere"),
+    Setting("VIDEO_WARMUP", "", "the four warm-up requests at start-up (2 steps each)", "gpu",
+            shown_default="as `VIDEO_COMPILE`"),
+    Setting("VIDEO_STEP_CACHE", "", "first-block cache threshold (e.g. `0.05`): skips the transformer's later "
+            "blocks on steps whose first block barely changed; faster, lower quality. Its cost is measured by "
+            "`benchmarks/gpu_pipeline.py` (PSNR/SSIM against the uncached frames, same seed): so far only on the "
+            "tiny random-weight models (tiny Wan: threshold 0.1 → 1.28× denoise, 48.0 dB, SSIM 0.995; see "
+            "docs/benchmarks.md), which says nothing of a real model; the GPU run will tell", "gpu",
+            shown_default="off"),
+    Setting("VIDEO_CPU_OFFLOAD", "0", "`1`: weights stay in CPU memory, each model moves to the GPU while it runs "
+            "(small GPUs; much slower)", "gpu"),
+    Setting("VIDEO_VAE_TILING", "auto", "`auto`: decode in tiles when the request would not fit (below); `1` / `0`: "
+            "always / never", "gpu"),
+    Setting("VIDEO_API_TOKEN", "", "bearer token every request must carry (`--token` overrides it); unset = no "
+            "auth, and the server listens on 127.0.0.1 only", "server", shown_default="(none)"),
+    Setting("VIDEO_QUEUE_DEPTH", "4", "requests that may wait behind the running one (`--queue-depth`); more get "
+            "503", "server"),
+    Setting("VIDEO_MAX_BODY_BYTES", "33554432", "largest request body (`--max-body-bytes`); larger ones get 413 "
+            "before they are read", "server"),
+)
+BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
+
+
+def read(name: str, environ: Mapping[str, str] | None = None) -> str:
+    """The variable's value, stripped, else its default. Raises KeyError for a name not listed above."""
+    setting = BY_NAME[name]
+    value = (os.environ if environ is None else environ).get(name, "").strip()
+    return value or setting.default
+
+
+def is_set(name: str, environ: Mapping[str, str] | None = None) -> bool:
+    BY_NAME[name]  # a name not listed above is a bug: KeyError
+    return bool((os.environ if environ is None else environ).get(name, "").strip())
+
+
+def read_int(name: str, environ: Mapping[str, str] | None = None) -> int:
+    value = read(name, environ)
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"environment variable {name} must be an integer, got {value!r}") from None
+
+
+def read_float(name: str, environ: Mapping[str, str] | None = None) -> float | None:
+    """A number, or None when unset."""
+    value = read(name, environ)
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"environment variable {name} must be a number such as 0.05, got {value!r}") from None
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def read_flag(name: str, environ: Mapping[str, str] | None = None, default: bool = False) -> bool:
+    """1/true/yes/on or 0/false/no/off; `default` where unset and the setting has no default of its own."""
+    value = read(name, environ).lower()
+    if not value:
+        return default
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"environment variable {name} must be 0 or 1, got {value!r}")
+
+
+def markdown_table(*sections: str) -> str:
+    """README's table of the variables of `sections`."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for setting in SETTINGS:
+        if setting.section in sections:
+            default = setting.shown_default or (f"`{setting.default}`" if setting.default else "(unset)")
+            rows.append(f"| `{setting.name}` | {default} | {setting.doc} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    for sections in (("model", "limits"), ("gpu",), ("server",)):
+        print(f"{', '.join(sections)}:\n{markdown_table(*sections)}\n")
