@@ -175,6 +175,29 @@ def frames_to_uint8(video: torch.Tensor, keep: int) -> np.ndarray:
     return frames.permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 
+class PromptRedaction(logging.Filter):
+    """Prompts never reach the logs. diffusers' pipelines log the part of a prompt that their text
+    encoder cut off ("The following part of your input was truncated because ... tokens: <text>"):
+    the text is replaced by its length. Installed on each loaded pipeline's module logger."""
+
+    MARK = "part of your input was truncated"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.MARK in message:
+            head, _, cut = message.partition("tokens: ")
+            record.msg, record.args = f"{head}tokens: ({len(cut)} characters of the prompt, not logged)", ()
+        return True
+
+
+def redact_prompts_in_logs(pipelines: LoadedPipelines) -> None:
+    for pipe in (pipelines.t2v, pipelines.i2v):
+        if pipe is not None:
+            pipeline_logger = logging.getLogger(type(pipe).__module__)
+            if not any(isinstance(f, PromptRedaction) for f in pipeline_logger.filters):
+                pipeline_logger.addFilter(PromptRedaction())
+
+
 class VideoModel:
     """A loaded family with its pipelines; what `EndpointHandler` generates with."""
 
@@ -182,6 +205,7 @@ class VideoModel:
                  device: torch.device, dtype: torch.dtype, speed: SpeedSettings, random_weights: bool = False,
                  speed_applied: list[str] | None = None, vae_tiling: VaeTiling | None = None) -> None:
         self.family = family
+        redact_prompts_in_logs(pipelines)
         self.vae_tiling = vae_tiling or VaeTiling()
         self.speed = speed  # in effect; `speed_applied` says what it switched on
         self.speed_applied = speed_applied or []

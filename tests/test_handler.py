@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
+import logging
 import textwrap
+import time
 
 import numpy as np
 import pytest
 
 from handler import EndpointHandler
 from pipelines import registry
-from tests.conftest import SMALL, jpeg_base64
+from tests.conftest import GOOD_SMALL_REQUEST, SMALL, jpeg_base64
 from tests.media import decode_gif, decode_video, decode_zip
 from video_endpoint.errors import ModelLoadError
 
@@ -186,3 +189,50 @@ def test_tiny_model_by_environment_variable(tmp_path, monkeypatch):
     handler = EndpointHandler(str(tmp_path))  # the repository directory: no model_index.json
     assert handler.model.source == str(tmp_path / "cache")
     assert len(decode_gif(b64(call(handler, prompt="x", num_frames=2), "gif")).frames) == 2
+
+
+def test_prompts_never_reach_the_logs(handler):
+    """diffusers logs the part of a prompt its text encoder cut off (through its own handler, at
+    WARNING); the handler logs its length instead."""
+    marker = "zebracorn"
+    prompt = " ".join(["a cyberpunk street in rain, neon lights"] * 40 + [marker])  # far over 128 tokens
+    diffusers_logger, logged = logging.getLogger("diffusers"), io.StringIO()
+    capture, level = logging.StreamHandler(logged), diffusers_logger.level
+    diffusers_logger.addHandler(capture)
+    diffusers_logger.setLevel(logging.WARNING)  # as deployed (the tests quieten it)
+    try:
+        result = handler({"inputs": {"prompt": prompt, "negative_prompt": f"blurry {marker}", "num_frames": 1,
+                                     "height": 32, "width": 32, "num_inference_steps": 2, "outputs": ["zip"]}})
+    finally:
+        diffusers_logger.setLevel(level)
+        diffusers_logger.removeHandler(capture)
+    assert result["ok"] is True, result
+    assert marker not in logged.getvalue()
+    assert "characters of the prompt, not logged" in logged.getvalue()
+
+
+HOSTILE_INPUTS = {
+    "100k outputs": ({"prompt": "x", "outputs": ["gif"] * 100_000}, "outputs"),
+    "1M bad output items": ({"prompt": "x", "outputs": [1] * 1_000_000}, "outputs"),
+    "1 MB unknown key": ({"prompt": "x", "k" * 1_000_000: 1}, "k" * 40 + "..."),
+    "markup key": ({"prompt": "x", "<script>alert(1)</script>": 1}, "?script?alert?1???script?"),
+    "5000-digit int": ({"prompt": "x", "num_frames": 10**5000}, "num_frames"),
+    "lone surrogate": ({"prompt": "a \ud800 b"}, "prompt"),
+    "lone surrogate, negative": ({"prompt": "x", "negative_prompt": "\udfff"}, "negative_prompt"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_INPUTS))
+def test_hostile_inputs_get_a_small_answer_at_once(handler, case):
+    """Each used to take seconds, answer megabytes, echo what was sent or end as `internal`."""
+    inputs, field = HOSTILE_INPUTS[case]
+    started = time.perf_counter()
+    result = handler({"inputs": inputs})
+    elapsed = time.perf_counter() - started
+    assert result["ok"] is False and result["error"]["type"] == "invalid_request", result
+    assert result["error"]["field"] == field
+    answer = json.dumps(result)
+    assert len(answer) < 3000, len(answer)
+    assert "<script>" not in answer and "k" * 41 not in answer and "100000" not in answer and "0" * 50 not in answer
+    assert elapsed < 1.0, elapsed
+    assert handler(GOOD_SMALL_REQUEST)["ok"] is True

@@ -33,9 +33,11 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+from PIL import Image
 
-from tests.conftest import REPORT, free_port, jpeg_base64
+from tests.conftest import REPORT, free_port
 from tests.media import decode_gif, decode_video, decode_zip
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -218,7 +220,11 @@ def test_bad_request_is_an_answer_not_an_error(endpoint):
 
 @pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq")), reason="needs curl and jq")
 def test_readme_curl_examples_verbatim(endpoint, tmp_path):
-    (tmp_path / "my_input.jpg").write_bytes(base64.b64decode(jpeg_base64(300, 200)))
+    # a photo-sized JPEG: its base64 is over Linux's 128 KiB limit for one command-line argument,
+    # which the card's own `-d "...$IMG_B64..."` hits
+    photo = np.random.default_rng(0).integers(0, 256, (600, 800, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(tmp_path / "my_input.jpg", quality=90)
+    assert (tmp_path / "my_input.jpg").stat().st_size * 4 / 3 > 128 * 1024
     script = (readme_curl_examples().replace("https://<ENDPOINT>.aws.endpoints.huggingface.cloud", endpoint["url"])
               .replace("<TOKEN>", "hf_test"))
     done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=tmp_path, capture_output=True,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, get_args
@@ -68,18 +69,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class UsageError(Exception):
+    """A file the command cannot read or write: said in one line before any model is loaded."""
+
+
+def _check_output(path: Path) -> str:
+    """The format `path` is written as; refuses what could only fail after the generation."""
+    name = path.suffix.lstrip(".").lower()
+    if name not in FORMATS:
+        raise UsageError(f"cannot write {path}: unknown extension (use {', '.join(FORMATS)})")
+    if path.is_dir():
+        raise UsageError(f"cannot write {path}: it is a directory")
+    folder = path.parent
+    if not folder.is_dir():
+        raise UsageError(f"cannot write {path}: no directory {folder}")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UsageError(f"cannot write {path}: permission denied")
+    return name
+
+
 def request_from(args: argparse.Namespace) -> dict[str, Any]:
+    """The request, with every file checked: raises UsageError before anything is generated."""
     inputs = {name: getattr(args, name) for name in VideoRequest.model_fields
               if name not in NOT_FLAGS and getattr(args, name, None) is not None}
-    formats = []
-    for path in args.output:
-        name = path.suffix.lstrip(".").lower()
-        if name not in FORMATS:
-            raise SystemExit(f"cannot write {path}: unknown extension (use {', '.join(FORMATS)})")
-        formats.append(name)
+    formats = [_check_output(path) for path in args.output]
     inputs["outputs"] = formats
     if args.image is not None:
-        inputs["image"] = base64.b64encode(args.image.read_bytes()).decode("ascii")
+        try:
+            inputs["image"] = base64.b64encode(args.image.read_bytes()).decode("ascii")
+        except OSError as exc:
+            raise UsageError(f"cannot read --image {args.image}: {exc.strerror or exc}") from None
     if args.quality:  # every requested format that has the option (WebM and MP4 so far)
         inputs.update({name: {"quality": args.quality} for name in formats if name in WITH_QUALITY})
     inputs["return_base64"] = False
@@ -91,6 +110,11 @@ def generate(args: argparse.Namespace) -> int:
 
     from video_endpoint.endpoint import EndpointHandler
 
+    try:
+        request = request_from(args)  # before loading: a bad path costs nothing
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     _warn_if_tiny(args.model)
     handler = EndpointHandler("", model_id=args.model)
     progress = tqdm(desc="denoising", unit="step", file=sys.stderr)
@@ -99,13 +123,17 @@ def generate(args: argparse.Namespace) -> int:
         progress.total = total
         progress.update(done - progress.n)
 
-    result = handler(request_from(args), on_step=on_step)
+    result = handler(request, on_step=on_step)
     progress.close()
     if not result["ok"]:
         print(json.dumps(result, indent=2), file=sys.stderr)
         return 1
     for path in args.output:
-        path.write_bytes(result["outputs"][path.suffix.lstrip(".").lower()])
+        try:
+            path.write_bytes(result["outputs"][path.suffix.lstrip(".").lower()])
+        except OSError as exc:  # e.g. the disk filled up meanwhile
+            print(f"error: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
         print(f"wrote {path}", file=sys.stderr)
     print(json.dumps(result["diagnostics"], indent=2))
     return 0

@@ -51,6 +51,12 @@ class EncodeFailed(HandlerError):
     type = "internal"
 
 
+class Cancelled(HandlerError):
+    """The client went away (the local server noticed): generation stopped at its next step."""
+
+    type = "internal"
+
+
 class ModelLoadError(RuntimeError):
     """Raised from `EndpointHandler.__init__`: the Endpoint must not start without a model.
 

@@ -20,6 +20,10 @@ from video_endpoint.request_schema import Limits
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 _DATA_URL = re.compile(r"^data:image/[A-Za-z0-9.+-]+;base64,", re.IGNORECASE)
 _WHITESPACE = re.compile(r"\s+")
+# Huffman-coded JPEG spends at least a bit per 8x8 block of each component: even a flat
+# 6000x6000 image takes hundreds of KB. Far fewer bytes than this means the header claims a size
+# the data does not hold, and libjpeg would fill the missing part with grey without a word.
+_JPEG_MAX_PIXELS_PER_BYTE = 1000
 
 
 def decode_base64(text: str, max_bytes: int) -> bytes:
@@ -50,6 +54,9 @@ def decode_image(text: str, width: int, height: int, limits: Limits) -> Image.Im
     with image:
         if image.width * image.height > limits.max_image_pixels:
             raise _too_many_pixels(limits, image.size)
+        if image.format == "JPEG" and image.width * image.height > _JPEG_MAX_PIXELS_PER_BYTE * len(data):
+            raise InvalidRequest("image data is truncated: its header claims more pixels than its data holds",
+                                 field="image")
         try:
             # JPEG can decode at 1/2, 1/4, 1/8 scale directly: no bigger than needed (still covers)
             side = max(width, height)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
@@ -92,7 +93,7 @@ class RequestFields(BaseModel):
     guidance_scale: float = Field(7.5, ge=0, le=100, allow_inf_nan=False,
                                   description="How strictly to follow the prompt.")
     outputs: list[OutputName] = Field(
-        ["gif"], min_length=1, description=f"Output formats, any of: {', '.join(FORMATS)}.")
+        ["gif"], min_length=1, max_length=len(FORMATS), description=f"Output formats, any of: {', '.join(FORMATS)}.")
     return_base64: bool = Field(
         True, description="Outputs as base64 strings (`<format>_base64`); false = raw bytes (Python callers).")
 
@@ -103,11 +104,22 @@ class RequestFields(BaseModel):
             raise ValueError("prompt must not be empty")
         return prompt
 
+    @field_validator("prompt", "negative_prompt")
+    @classmethod
+    def _encodable_text(cls, text: str) -> str:
+        # JSON may carry a lone surrogate (\\ud800); no tokenizer can encode it
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("must be Unicode text (it holds a lone surrogate)") from None
+        return text
+
     @field_validator("outputs")
     @classmethod
     def _outputs_unique(cls, outputs: list[str]) -> list[str]:
-        repeated = sorted({name for name in outputs if outputs.count(name) > 1})
-        if repeated:
+        if len(set(outputs)) != len(outputs):  # at most len(FORMATS) items by now
+            repeated = sorted({name for name in outputs if outputs.count(name) > 1})
             raise ValueError(f"outputs lists {', '.join(repeated)} more than once")
         return outputs
 
@@ -162,13 +174,29 @@ def _inputs_of(data: Any) -> dict[str, Any]:
         raise InvalidRequest("inputs must be an object (or the prompt as a string)", field="inputs")
     both = sorted(set(inputs) & set(parameters))
     if both:
-        raise InvalidRequest(f"{both[0]!r} is given in both inputs and parameters; give it once",
+        raise InvalidRequest(f"'{_shown(both[0])}' is given in both inputs and parameters; give it once",
                              field=_field_path((both[0],)))
     return {**parameters, **inputs}
 
 
+# Error answers quote what the client sent only as names, cut short and reduced to plain characters,
+# and list a bounded number of problems: a bad request never gets a large or a marked-up answer.
+_SHOWN_NAME_CHARS = 40
+_MAX_DETAILS = 10
+
+
+def _shown(name: object) -> str:
+    """A client-sent name as error answers show it: 40 characters at most, anything but letters,
+    digits and `_.-` as `?` (an empty key shows as "")."""
+    text = str(name)
+    if not text:
+        return '""'
+    shown = re.sub(r"[^A-Za-z0-9_.\-]", "?", text[:_SHOWN_NAME_CHARS])
+    return shown + ("..." if len(text) > _SHOWN_NAME_CHARS else "")
+
+
 def _field_path(loc: tuple[Any, ...]) -> str | None:
-    names = [str(part) or '""' for part in loc if not isinstance(part, int)]  # an empty key shows as ""
+    names = [_shown(part) for part in loc if not isinstance(part, int)]
     return ".".join(names) or None
 
 
@@ -183,26 +211,30 @@ def _known_fields(loc: tuple[Any, ...]) -> list[str]:
 
 def _invalid_from(exc: ValidationError) -> InvalidRequest:
     errors = exc.errors(include_url=False, include_input=False, include_context=False)
-    for error in errors:
-        error["msg"] = error["msg"].removeprefix("Value error, ")
+    for error in errors[:_MAX_DETAILS]:
+        # pydantic's own words, less the count it quotes back ("... at most 4 items, not 100000")
+        error["msg"] = re.sub(r", not \d+$", "", error["msg"].removeprefix("Value error, "))
     first = errors[0]
     loc = tuple(first["loc"])
     if first["type"] == "extra_forbidden":
         key = str(loc[-1])
-        close = difflib.get_close_matches(key, _known_fields(loc), n=1, cutoff=0.6)
-        message = f"unknown field '{key}'" + (f"; did you mean '{close[0]}'?" if close else "")
+        close = difflib.get_close_matches(key, _known_fields(loc), n=1, cutoff=0.6) if len(key) < 64 else []
+        message = f"unknown field '{_shown(key)}'" + (f"; did you mean '{close[0]}'?" if close else "")
     else:
         message = first["msg"]
         index = next((part for part in loc if isinstance(part, int)), None)
         if index is not None:
             message = f"item {index}: {message}"
     details = [{"field": _field_path(tuple(e["loc"])), "type": e["type"], "message": e["msg"]}
-               for e in errors]
+               for e in errors[:_MAX_DETAILS]]
+    if len(errors) > _MAX_DETAILS:
+        details.append({"field": None, "type": "more", "message": f"{len(errors) - _MAX_DETAILS} more not listed"})
     return InvalidRequest(message, field=_field_path(loc), details=details)
 
 
 def check_limits(request: RequestFields, limits: Limits) -> None:
-    """The configured upper bounds, and each output format's own rules."""
+    """The configured upper bounds, and each output format's own rules. Messages name the bound,
+    never the request's own value (it may be an integer of thousands of digits)."""
     bounded = [
         ("num_frames", request.num_frames, limits.max_frames, "VIDEO_MAX_FRAMES"),
         ("num_inference_steps", request.num_inference_steps, limits.max_steps, "VIDEO_MAX_STEPS"),
@@ -213,23 +245,21 @@ def check_limits(request: RequestFields, limits: Limits) -> None:
     for field, value, bound, setting in bounded:
         if value > bound:
             unit = " characters" if "prompt" in field else ""
-            raise InvalidRequest(f"{field} must be at most {bound}{unit} on this server "
-                                 f"(got {value}; setting {setting})", field=field)
+            raise InvalidRequest(f"{field} must be at most {bound}{unit} on this server (setting {setting})",
+                                 field=field)
     if request.height * request.width > limits.max_pixels:
         raise InvalidRequest(
-            f"height x width = {request.height * request.width} pixels is over this server's limit "
-            f"of {limits.max_pixels} (setting VIDEO_MAX_PIXELS)", field="height")
-    video_pixels = request.num_frames * request.height * request.width
-    if video_pixels > limits.max_video_pixels:
+            f"height x width must be at most {limits.max_pixels} pixels on this server (setting "
+            "VIDEO_MAX_PIXELS)", field="height")
+    if request.num_frames * request.height * request.width > limits.max_video_pixels:
         raise InvalidRequest(
-            f"num_frames x height x width = {video_pixels} is over this server's limit of "
-            f"{limits.max_video_pixels} (setting VIDEO_MAX_VIDEO_PIXELS): ask for fewer frames or a "
-            "smaller size", field="num_frames")
+            f"num_frames x height x width must be at most {limits.max_video_pixels} on this server (setting "
+            "VIDEO_MAX_VIDEO_PIXELS): ask for fewer frames or a smaller size", field="num_frames")
     for name in request.outputs:
         fps, max_fps = output_fps(request, name), FORMATS[name].MAX_FPS
         if fps > max_fps:
-            raise InvalidRequest(f"{name} plays at most {max_fps} fps (asked {fps}); set "
-                                 f"{name}.fps to {max_fps} or less", field=f"{name}.fps")
+            raise InvalidRequest(f"{name} plays at most {max_fps} fps; set {name}.fps to {max_fps} or less",
+                                 field=f"{name}.fps")
 
 
 def markdown_table() -> str:

@@ -1,7 +1,7 @@
 """A local HTTP server that speaks the Inference Endpoint protocol: `POST /` with
 `{"inputs": {...}}` answers what `EndpointHandler` answers, `GET /health` says what is loaded.
 
-Started by `python -m video_endpoint serve`. Not used on a hosted Endpoint (the platform serves `handler.py`
+Started by `video-endpoint serve`. Not used on a hosted Endpoint (the platform serves `handler.py`
 with its own app), so starlette and uvicorn are an optional extra, not in requirements.txt.
 """
 
@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import re
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -25,11 +26,12 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from encoders.registry import FORMATS
 from video_endpoint import settings
 from video_endpoint.endpoint import EndpointHandler
-from video_endpoint.errors import InvalidRequest
+from video_endpoint.errors import Cancelled, InvalidRequest
 from video_endpoint.request_schema import RequestFields, parse_payload
 
 logger = logging.getLogger(__name__)
@@ -47,13 +49,16 @@ class ServerSettings:
     """$VIDEO_MAX_BODY_BYTES: larger bodies get 413 before they are read."""
     queue_depth: int = int(settings.BY_NAME["VIDEO_QUEUE_DEPTH"].default)
     """$VIDEO_QUEUE_DEPTH: requests that may wait behind the running one; more get 503."""
+    body_timeout_s: float = float(settings.BY_NAME["VIDEO_BODY_TIMEOUT_S"].default)
+    """$VIDEO_BODY_TIMEOUT_S: a body not received by then gets 408."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServerSettings:
         """The environment's values; `overrides` (the command line's flags) win where not None."""
         values: dict[str, Any] = {"token": settings.read("VIDEO_API_TOKEN", environ),
                                   "max_body_bytes": settings.read_int("VIDEO_MAX_BODY_BYTES", environ),
-                                  "queue_depth": settings.read_int("VIDEO_QUEUE_DEPTH", environ)}
+                                  "queue_depth": settings.read_int("VIDEO_QUEUE_DEPTH", environ),
+                                  "body_timeout_s": settings.read_float("VIDEO_BODY_TIMEOUT_S", environ)}
         values.update({k: v for k, v in overrides.items() if v is not None})
         values["token"] = values["token"] or None  # an empty token is no token, not "" to match
         return cls(**values)
@@ -105,8 +110,6 @@ class _Service:
             credentials.strip().encode(), self.settings.token.encode())
 
     async def health(self, request: Request) -> Response:
-        if not self.authorized(request):
-            return _unauthorized(uuid.uuid4().hex[:16])
         model = self.loaded.model
         return JSONResponse({"status": "ok", "model": model.describe(), "device": str(model.device),
                              "dtype": str(model.dtype).removeprefix("torch."),
@@ -121,14 +124,17 @@ class _Service:
         if content_type != "application/json":
             return _error(400, f"content type must be application/json, not {content_type}", request_id)
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > self.settings.max_body_bytes:
-                return _error(413, f"body over {self.settings.max_body_bytes} bytes (VIDEO_MAX_BODY_BYTES)",
-                              request_id)
-        try:
-            # strict=False: raw line breaks inside strings are accepted (GNU base64 wraps at 76)
-            return json.loads(body.decode("utf-8"), strict=False)
+        with anyio.move_on_after(self.settings.body_timeout_s) as reading:  # a trickling body holds a slot
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > self.settings.max_body_bytes:
+                    return _error(413, f"body over {self.settings.max_body_bytes} bytes (VIDEO_MAX_BODY_BYTES)",
+                                  request_id)
+        if reading.cancelled_caught:
+            return _error(408, f"body not received within {self.settings.body_timeout_s:g} s "
+                          "(VIDEO_BODY_TIMEOUT_S)", request_id)
+        try:  # off the event loop: a large body takes a while to parse, and /health must answer meanwhile
+            return await anyio.to_thread.run_sync(_parse_json, bytes(body))
         except UnicodeDecodeError:
             return _error(400, "body is not UTF-8 text", request_id)
         except json.JSONDecodeError as exc:
@@ -136,17 +142,16 @@ class _Service:
                           request_id)
         except RecursionError:
             return _error(400, "body is nested too deeply", request_id)
+        except ValueError:  # Python's limit of 4,300 digits for an integer
+            return _error(400, "body holds a number too long to read", request_id)
 
     async def predict(self, request: Request) -> Response:
-        supplied = request.headers.get("x-request-id", "")
-        request_id = supplied if _CLIENT_REQUEST_ID.match(supplied) else uuid.uuid4().hex[:16]
-        if not self.authorized(request):
-            return _unauthorized(request_id)
+        request_id = request.state.request_id
         data = await self.read_json(request, request_id)
         if isinstance(data, Response):
             return data
-        try:  # cheap checks here, so a bad request never waits in the queue
-            parsed = parse_payload(data, self.loaded.limits)
+        try:  # cheap checks here (off the event loop), so a bad request never waits in the queue
+            parsed = await anyio.to_thread.run_sync(parse_payload, data, self.loaded.limits)
         except InvalidRequest as exc:
             return JSONResponse(exc.envelope(), status_code=400, headers={"X-Request-Id": request_id})
         if not parsed.return_base64 and len(parsed.outputs) != 1:
@@ -158,19 +163,35 @@ class _Service:
                           kind="internal", headers={"Retry-After": str(retry)})
         self.in_flight += 1
         try:
-            return await self._generate(data, parsed, request_id)
+            return await self._generate(request, data, parsed, request_id)
         finally:
             self.in_flight -= 1
 
-    async def _generate(self, data: Any, parsed: RequestFields, request_id: str) -> Response:
+    async def _generate(self, request: Request, data: Any, parsed: RequestFields, request_id: str) -> Response:
         started = time.perf_counter()
+        client_gone = threading.Event()
 
         def on_step(done: int, total: int) -> None:
             logger.info("request %s: step %d/%d (%.1f s)", request_id, done, total, time.perf_counter() - started)
+            if client_gone.is_set():
+                raise Cancelled("the client disconnected: generation stopped", field=None)
 
-        result = await anyio.to_thread.run_sync(partial(self.loaded, data, on_step=on_step),
-                                                limiter=self.model_slot)
+        async with anyio.create_task_group() as watchers:
+            with anyio.CancelScope() as generation:
+                async def watch_for_disconnect() -> None:
+                    while (await request.receive())["type"] != "http.disconnect":
+                        pass
+                    client_gone.set()  # running: stops at its next step; waiting: never starts
+                    generation.cancel()
+
+                watchers.start_soon(watch_for_disconnect)
+                result = await anyio.to_thread.run_sync(partial(self.loaded, data, on_step=on_step),
+                                                        limiter=self.model_slot)
+            watchers.cancel_scope.cancel()
         elapsed = time.perf_counter() - started
+        if client_gone.is_set():
+            logger.info("request %s: client disconnected after %.2f s; dropped", request_id, elapsed)
+            return _error(499, "client disconnected", request_id)
         self.recent_seconds = elapsed
         headers = {"X-Request-Id": request_id}
         if not result["ok"]:
@@ -186,13 +207,58 @@ class _Service:
         return Response(content, media_type=FORMATS[name].MIME, headers=headers)
 
 
+def _parse_json(body: bytes) -> Any:
+    # strict=False: raw line breaks inside strings are accepted (GNU base64 wraps at 76)
+    return json.loads(body.decode("utf-8"), strict=False)
+
+
+class _EveryAnswer:
+    """ASGI middleware around every route, unknown paths included: gives each request its
+    X-Request-Id (the client's, if sane), checks the token before routing (so without it every
+    path answers 401), and turns an unexpected exception into a JSON 500 without the traceback."""
+
+    def __init__(self, app: ASGIApp, service: _Service) -> None:
+        self.app, self.service = app, service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        supplied = request.headers.get("x-request-id", "")
+        request_id = supplied if _CLIENT_REQUEST_ID.match(supplied) else uuid.uuid4().hex[:16]
+        scope.setdefault("state", {})["request_id"] = request_id
+        if not self.service.authorized(request):
+            await _unauthorized(request_id)(scope, receive, send)
+            return
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                message = {**message, "headers": [*headers, (b"x-request-id", request_id.encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            logger.exception("request %s failed with an unexpected error", request_id)
+            if not started:
+                await _error(500, "internal error; see the server log", request_id, kind="internal")(
+                    scope, receive, send)
+
+
 def create_app(load_handler: Callable[[], EndpointHandler], settings: ServerSettings) -> Starlette:
     service = _Service(load_handler, settings)
-    return Starlette(
+    app = Starlette(
         routes=[Route("/", service.predict, methods=["POST"]),
                 Route("/health", service.health, methods=["GET"])],
         lifespan=service.lifespan,
     )
+    app.add_middleware(_EveryAnswer, service=service)
+    return app
 
 
 def serve(load_handler: Callable[[], EndpointHandler], settings: ServerSettings, host: str | None,

@@ -63,6 +63,8 @@ SETTINGS: tuple[Setting, ...] = (
             "auth, and the server listens on 127.0.0.1 only", "server", shown_default="(none)"),
     Setting("VIDEO_QUEUE_DEPTH", "4", "requests that may wait behind the running one (`--queue-depth`); more get "
             "503", "server"),
+    Setting("VIDEO_BODY_TIMEOUT_S", "60", "seconds a request body may take to arrive; a slower one gets 408",
+            "server"),
     Setting("VIDEO_MAX_BODY_BYTES", "33554432", "largest request body (`--max-body-bytes`); larger ones get 413 "
             "before they are read", "server"),
 )

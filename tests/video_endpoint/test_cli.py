@@ -3,6 +3,8 @@ from __future__ import annotations
 import base64
 import json
 
+import pytest
+
 from tests.conftest import jpeg_base64
 from tests.media import decode_gif, decode_video
 from video_endpoint import cli
@@ -44,3 +46,22 @@ def test_quality_reaches_every_video_output(tiny_model_dir, tmp_path):
         sizes[quality] = (len(mp4.read_bytes()), len(webm.read_bytes()))
     # the same frames at a higher quality (lower CRF) take more bytes, in both formats
     assert sizes["best"][0] > sizes["fast"][0] and sizes["best"][1] > sizes["fast"][1], sizes
+
+
+@pytest.mark.parametrize("problem", ["missing directory", "directory as output", "missing image", "second output"])
+def test_file_problems_are_one_line_before_any_generation(tmp_path, capsys, monkeypatch, problem):
+    """Each used to end in a traceback after the whole generation (and, with two outputs, after
+    writing the first). Now: exit 2, one line, no model loaded, nothing written."""
+    from video_endpoint import endpoint
+
+    monkeypatch.setattr(endpoint, "EndpointHandler", None)  # loading a model would fail the test
+    good = tmp_path / "good.gif"
+    args = {"missing directory": ["-o", str(tmp_path / "nowhere" / "out.gif")],
+            "directory as output": ["-o", str(tmp_path)],
+            "missing image": ["--image", str(tmp_path / "missing.jpg"), "-o", str(good)],
+            "second output": ["-o", str(good), str(tmp_path / "nowhere" / "out.webm")]}[problem]
+    code = cli.main(["generate", "--model", "tiny", "--prompt", "x", *args])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    assert not good.exists()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import io
+import struct
 
 import numpy as np
 import pytest
@@ -65,3 +66,20 @@ def test_garbage_is_an_invalid_image(text):
     with pytest.raises(InvalidRequest) as failure:
         decode_image(text, 32, 32, Limits())
     assert failure.value.field == "image"
+
+
+def test_a_jpeg_whose_header_claims_more_than_its_data_is_refused():
+    """64x64 of data behind a header that says 6000x6000: libjpeg fills the rest with grey, which
+    used to be accepted as the input image."""
+    pixels = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+    data = bytearray(buffer.getvalue())
+    frame_header = data.find(b"\xff\xc0")  # SOF0: ..., height, width
+    struct.pack_into(">HH", data, frame_header + 5, 6000, 6000)
+    with pytest.raises(InvalidRequest, match="header claims more pixels than its data holds"):
+        decode_image(base64.b64encode(bytes(data)).decode(), 64, 64, Limits())
+    # a flat image that large is fine: real data, however well it compresses
+    flat = io.BytesIO()
+    Image.new("RGB", (3000, 2000), (90, 120, 200)).save(flat, format="JPEG", quality=75)
+    assert decode_image(base64.b64encode(flat.getvalue()).decode(), 96, 64, Limits()).size == (96, 64)

@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -29,7 +30,7 @@ def server(tiny_model_dir, tmp_path_factory):
     port = free_port()
     log_path = tmp_path_factory.mktemp("server") / "server.log"
     env = {**os.environ, "VIDEO_API_TOKEN": TOKEN, "VIDEO_QUEUE_DEPTH": "1",
-           "VIDEO_MAX_BODY_BYTES": str(2 * 1024 * 1024)}
+           "VIDEO_MAX_BODY_BYTES": str(2 * 1024 * 1024), "VIDEO_BODY_TIMEOUT_S": "2"}
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "video_endpoint", "serve", "--model", str(tiny_model_dir), "--host", "127.0.0.1",
@@ -207,3 +208,57 @@ def test_queue_health_and_concurrent_requests(server):
     assert busy.status_code == 503 and int(busy.headers["retry-after"]) >= 1
     for seed in (1, 2):
         np.testing.assert_array_equal(frames_of(results[seed]), alone[seed])
+
+
+def test_every_answer_has_a_request_id_and_no_token_gets_401_on_any_path(server):
+    url = server["url"]
+    answers = [httpx.get(f"{url}/health", headers=auth()), httpx.get(f"{url}/nowhere", headers=auth()),
+               httpx.get(url, headers=auth()),  # POST only: 405
+               httpx.post(url, content=b'{"inputs": {"prompt": "x", "num_frames": 1' + b"0" * 5000 + b"}}",
+                          headers={**auth(), "Content-Type": "application/json"})]
+    assert [answer.status_code for answer in answers] == [200, 404, 405, 400]
+    assert all(answer.headers.get("x-request-id") for answer in answers)
+    assert answers[3].json()["ok"] is False and "Traceback" not in answers[3].text  # was a 500 in text/plain
+    for path in ("/nowhere", "/health", "/"):
+        for method in ("GET", "POST", "DELETE"):
+            answer = httpx.request(method, f"{url}{path}")
+            assert answer.status_code == 401, (method, path)
+            assert answer.headers["x-request-id"] and answer.json()["ok"] is False
+
+
+def test_a_trickling_body_times_out(server):
+    port = int(server["url"].rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+                     "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{".encode())
+        started = time.perf_counter()
+        answer = sock.recv(4096).decode()
+    assert answer.startswith("HTTP/1.1 408"), answer[:200]
+    assert 1.5 < time.perf_counter() - started < 6  # VIDEO_BODY_TIMEOUT_S=2
+
+
+def test_dropped_clients_free_the_model(server):
+    """Two clients that hang up (one generating, one waiting) cost the next client at most a step:
+    alone, each of theirs takes longer than the whole test allows."""
+    slow = {"prompt": "slow", "height": 768, "width": 768, "num_frames": 97, "num_inference_steps": 100,
+            "outputs": ["zip"]}
+    hung_up: list[bool] = []
+
+    def hang_up() -> None:
+        try:
+            httpx.post(server["url"], json={"inputs": slow}, headers=auth(), timeout=1.0)
+        except httpx.ReadTimeout:
+            hung_up.append(True)
+
+    dropped = [threading.Thread(target=hang_up) for _ in range(2)]
+    for thread in dropped:
+        thread.start()
+        time.sleep(0.2)
+    for thread in dropped:
+        thread.join()
+    assert hung_up == [True, True]
+    started = time.perf_counter()
+    live = post(server, {"prompt": "live", **SMALL, "outputs": ["zip"]})
+    assert frames_of(live).shape == (4, 64, 96, 3)
+    assert time.perf_counter() - started < 5
+    assert server["log"].read_text().count("client disconnected") == 2
