@@ -2,23 +2,31 @@
 
     .venv/bin/python benchmarks/gpu_pipeline.py                 # CPU: the tiny model, small sizes
     .venv/bin/python benchmarks/gpu_pipeline.py --model tiny-wan
-    python benchmarks/gpu_pipeline.py --model ltx-2b --out docs/gpu.json   # GPU: LTX-Video 2B shape
-    python benchmarks/gpu_pipeline.py --model wan-1.3b --sizes 832x480x81
+    python benchmarks/gpu_pipeline.py --model ltx-2b --build-only --text-encoder-layers 4
+    python benchmarks/gpu_pipeline.py --model ltx-2b --text-encoder-layers 4 --out ltx.json
+    python benchmarks/gpu_pipeline.py --model wan-1.3b --sizes 512x512x32,832x480x81
+
+On a fresh GPU machine, `bash scripts/gpu_bench.sh` runs it within the device budget.
 
 `ltx-2b` builds LTX-Video 2B with random weights from the real configs (the diffusers classes'
 defaults are the 2B model: 28 blocks of width 2048; the 0.9.0 VAE; a T5-XXL-sized encoder);
 `wan-1.3b` builds Wan 2.1 T2V 1.3B (30 blocks of width 1536, the Wan 2.1 VAE in float32, a
 UMT5-XXL-sized encoder). Each is saved as a diffusers checkpoint and loaded back through the
 handler's real loading path: honest timings without downloads (random weights make noise; the
-work per step is the real one).
+work per step is the real one). `--text-encoder-layers N` builds the text encoder with N of its
+24 layers (writing 9.5 GB of T5-XXL takes minutes): the transformer and VAE are unchanged, and
+the text-encoding time is then reported as measured with N layers.
 
-Per request size it prints: the plain recipe (`from_pretrained(torch_dtype=bf16).to("cuda")`, call, export
-a GIF with diffusers' `export_to_gif`) and the handler (bf16, regional compile + warm-up on CUDA,
-GIF encode, base64) with per-stage times (text encoding timed on its own), seconds per step,
-transformer MFU from the FLOP formula (printed), peak memory, the first request after start-up
-beside the second, and how close the handler's frames are to the plain recipe's (same seed); the
-cold start (process start to first answer); and, at the first size, the first-block step cache's
-speed and quality cost (PSNR/SSIM of its frames against the uncached frames, same seed).
+One handler and one plain pipeline per run, each loaded once. Cold start is measured in this
+process: from the process's start to the handler's first answer (imports, load, compile,
+warm-up, one request). Per request size it prints a row as soon as it is measured (and rewrites
+`--out`): the plain recipe (`from_pretrained(torch_dtype=bf16).to("cuda")`, call, diffusers'
+`export_to_gif`) and the handler (bf16, regional compile + warm-up on CUDA, GIF, base64) with
+per-stage times, text encoding timed on its own, s/step, transformer MFU against both the vendor
+sheet's dense bf16 peak and a bf16 matmul measured here, peak memory, the first request at that
+size beside the second, and how close the handler's frames are to the plain recipe's (same seed).
+At the first size, the first-block step cache's speed and quality cost (PSNR/SSIM against the
+uncached frames, same seed).
 """
 
 from __future__ import annotations
@@ -27,7 +35,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,9 +54,10 @@ from pipelines import tiny  # noqa: E402
 from tests.media import psnr, ssim, zip_frames  # noqa: E402
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0}  # dense, vendor sheets
+FULL_TEXT_LAYERS = 24  # T5-XXL's and UMT5-XXL's
 
 
-def build_ltx_2b(directory: Path) -> Path:
+def build_ltx_2b(directory: Path, text_layers: int = FULL_TEXT_LAYERS) -> Path:
     """LTX-Video 2B with random weights, saved in bf16 as a diffusers checkpoint."""
     from diffusers import (
         AutoencoderKLLTXVideo,
@@ -68,18 +76,19 @@ def build_ltx_2b(directory: Path) -> Path:
         transformer = LTXVideoTransformer3DModel().to(torch.bfloat16)
         vae = AutoencoderKLLTXVideo().to(torch.bfloat16)
         text_encoder = T5EncoderModel(T5Config(  # t5-v1_1-xxl's shape
-            vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
+            vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=text_layers, num_heads=64,
             feed_forward_proj="gated-gelu", is_gated_act=True)).to(torch.bfloat16)
     scheduler = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_shift=0.95, max_shift=2.05,
                                                 base_image_seq_len=1024, max_image_seq_len=4096)
     pipe = LTXPipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder,
                        tokenizer=_tiny_parts.t5_tokenizer(), transformer=transformer)
     pipe.save_pretrained(directory, safe_serialization=True)
-    (directory / tiny.MARKER).write_text("LTX-Video 2B shape, random weights: output is noise.\n")
+    (directory / tiny.MARKER).write_text(f"LTX-Video 2B shape ({text_layers} text-encoder layers), random weights: "
+                                         "output is noise.\n")
     return directory
 
 
-def build_wan_1_3b(directory: Path) -> Path:
+def build_wan_1_3b(directory: Path, text_layers: int = FULL_TEXT_LAYERS) -> Path:
     """Wan 2.1 T2V 1.3B with random weights (bf16 transformer and text encoder, float32 VAE)."""
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
@@ -93,12 +102,13 @@ def build_wan_1_3b(directory: Path) -> Path:
         transformer = WanTransformer3DModel(num_attention_heads=12, ffn_dim=8960, num_layers=30).to(torch.bfloat16)
         vae = AutoencoderKLWan()  # the Wan 2.1 VAE's shape
         text_encoder = UMT5EncoderModel(UMT5Config(  # umt5-xxl's shape
-            vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
+            vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=text_layers, num_heads=64,
             feed_forward_proj="gated-gelu", is_gated_act=True)).to(torch.bfloat16)
     scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
     WanPipeline(tokenizer=_tiny_parts.t5_tokenizer(), text_encoder=text_encoder, transformer=transformer, vae=vae,
                 scheduler=scheduler).save_pretrained(directory, safe_serialization=True)
-    (directory / tiny.MARKER).write_text("Wan 2.1 T2V 1.3B shape, random weights: output is noise.\n")
+    (directory / tiny.MARKER).write_text(f"Wan 2.1 T2V 1.3B shape ({text_layers} text-encoder layers), random "
+                                         "weights: output is noise.\n")
     return directory
 
 
@@ -116,31 +126,54 @@ def transformer_tokens(pipe, height: int, width: int, frames: int) -> int:
     return (latent_frames // patch_t) * (height // spatial // patch_h) * (width // spatial // patch_w)
 
 
-def transformer_tflop_per_step(pipe, height: int, width: int, frames: int, cfg: bool) -> float:
-    """2*params*tokens (every matmul) + 4*layers*tokens^2*width (self-attention scores and
-    values); cross-attention to the text tokens (at most a few hundred) is left out. Doubled by CFG."""
+def transformer_tflop_per_step(pipe, height: int, width: int, frames: int, text_tokens: int, cfg: bool) -> float:
+    """Matmuls: 2 x params x tokens, except the cross-attention key/value projections, which run
+    over the text tokens; attention: 4 x layers x width x tokens x (tokens + text tokens) for the
+    self- and cross-attention scores and values. Doubled by CFG."""
     config = pipe.transformer.config
     tokens = transformer_tokens(pipe, height, width, frames)
     params = sum(p.numel() for p in pipe.transformer.parameters())
+    cross_kv = sum(p.numel() for name, p in pipe.transformer.named_parameters()
+                   if ".attn2.to_k." in name or ".attn2.to_v." in name)
     width_ = config.num_attention_heads * config.attention_head_dim
-    flop = 2 * params * tokens + 4 * config.num_layers * tokens**2 * width_
+    flop = (2 * (params - cross_kv) * tokens + 2 * cross_kv * text_tokens
+            + 4 * config.num_layers * width_ * tokens * (tokens + text_tokens))
     return flop * (2 if cfg else 1) / 1e12
 
 
-def time_plain(directory: Path, request: dict, device: str) -> dict:
-    """What a user writes from the model card: load in bf16, move to the GPU, call, export a GIF.
-    As the model cards say: Wan's VAE in float32, LTX told the frame rate."""
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+def measured_matmul_tflops() -> float | None:
+    """Dense bf16 matmul throughput here (8192^3, mean of 10 after 3 warm-ups): the MFU a model
+    could reach is bounded by it, not by the vendor sheet."""
+    if not torch.cuda.is_available():
+        return None
+    a, b = (torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+    for _ in range(3):
+        a @ b
+    sync()
     started = time.perf_counter()
-    extra_load, extra_call = {}, {}
+    for _ in range(10):
+        a @ b
+    sync()
+    return 2 * 8192**3 * 10 / (time.perf_counter() - started) / 1e12
+
+
+def load_plain(directory: Path, device: str):
+    """What a user writes from the model card: load in bf16 and move to the GPU (Wan's VAE in
+    float32, as its card says). Loaded once per run."""
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    extra_load = {}
     if DiffusionPipeline.load_config(directory)["_class_name"] == "WanPipeline":
         from diffusers import AutoencoderKLWan
 
         extra_load["vae"] = AutoencoderKLWan.from_pretrained(directory, subfolder="vae", torch_dtype=torch.float32)
-    else:
-        extra_call["frame_rate"] = 12  # the card's fps, as the handler passes it
     pipe = DiffusionPipeline.from_pretrained(directory, torch_dtype=dtype, **extra_load).to(device)
-    loaded = time.perf_counter()
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def time_plain(pipe, request: dict) -> dict:
+    """The card's recipe for one request: call, export a GIF (LTX told the frame rate)."""
+    extra_call = {} if type(pipe).__name__.startswith("Wan") else {"frame_rate": 12}  # the card's fps
     sync()
     call_started = time.perf_counter()
     video = pipe(prompt=request["prompt"], height=request["height"], width=request["width"],
@@ -152,34 +185,34 @@ def time_plain(directory: Path, request: dict, device: str) -> dict:
     with tempfile.TemporaryDirectory() as workdir:
         export_to_gif(video[: request["num_frames"]], os.path.join(workdir, "out.gif"), fps=12)
     done = time.perf_counter()
-    result = {"load_s": loaded - started, "generate_s": generated - call_started, "encode_s": done - generated,
-              "request_s": done - call_started,
-              "frames": np.stack([np.asarray(frame) for frame in video[: request["num_frames"]]])}
-    del pipe
-    free()
-    return result
+    return {"generate_s": generated - call_started, "encode_s": done - generated, "request_s": done - call_started,
+            "frames": np.stack([np.asarray(frame) for frame in video[: request["num_frames"]]])}
 
 
-def text_encode_s(pipe, prompt: str) -> float:
-    """The prompt and the empty negative prompt through the text encoder, as the pipeline does."""
+def text_encode(pipe, prompt: str) -> tuple[float, int]:
+    """Seconds for the prompt and the empty negative prompt through the text encoder, as the
+    pipeline does it, and the text tokens the transformer attends to."""
     sync()
     started = time.perf_counter()
     with torch.no_grad():
-        pipe.encode_prompt(prompt=prompt, negative_prompt="", do_classifier_free_guidance=True,
-                           device=pipe._execution_device)
+        embeds = pipe.encode_prompt(prompt=prompt, negative_prompt="", do_classifier_free_guidance=True,
+                                    device=pipe._execution_device)
     sync()
-    return time.perf_counter() - started
+    return time.perf_counter() - started, int(embeds[0].shape[1])
 
 
-def step_cache_rows(handler: EndpointHandler, request: dict, uncached: dict,
+def step_cache_rows(handler: EndpointHandler, request: dict, uncached: dict, reference_s: float,
                     thresholds: list[float]) -> list[dict]:
-    """First-block cache at each threshold against `uncached`, the answer to `request` (ZIP) without it."""
+    """First-block cache at each threshold against `uncached`, the answer to `request` (ZIP) without
+    it, and `reference_s`, the denoising time of a warm uncached request of that size.
+    A compiled transformer is compiled again without fullgraph, as the handler does with
+    VIDEO_STEP_CACHE (the cache decides per step outside the graph)."""
     from diffusers import FirstBlockCacheConfig
 
     transformer = handler.model.pipelines.t2v.transformer
     reference = zip_frames(uncached)
-    reference_s = uncached["diagnostics"]["timing_ms"]["generate.denoise"] / 1000
     rows = [{"threshold": None, "denoise_s": reference_s, "speedup": 1.0, "psnr_db": float("inf"), "ssim": 1.0}]
+    compiled = handler.model.speed.compile
     for threshold in thresholds:
         transformer.enable_cache(FirstBlockCacheConfig(threshold=threshold))
         # diffusers 0.39 caches the list of hooked blocks at the transformer's first call (made
@@ -187,8 +220,10 @@ def step_cache_rows(handler: EndpointHandler, request: dict, uncached: dict,
         registry = getattr(transformer, "_diffusers_hook", None)
         if registry is not None:
             registry._child_registries_cache = None
+        if compiled:
+            transformer.compile_repeated_blocks(fullgraph=False)
         try:
-            for _ in range(2):  # the second is reported: hooks on compiled blocks may recompile once
+            for _ in range(2):  # the second is reported: the first compiles the cached blocks
                 result = handler(request)
         finally:
             transformer.disable_cache()
@@ -214,9 +249,31 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
-def free() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+def seconds_since_process_start() -> float:
+    import psutil  # accelerate's and peft's dependency: there wherever diffusers runs here
+
+    return time.time() - psutil.Process().create_time()
+
+
+TABLE_HEADER = (
+    "| size WxHxF | plain s (generate + GIF) | handler s | speed-up | 1st request s (generate) | text enc s "
+    "| denoise s | VAE s | encode s | base64 s | s/step | TFLOP/step | MFU sheet / measured | peak MiB "
+    "| VAE MiB (tiled) | PSNR vs plain dB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def table_row(r: dict) -> str:
+    def share(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.0%}"
+
+    vae_mb = r["vae_decode_gpu_memory_mb"]
+    return (f"| {r['size']} | {r['plain_request_s']:.2f} ({r['plain_generate_s']:.2f} + {r['plain_encode_s']:.2f}) "
+            f"| {r['handler_request_s']:.2f} | {r['speedup']:.2f}x | {r['first_generate_s']:.2f} vs "
+            f"{r['handler_generate_s']:.2f} | {r['text_encode_s']:.3f} | {r['handler_denoise_s']:.2f} | "
+            f"{r['handler_vae_decode_s']:.2f} | {r['handler_encode_s']:.2f} | {r['handler_base64_s']:.3f} | "
+            f"{r['s_per_step']:.3f} | {r['transformer_tflop_per_step']:.2f} | {share(r['mfu'])} / "
+            f"{share(r['mfu_measured'])} | {r['peak_gpu_memory_mb'] or 'n/a'} | "
+            f"{'n/a' if vae_mb is None else f'{vae_mb:.0f}'} ({'yes' if r['vae_tiling'] else 'no'}) | "
+            f"{r['psnr_vs_plain_db']:.1f} |")
 
 
 def main() -> None:
@@ -227,97 +284,103 @@ def main() -> None:
                                                       "on a GPU, small sizes on CPU)")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--model-dir", type=Path, help="where the full-size model is built (default: a temp dir)")
+    parser.add_argument("--text-encoder-layers", type=int, default=FULL_TEXT_LAYERS,
+                        help="layers of the full-size models' text encoder (fewer: faster to build; reported)")
+    parser.add_argument("--build-only", action="store_true", help="build the full-size model and stop")
     parser.add_argument("--cache-thresholds", default="0.05,0.1",
                         help="first-block cache thresholds to measure at the first size ('' to skip)")
-    parser.add_argument("--out", type=Path)
+    parser.add_argument("--out", type=Path, help="JSON report, rewritten after every size")
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    sizes = args.sizes or ("512x512x32,768x512x121" if device == "cuda" else "256x256x16,512x512x32")
+    sizes = (args.sizes or ("512x512x32,768x512x121" if device == "cuda" else "256x256x16,512x512x32")).split(",")
+    started = time.perf_counter()
     if args.model in BUILDERS:
-        directory = BUILDERS[args.model](args.model_dir or Path(tempfile.gettempdir()) / f"video-bench-{args.model}")
+        default_dir = Path(tempfile.gettempdir()) / f"video-bench-{args.model}-text{args.text_encoder_layers}"
+        directory = BUILDERS[args.model](args.model_dir or default_dir, args.text_encoder_layers)
     else:
         directory = tiny.ensure(model_id=args.model)
+    print(f"model {args.model} at {directory}: ready in {time.perf_counter() - started:.1f} s", flush=True)
+    if args.build_only:
+        return
     name = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine()
     peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
-    print(f"device: {name}; torch {torch.__version__}, diffusers {diffusers.__version__}; model {args.model}")
+    text_layers = args.text_encoder_layers if args.model in BUILDERS else None
+    print(f"device: {name}; torch {torch.__version__}, diffusers {diffusers.__version__}; model {args.model}"
+          + (f" with {text_layers} of {FULL_TEXT_LAYERS} text-encoder layers" if text_layers else ""), flush=True)
+    report: dict = {"device": name, "model": args.model, "text_encoder_layers": text_layers,
+                    "torch": torch.__version__, "diffusers": diffusers.__version__, "peak_bf16_tflops_sheet": peak,
+                    "rows": [], "step_cache": []}
 
-    started = time.perf_counter()
-    first_size = sizes.split(",")[0]
-    cold = subprocess.run([sys.executable, "-c", (
-        "import json, sys; sys.path.insert(0, sys.argv[1]); from handler import EndpointHandler; "
-        "h = EndpointHandler(sys.argv[2]); assert h(json.loads(sys.argv[3]))['ok']"),
-        str(ROOT), str(directory), json.dumps({"inputs": {**request_inputs(first_size, 2), "prompt": "cold"}})],
-        capture_output=True, text=True)
-    cold_s = time.perf_counter() - started
-    print(f"cold start (process start to first answer, 2 steps, {first_size}): {cold_s:.1f} s"
-          + ("" if cold.returncode == 0 else f" FAILED: {cold.stderr[-500:]}"))
+    def save() -> None:
+        if args.out:
+            args.out.write_text(json.dumps(report, indent=2, default=str))
 
     started = time.perf_counter()
     handler = EndpointHandler(str(directory))
-    init_s = time.perf_counter() - started
-    print(f"handler start-up in this process: {init_s:.1f} s (warm-up {handler.warmup_ms} ms); "
-          f"speed: {handler.model.speed_applied}")
-    rows = []
-    zip_answers: dict[str, tuple[dict, dict]] = {}
-    for size in sizes.split(","):
+    report["handler_init_s"] = time.perf_counter() - started
+    zip_requests = {size: {"inputs": {**request_inputs(size, args.steps), "outputs": ["zip"]}} for size in sizes}
+    first_answers = {sizes[0]: handler(zip_requests[sizes[0]])}  # the first user request: ends the cold start
+    report["cold_start_s"] = seconds_since_process_start()
+    print(f"handler start-up {report['handler_init_s']:.1f} s (warm-up {handler.warmup_ms} ms; speed: "
+          f"{handler.model.speed_applied}); cold start, process start to first answer ({sizes[0]}, "
+          f"{args.steps} steps): {report['cold_start_s']:.1f} s", flush=True)
+    report["measured_bf16_tflops"] = measured_matmul_tflops()
+    started = time.perf_counter()
+    plain_pipe = load_plain(directory, device)
+    report["plain_load_s"] = time.perf_counter() - started
+    print(f"plain pipeline loaded in {report['plain_load_s']:.1f} s; bf16 matmul measured here: "
+          f"{report['measured_bf16_tflops'] or 'n/a'} TFLOP/s (sheet: {peak or 'n/a'})\n\n{TABLE_HEADER}", flush=True)
+    save()
+    for size in sizes:
         inputs = request_inputs(size, args.steps)
-        first = handler({"inputs": inputs})  # after start-up's warm-up: must be no slower
-        result = handler({"inputs": inputs})  # the one reported
+        first = first_answers.get(size) or handler(zip_requests[size])  # frames, and the first request
+        first_answers[size] = first
+        result = handler({"inputs": inputs})  # the one reported: the card's GIF
         assert first["ok"] and result["ok"], (first, result)
-        zip_request = {"inputs": {**inputs, "outputs": ["zip"]}}
-        zip_answers[size] = (zip_request, handler(zip_request))  # frames to compare; the step cache's reference
-        handler_frames = zip_frames(zip_answers[size][1])
-        d = result["diagnostics"]
-        t = d["timing_ms"]
+        handler_frames = zip_frames(first)
+        d, t = result["diagnostics"], result["diagnostics"]["timing_ms"]
+        text_s, text_tokens = text_encode(handler.model.pipelines.t2v, inputs["prompt"])
         tflop = transformer_tflop_per_step(handler.model.pipelines.t2v, inputs["height"], inputs["width"],
-                                           d["generated_frames"], cfg=True)
+                                           d["generated_frames"], text_tokens, cfg=True)
         step_s = t["generate.denoise"] / 1000 / args.steps
-        plain = time_plain(directory, {**inputs, "generated_frames": d["generated_frames"]}, device)
+        plain = time_plain(plain_pipe, {**inputs, "generated_frames": d["generated_frames"]})
+        measured = report["measured_bf16_tflops"]
         row = {"size": size, "steps": args.steps, "handler_request_s": t["total"] / 1000,
-               "first_request_s": first["diagnostics"]["timing_ms"]["total"] / 1000,
-               "text_encode_s": text_encode_s(handler.model.pipelines.t2v, inputs["prompt"]),
+               "handler_generate_s": t["generate"] / 1000,
+               "first_generate_s": first["diagnostics"]["timing_ms"]["generate"] / 1000,
+               "text_encode_s": text_s, "text_tokens": text_tokens,
                "psnr_vs_plain_db": psnr(plain["frames"], handler_frames),
                "handler_denoise_s": t["generate.denoise"] / 1000,
                "handler_vae_decode_s": t["generate.vae_decode"] / 1000,
                "handler_encode_s": t["encode"] / 1000, "handler_base64_s": t.get("base64", 0) / 1000,
                "s_per_step": step_s, "transformer_tflop_per_step": tflop,
-               "mfu": (tflop / step_s / peak) if peak else None, "peak_gpu_memory_mb": d.get("peak_gpu_memory_mb"),
+               "mfu": (tflop / step_s / peak) if peak else None,
+               "mfu_measured": (tflop / step_s / measured) if measured else None,
+               "peak_gpu_memory_mb": d.get("peak_gpu_memory_mb"),
                "plain_request_s": plain["request_s"], "plain_generate_s": plain["generate_s"],
                "plain_encode_s": plain["encode_s"], "speedup": plain["request_s"] / (t["total"] / 1000),
                "vae_tiling": d["vae_tiling"], "vae_decode_gpu_memory_mb": d.get("vae_decode_gpu_memory_mb")}
-        rows.append(row)
-    print("\n| size WxHxF | plain s (generate + GIF) | handler s | speed-up | 1st request s | text enc s "
-          "| denoise s | VAE s | encode s | base64 s | s/step | TFLOP/step | MFU | peak MiB | VAE MiB (tiled) "
-          "| PSNR vs plain dB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        mfu = f"{r['mfu']:.0%}" if r["mfu"] is not None else "n/a"
-        vae_mb = r["vae_decode_gpu_memory_mb"]
-        print(f"| {r['size']} | {r['plain_request_s']:.2f} ({r['plain_generate_s']:.2f} + {r['plain_encode_s']:.2f}) "
-              f"| {r['handler_request_s']:.2f} | {r['speedup']:.2f}x | {r['first_request_s']:.2f} | "
-              f"{r['text_encode_s']:.3f} | {r['handler_denoise_s']:.2f} | {r['handler_vae_decode_s']:.2f} | "
-              f"{r['handler_encode_s']:.2f} | {r['handler_base64_s']:.3f} | {r['s_per_step']:.3f} | "
-              f"{r['transformer_tflop_per_step']:.2f} | {mfu} | {r['peak_gpu_memory_mb'] or 'n/a'} | "
-              f"{'n/a' if vae_mb is None else f'{vae_mb:.0f}'} ({'yes' if r['vae_tiling'] else 'no'}) | "
-              f"{r['psnr_vs_plain_db']:.1f} |")
+        report["rows"].append(row)
+        print(table_row(row), flush=True)
+        save()
+    del plain_pipe
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
-    cache_rows = []
     thresholds = [float(x) for x in args.cache_thresholds.split(",") if x.strip()]
     if thresholds:
-        cache_rows = step_cache_rows(handler, *zip_answers[first_size], thresholds)
-        print(f"\nfirst-block step cache at {first_size}, {args.steps} steps, against the uncached run:")
+        report["step_cache"] = step_cache_rows(handler, zip_requests[sizes[0]], first_answers[sizes[0]],
+                                               report["rows"][0]["handler_denoise_s"], thresholds)
+        print(f"\nfirst-block step cache at {sizes[0]}, {args.steps} steps, against the uncached run:")
         print("| threshold | denoise s | speed-up | PSNR dB | SSIM |")
         print("|---|---|---|---|---|")
-        for r in cache_rows:
+        for r in report["step_cache"]:
             if "error" in r:
                 print(f"| {r['threshold']} | failed: {r['error']} | | | |")
                 continue
             print(f"| {r['threshold'] or 'off'} | {r['denoise_s']:.2f} | {r['speedup']:.2f}x | "
                   f"{r['psnr_db']:.1f} | {r['ssim']:.3f} |")
-    if args.out:
-        args.out.write_text(json.dumps({"device": name, "model": args.model, "cold_start_s": cold_s,
-                                        "handler_init_s": init_s, "rows": rows, "step_cache": cache_rows},
-                                       indent=2, default=str))
+        save()
 
 
 if __name__ == "__main__":

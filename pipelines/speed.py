@@ -87,7 +87,8 @@ def apply(pipelines: LoadedPipelines, switches: SpeedSettings) -> list[str]:
         if switches.compile:
             if getattr(transformer, "_repeated_blocks", None):
                 share_attention_processors(transformer)
-                transformer.compile_repeated_blocks(fullgraph=True)
+                # the step cache decides per step, outside torch.compile (a graph break): no fullgraph then
+                transformer.compile_repeated_blocks(fullgraph=switches.step_cache is None)
                 applied.append(f"regional compilation of {name} ({', '.join(transformer._repeated_blocks)})")
                 if sizes_compile_once_each():
                     applied.append(f"torch {torch.__version__} compiles each new size once, on its first request")

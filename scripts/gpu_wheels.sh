@@ -13,12 +13,6 @@ python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
   --platform manylinux1_x86_64 -d .whl \
   $pinned pydantic==2.14.4 pydantic-core==2.50.5 annotated-types typing-inspection \
-  ftfy wcwidth
+  "typing_extensions>=4.14" ftfy wcwidth
 ls .whl
-# Then, on the device (one call, carry [".whl"]; LTX-Video 2B first, then Wan 2.1 1.3B at the
-# card's default and its own 480p size):
-#   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-#     .whl/*.whl && export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 &&
-#     python3 benchmarks/gpu_pipeline.py --model ltx-2b --out $OUT/ltx.json 2>&1 | tee $OUT/ltx.log;
-#     python3 benchmarks/gpu_pipeline.py --model wan-1.3b --sizes 512x512x32,832x480x81 \
-#       --out $OUT/wan.json 2>&1 | tee $OUT/wan.log
+# Then, on the device: one call with carry [".whl"] running `bash scripts/gpu_bench.sh`.
