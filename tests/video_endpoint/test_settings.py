@@ -51,3 +51,12 @@ def test_each_reader_takes_its_defaults_from_the_one_table():
     # set values win, and blank ones count as unset
     assert Limits.from_env({"VIDEO_MAX_FRAMES": "16", "VIDEO_MAX_STEPS": " "}).max_frames == 16
     assert Limits.from_env({"VIDEO_MAX_STEPS": " "}).max_steps == Limits().max_steps
+
+
+def test_the_tiny_cache_folder_readme_names_is_the_one_used(monkeypatch):
+    from pipelines import tiny
+
+    monkeypatch.delenv("VIDEO_TINY_MODEL_DIR", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    shown = settings.BY_NAME["VIDEO_TINY_MODEL_DIR"].shown_default or ""
+    assert str(tiny.default_cache_dir()).replace(str(Path.home()), "~") in shown
