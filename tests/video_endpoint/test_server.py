@@ -262,3 +262,14 @@ def test_dropped_clients_free_the_model(server):
     assert frames_of(live).shape == (4, 64, 96, 3)
     assert time.perf_counter() - started < 5
     assert server["log"].read_text().count("client disconnected") == 2
+
+
+def test_a_body_of_countless_values_is_refused_unparsed(server):
+    """Parsing a body of millions of small values holds the interpreter, /health included, whatever
+    thread does it: such a body is refused before it is parsed."""
+    body = b"[" + b",".join([b"1"] * 900_000) + b"]"  # 1.8 MB, under the test server's 2 MiB limit
+    response = httpx.post(server["url"], content=body, headers={**auth(), "Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "body holds more JSON values than a request can have"
+    prompt_with_commas = ", ".join(["neon lights"] * 300)  # a real prompt's commas are no problem
+    assert post(server, {"prompt": prompt_with_commas, **SMALL}).status_code == 200
