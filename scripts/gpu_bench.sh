@@ -18,7 +18,7 @@ OUT=${OUT:-/tmp/gpu-bench}
 mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
   || { echo "wheels did not install: run scripts/gpu_wheels.sh here first and carry .whl" >&2; exit 1; }
-export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
+export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1  # nothing is reachable there
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
 timeout 60 python3 -m pytest -q -p no:cacheprovider -m gpu tests/pipelines/test_speed.py 2>&1 | tee "$OUT/pytest-gpu.log"
 timeout 220 python3 benchmarks/gpu_pipeline.py --model ltx-2b --text-encoder-layers 4 \
