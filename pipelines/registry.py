@@ -32,10 +32,9 @@ def resolve_source(path: str | os.PathLike | None, model_id: str | None = None) 
     where = f"{path or '(no path)'} holds no model_index.json"
     if model_id:
         named_by = "the model_id argument"
-    elif settings.is_set("VIDEO_MODEL_ID"):
-        model_id, named_by = settings.read("VIDEO_MODEL_ID"), "VIDEO_MODEL_ID"
     else:
-        model_id, named_by = settings.read("VIDEO_MODEL_ID"), "VIDEO_MODEL_ID unset, the default"
+        model_id = settings.read("VIDEO_MODEL_ID")
+        named_by = "VIDEO_MODEL_ID" if settings.is_set("VIDEO_MODEL_ID") else "VIDEO_MODEL_ID unset, the default"
     model_id = model_id.strip()
     if model_id in tiny.BUILDERS:
         return str(tiny.ensure(model_id=model_id)), f"{where}; {named_by}={model_id} (random weights)"

@@ -128,9 +128,9 @@ def generate(args: argparse.Namespace) -> int:
     if not result["ok"]:
         print(json.dumps(result, indent=2), file=sys.stderr)
         return 1
-    for path in args.output:
+    for path, name in zip(args.output, request["inputs"]["outputs"], strict=True):
         try:
-            path.write_bytes(result["outputs"][path.suffix.lstrip(".").lower()])
+            path.write_bytes(result["outputs"][name])
         except OSError as exc:  # e.g. the disk filled up meanwhile
             print(f"error: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
             return 2

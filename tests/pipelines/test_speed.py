@@ -35,7 +35,7 @@ def test_defaults_fast_on_cuda_plain_on_cpu():
 @pytest.mark.parametrize("step_cache", [None, "0.05"])
 def test_after_warm_up_no_request_recompiles(tiny_model_dir, monkeypatch, step_cache):
     """Regional compilation runs on CPU too (inductor's C++ backend): after the warm-up requests,
-    changing prompt, seed, steps, guidance (on or off: the batch doubles) or, from torch 2.13, the
+    changing prompt, seed, steps, guidance (on or off: the batch doubles) or, from torch 2.11, the
     size recompiles nothing. A recompilation would raise inside the pipeline and answer ok: false.
     Before the attention processors were shared, torch 2.5 recompiled every block. With the step
     cache on, every request used to fail (its hook cannot be traced in one graph)."""
