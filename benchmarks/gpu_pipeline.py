@@ -23,7 +23,8 @@ warm-up, one request). Per request size it prints a row as soon as it is measure
 `--out`): the plain recipe (`from_pretrained(torch_dtype=bf16).to("cuda")`, call, diffusers'
 `export_to_gif`) and the handler (bf16, regional compile + warm-up on CUDA, GIF, base64) with
 per-stage times, text encoding timed on its own, s/step, transformer MFU against both the vendor
-sheet's dense bf16 peak and a bf16 matmul measured here, peak memory, the first request at that
+sheet's dense bf16 peak and a bf16 matmul measured here, the handler's peak memory (the process's
+peak less the plain pipeline's resident weights), the first request at that
 size beside the second, and how close the handler's frames are to the plain recipe's (same seed).
 At the first size, the first-block step cache's speed and quality cost (PSNR/SSIM against the
 uncached frames, same seed).
@@ -49,6 +50,7 @@ import torch  # noqa: E402
 from diffusers import DiffusionPipeline  # noqa: E402
 from diffusers.utils import export_to_gif  # noqa: E402
 
+from benchmarks import request_profile  # noqa: E402
 from handler import EndpointHandler  # noqa: E402
 from pipelines import tiny  # noqa: E402
 from tests.media import psnr, ssim, zip_frames  # noqa: E402
@@ -257,7 +259,7 @@ def seconds_since_process_start() -> float:
 
 TABLE_HEADER = (
     "| size WxHxF | plain s (generate + GIF) | handler s | speed-up | 1st request s (generate) | text enc s "
-    "| denoise s | VAE s | encode s | base64 s | s/step | TFLOP/step | MFU sheet / measured | peak MiB "
+    "| denoise s | VAE s | encode s | base64 s | s/step | TFLOP/step | MFU sheet / measured | handler peak MiB "
     "| VAE MiB (tiled) | PSNR vs plain dB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
@@ -265,13 +267,13 @@ def table_row(r: dict) -> str:
     def share(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.0%}"
 
-    vae_mb = r["vae_decode_gpu_memory_mb"]
+    vae_mb, peak_mb = r["vae_decode_gpu_memory_mb"], r["peak_gpu_memory_mb"]
     return (f"| {r['size']} | {r['plain_request_s']:.2f} ({r['plain_generate_s']:.2f} + {r['plain_encode_s']:.2f}) "
             f"| {r['handler_request_s']:.2f} | {r['speedup']:.2f}x | {r['first_generate_s']:.2f} vs "
             f"{r['handler_generate_s']:.2f} | {r['text_encode_s']:.3f} | {r['handler_denoise_s']:.2f} | "
             f"{r['handler_vae_decode_s']:.2f} | {r['handler_encode_s']:.2f} | {r['handler_base64_s']:.3f} | "
             f"{r['s_per_step']:.3f} | {r['transformer_tflop_per_step']:.2f} | {share(r['mfu'])} / "
-            f"{share(r['mfu_measured'])} | {r['peak_gpu_memory_mb'] or 'n/a'} | "
+            f"{share(r['mfu_measured'])} | {'n/a' if peak_mb is None else f'{peak_mb:.0f}'} | "
             f"{'n/a' if vae_mb is None else f'{vae_mb:.0f}'} ({'yes' if r['vae_tiling'] else 'no'}) | "
             f"{r['psnr_vs_plain_db']:.1f} |")
 
@@ -289,6 +291,12 @@ def main() -> None:
     parser.add_argument("--build-only", action="store_true", help="build the full-size model and stop")
     parser.add_argument("--cache-thresholds", default="0.05,0.1",
                         help="first-block cache thresholds to measure at the first size ('' to skip)")
+    parser.add_argument("--profile", action="store_true",
+                        help="at the last size: repeated requests, each output's VAE + encode share, and a "
+                             "torch profiler trace of a two-step request (written beside --out)")
+    parser.add_argument("--trace-first", action="store_true",
+                        help="after the cold start, trace the first and the second request at the last size "
+                             "(not in the warm-up) and stop")
     parser.add_argument("--out", type=Path, help="JSON report, rewritten after every size")
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -324,10 +332,20 @@ def main() -> None:
     print(f"handler start-up {report['handler_init_s']:.1f} s (warm-up {handler.warmup_ms} ms; speed: "
           f"{handler.model.speed_applied}); cold start, process start to first answer ({sizes[0]}, "
           f"{args.steps} steps): {report['cold_start_s']:.1f} s", flush=True)
+    if args.trace_first:
+        folder = args.out.parent if args.out else Path(tempfile.gettempdir())
+        report["first_and_second"] = request_profile.trace_first_and_second(
+            handler, request_inputs(sizes[-1], args.steps), folder, f"{args.model}-{sizes[-1]}")
+        save()
+        return
     report["measured_bf16_tflops"] = measured_matmul_tflops()
     started = time.perf_counter()
+    resident = torch.cuda.memory_allocated() if device == "cuda" else 0
     plain_pipe = load_plain(directory, device)
     report["plain_load_s"] = time.perf_counter() - started
+    # the diagnostics' peak is the process's: from here on it counts the plain pipeline's weights too
+    plain_mb = (torch.cuda.memory_allocated() - resident) / 2**20 if device == "cuda" else 0.0
+    report["plain_pipeline_gpu_memory_mb"] = plain_mb
     print(f"plain pipeline loaded in {report['plain_load_s']:.1f} s; bf16 matmul measured here: "
           f"{report['measured_bf16_tflops'] or 'n/a'} TFLOP/s (sheet: {peak or 'n/a'})\n\n{TABLE_HEADER}", flush=True)
     save()
@@ -356,7 +374,8 @@ def main() -> None:
                "s_per_step": step_s, "transformer_tflop_per_step": tflop,
                "mfu": (tflop / step_s / peak) if peak else None,
                "mfu_measured": (tflop / step_s / measured) if measured else None,
-               "peak_gpu_memory_mb": d.get("peak_gpu_memory_mb"),
+               "process_peak_gpu_memory_mb": d.get("peak_gpu_memory_mb"),
+               "peak_gpu_memory_mb": d["peak_gpu_memory_mb"] - plain_mb if d.get("peak_gpu_memory_mb") else None,
                "plain_request_s": plain["request_s"], "plain_generate_s": plain["generate_s"],
                "plain_encode_s": plain["encode_s"], "speedup": plain["request_s"] / (t["total"] / 1000),
                "vae_tiling": d["vae_tiling"], "vae_decode_gpu_memory_mb": d.get("vae_decode_gpu_memory_mb")}
@@ -366,6 +385,17 @@ def main() -> None:
     del plain_pipe
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+    if args.profile:
+        inputs = request_inputs(sizes[-1], args.steps)
+        spread = request_profile.generate_spread(handler, inputs, repeats=3)
+        shares = request_profile.output_shares(handler, inputs, ["gif", "mp4", "webm", "zip"])
+        folder = args.out.parent if args.out else Path(tempfile.gettempdir())
+        trace = folder / f"trace-{args.model}-{sizes[-1]}.json.gz"
+        profile = request_profile.profile_one_step(handler, inputs, trace)
+        report["profile"] = {"generate_s_repeated": spread, "output_shares": shares, "one_step": profile}
+        request_profile.print_report(spread, report["rows"][-1]["first_generate_s"], shares, profile)
+        save()
 
     thresholds = [float(x) for x in args.cache_thresholds.split(",") if x.strip()]
     if thresholds:

@@ -263,6 +263,10 @@ class VideoModel:
 
         def record_step(step: int, total: int) -> None:
             nonlocal decode_start_bytes, denoise_peak, denoised
+            if step == total and cuda:
+                # the host runs ahead of the GPU: wait for the last step's kernels, so that "denoise"
+                # and "vae_decode" split where the GPU's work did (the decode waits for them anyway)
+                torch.cuda.synchronize(self.device)
             step_ends.append(time.perf_counter())
             if step == total:  # what follows is the decode: its memory is measured on its own
                 denoised = True

@@ -52,8 +52,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VIDEO_STEP_CACHE", "", "first-block cache threshold (e.g. `0.05`): skips the transformer's later "
             "blocks on steps whose first block barely changed; faster, lower quality. Its cost is measured by "
             "`benchmarks/gpu_pipeline.py` (PSNR/SSIM against the uncached frames, same seed), so far on random "
-            "weights only, which says nothing of a real model's quality: on an H200, LTX-2B 512×512×32, threshold "
-            "0.1 → 1.35× denoise, 47.2 dB, 0.05 → 0.89× (slower); see docs/benchmarks.md", "gpu",
+            "weights only, which says nothing of a real model's quality. On an H200 at 512×512×32 it was no "
+            "reliable speed-up there: LTX-2B 0.46-1.35× denoise (two runs, thresholds 0.05 and 0.1, 46.7-47.6 "
+            "dB), Wan-1.3B 1.00× (no step skipped); see docs/benchmarks.md", "gpu",
             shown_default="off"),
     Setting("VIDEO_CPU_OFFLOAD", "0", "`1`: weights stay in CPU memory, each model moves to the GPU while it runs "
             "(small GPUs; much slower)", "gpu"),
