@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pipelines.lora import LoraAdapters
 from pipelines.memory import VaeTiling, free_gpu_bytes, set_tiling
 from video_endpoint.errors import InvalidRequest, OutOfMemory
 
@@ -51,6 +52,8 @@ class GenerationJob:
     num_inference_steps: int
     guidance_scale: float
     seed: int
+    loras: tuple[tuple[str, float], ...] = ()
+    """(adapter name, scale) pairs, names checked against the model's adapters."""
 
     @property
     def mode(self) -> str:
@@ -203,8 +206,10 @@ class VideoModel:
 
     def __init__(self, family: ModelFamily, pipelines: LoadedPipelines, source: str,
                  device: torch.device, dtype: torch.dtype, speed: SpeedSettings, random_weights: bool = False,
-                 speed_applied: list[str] | None = None, vae_tiling: VaeTiling | None = None) -> None:
+                 speed_applied: list[str] | None = None, vae_tiling: VaeTiling | None = None,
+                 loras: LoraAdapters | None = None) -> None:
         self.family = family
+        self.loras = loras
         redact_prompts_in_logs(pipelines)
         self.vae_tiling = vae_tiling or VaeTiling()
         self.speed = speed  # in effect; `speed_applied` says what it switched on
@@ -230,6 +235,7 @@ class VideoModel:
             "class_name": self.pipelines.class_name,
             "modes": self.modes,
             "speed": self.speed_applied,
+            "loras": self.loras.describe() if self.loras is not None else [],
         }
         if self.random_weights:
             info["note"] = "tiny random-weight test model: its output is noise"
@@ -238,6 +244,8 @@ class VideoModel:
     def generate(self, job: GenerationJob, keep_frames: int,
                  on_step: StepCallback | None = None) -> Generated:
         with self._lock:
+            if self.loras is not None:
+                self.loras.apply(job.loras)
             free = free_gpu_bytes(self.device)
             tiled = self.vae_tiling.decide(job.pixel_frames, free)
             attempt = self._generate_once(job, keep_frames, on_step, tiled)

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from diffusers import DiffusionPipeline
 
-from pipelines import cogvideox, hunyuan, ltx, memory, speed, tiny, wan
+from pipelines import cogvideox, hunyuan, lora, ltx, memory, speed, tiny, wan
 from pipelines.base import ModelFamily, VideoModel, pick_device_and_dtype
 from video_endpoint import settings
 from video_endpoint.errors import ModelLoadError
@@ -77,8 +77,13 @@ def load_model(path: str | os.PathLike | None, model_id: str | None = None) -> V
         pipelines = family.load(source, class_name, load_device, dtype)
     except Exception as exc:
         raise ModelLoadError(f"cannot load {family.FAMILY} model '{source}' ({why}): {exc}") from exc
+    try:  # before compilation: loading an adapter adds peft layers for a moment
+        local_dir = source if Path(source).is_dir() else None
+        adapters = lora.load(pipelines.any, lora.available(local_dir, settings.read("VIDEO_LORAS")))
+    except lora.LoraLoadError as exc:
+        raise ModelLoadError(str(exc)) from exc.__cause__
     applied = speed.apply(pipelines, speed_settings)
     logger.info("speed settings: %s", ", ".join(applied) or "none")
     return VideoModel(family, pipelines, source, device, dtype, speed_settings,
                       random_weights=Path(source, tiny.MARKER).is_file(), speed_applied=applied,
-                      vae_tiling=memory.VaeTiling(mode=speed_settings.vae_tiling))
+                      vae_tiling=memory.VaeTiling(mode=speed_settings.vae_tiling), loras=adapters)

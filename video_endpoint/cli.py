@@ -23,8 +23,8 @@ from video_endpoint.request_schema import VideoRequest
 
 # Short spellings users type; the schema's own names work too.
 ALIASES = {"num_frames": ["--frames"], "num_inference_steps": ["--steps"], "guidance_scale": ["--guidance"]}
-# Fields that are not plain flags: the image is a path here, outputs come from -o.
-NOT_FLAGS = {"image", "outputs", "return_base64", *FORMATS}
+# Fields that are not plain flags: the image is a path here, outputs come from -o, loras from --lora.
+NOT_FLAGS = {"image", "outputs", "return_base64", "loras", *FORMATS}
 # --quality: the formats whose options have a quality, and its choices, as their schema says
 WITH_QUALITY = [name for name, module in FORMATS.items() if "quality" in module.Options.model_fields]
 QUALITIES = list(get_args(VideoOptions.model_fields["quality"].annotation))
@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--image", type=Path, help="input image file: image-to-video")
     generate.add_argument("-o", "--output", nargs="+", type=Path, default=[Path("output.gif")],
                           help=f"files to write; the extension picks the format ({', '.join(FORMATS)})")
+    generate.add_argument("--lora", dest="loras", action="append", type=_lora_choice, metavar="NAME[=SCALE]",
+                          help="a LoRA adapter of the model's (its loras/ folder or $VIDEO_LORAS), scale 1 by "
+                               "default; repeat for several")
     generate.add_argument("--quality", choices=QUALITIES,
                           help=f"encoder preset of every output that has one ({', '.join(WITH_QUALITY)})")
     serve = commands.add_parser("serve", help="serve the Endpoint protocol over HTTP (POST /, GET /health)")
@@ -67,6 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
                              else "tiny",
                              help="model directory, Hub id, or 'tiny' (random weights; the default)")
     return parser
+
+
+def _lora_choice(text: str) -> dict[str, Any]:
+    name, sep, scale = text.partition("=")
+    if not sep:
+        return {"name": name}
+    try:
+        return {"name": name, "scale": float(scale)}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--lora {text}: the scale after '=' must be a number") from None
 
 
 class UsageError(Exception):
@@ -99,6 +112,8 @@ def request_from(args: argparse.Namespace) -> dict[str, Any]:
             inputs["image"] = base64.b64encode(args.image.read_bytes()).decode("ascii")
         except OSError as exc:
             raise UsageError(f"cannot read --image {args.image}: {exc.strerror or exc}") from None
+    if args.loras:
+        inputs["loras"] = args.loras
     if args.quality:  # every requested format that has the option (WebM and MP4 so far)
         inputs.update({name: {"quality": args.quality} for name in formats if name in WITH_QUALITY})
     inputs["return_base64"] = False

@@ -71,6 +71,19 @@ class Limits:
         return cls(**{field: settings.read_int(name, environ) for field, name in cls.ENV.items()})
 
 
+MAX_LORAS = 4  # adapters one request may combine
+
+
+class LoraChoice(BaseModel):
+    """One adapter of those the server lists (`/health`: `model.loras`)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str = Field(..., min_length=1, max_length=64, description="The adapter's name as `/health` lists it.")
+    scale: float = Field(1.0, ge=-2, le=2, allow_inf_nan=False,
+                         description="How strongly it applies: 0 = not at all, 1 = as trained.")
+
+
 class RequestFields(BaseModel):
     """The fields of `inputs` the API card names. Strict types: `"32"` is not a number, `true` is not an
     int. `VideoRequest` adds one options object per output format; code types a request as this
@@ -94,6 +107,10 @@ class RequestFields(BaseModel):
                                   description="How strictly to follow the prompt.")
     outputs: list[OutputName] = Field(
         ["gif"], min_length=1, max_length=len(FORMATS), description=f"Output formats, any of: {', '.join(FORMATS)}.")
+    loras: list[LoraChoice] = Field(
+        [], max_length=MAX_LORAS,
+        description=f"LoRA adapters to apply, at most {MAX_LORAS}: `[{{\"name\": ..., \"scale\": 1.0}}]`, "
+                    "names from `/health`; none = the model's own weights.")
     return_base64: bool = Field(
         True, description="Outputs as base64 strings (`<format>_base64`); false = raw bytes (Python callers).")
 
@@ -196,7 +213,9 @@ def _shown(name: object) -> str:
 
 
 def _field_path(loc: tuple[Any, ...]) -> str | None:
-    names = [_shown(part) for part in loc if not isinstance(part, int)]
+    """Dotted names; a list index stays where a name follows it (`loras.0.scale`), not at the end
+    (`outputs`: the message says which item)."""
+    names = [_shown(part) for i, part in enumerate(loc) if not isinstance(part, int) or i < len(loc) - 1]
     return ".".join(names) or None
 
 

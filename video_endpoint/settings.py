@@ -31,6 +31,9 @@ SETTINGS: tuple[Setting, ...] = (
             "the CLI's default)", "model"),
     Setting("VIDEO_MODEL_FAMILY", "", "force a family by its name in [Model families](#model-families) for a "
             "checkpoint whose `_class_name` is not listed", "model", shown_default="(from `_class_name`)"),
+    Setting("VIDEO_LORAS", "", "LoRA adapters besides those in `<model dir>/loras/*.safetensors`: "
+            "`name=<Hub id or path>,...` (safetensors only); loaded at start-up, chosen per request "
+            "(see [LoRA adapters](#lora-adapters))", "model", shown_default="(none)"),
     Setting("VIDEO_TINY_MODEL_DIR", "", "where `tiny` is built and cached (other tiny ids in folders beside it, "
             "`<dir>-tiny-wan` …)", "model", shown_default="`~/.cache/video-endpoint/tiny-v4`"),
     Setting("XDG_CACHE_HOME", "", "the cache root under which `tiny` models are built, in "

@@ -19,7 +19,7 @@ from PIL import Image
 from encoders.base import Clip, FormatOptions
 from encoders.registry import FORMATS
 from pipelines.base import Generated, GenerationJob, StepCallback, VideoModel, smallest_valid_frames
-from video_endpoint.errors import EncodeFailed, Unsupported
+from video_endpoint.errors import EncodeFailed, InvalidRequest, Unsupported
 from video_endpoint.image_input import decode_image
 from video_endpoint.request_schema import Limits, RequestFields, format_options, output_fps, parse_payload
 
@@ -72,12 +72,30 @@ def plan(request: RequestFields, image: Image.Image | None, model: VideoModel) -
         notes.append(f"generated {generated} frames ({model.family.FAMILY} needs {ratio}k+1 frames) and "
                      f"returned the first {request.num_frames}")
     seed = request.seed if request.seed is not None else secrets.randbits(SEED_BITS)
+    loras = check_loras(request, model)
     job = GenerationJob(
         prompt=request.prompt, negative_prompt=request.negative_prompt, image=image,
         height=request.height, width=request.width, num_frames=generated, fps=request.fps,
         num_inference_steps=request.num_inference_steps, guidance_scale=request.guidance_scale,
-        seed=seed)
+        seed=seed, loras=loras)
     return job, notes
+
+
+def check_loras(request: RequestFields, model: VideoModel) -> tuple[tuple[str, float], ...]:
+    """The request's adapters, each one the server has, each once. A name is only ever looked up
+    among the loaded adapters: a path or a URL is just an unknown name."""
+    known = model.loras.names if model.loras is not None else []
+    seen: set[str] = set()
+    for index, choice in enumerate(request.loras):
+        field = f"loras.{index}.name"
+        if choice.name not in known:
+            listed = ", ".join(known[:20]) + (f" and {len(known) - 20} more" if len(known) > 20 else "")
+            raise InvalidRequest("unknown LoRA adapter; " + (f"this server has: {listed}" if known else
+                                                             "this server has none"), field=field)
+        if choice.name in seen:
+            raise InvalidRequest("this LoRA adapter is listed twice; give it once", field=field)
+        seen.add(choice.name)
+    return tuple((choice.name, choice.scale) for choice in request.loras)
 
 
 def generate(model: VideoModel, request: RequestFields, job: GenerationJob, timer: StageTimer,
@@ -134,6 +152,7 @@ def diagnostics(model: VideoModel, request: RequestFields, job: GenerationJob, g
         "fps": request.fps,
         "num_inference_steps": job.num_inference_steps,
         "guidance_scale": job.guidance_scale,
+        "loras": [{"name": name, "scale": scale} for name, scale in job.loras],
         "model": model.describe(),
         "device": str(model.device),
         "dtype": str(model.dtype).removeprefix("torch."),

@@ -65,3 +65,25 @@ def test_file_problems_are_one_line_before_any_generation(tmp_path, capsys, monk
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
     assert "Traceback" not in err
     assert not good.exists()
+
+
+def test_lora_flags_reach_the_request(tiny_model_dir, tmp_path, capsys):
+    import shutil
+
+    from pipelines.tiny.loras import write_tiny_lora
+    from tests.media import decode_zip
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    write_tiny_lora(model, "style")
+    common = ["generate", "--model", str(model), "--prompt", "waves", "--frames", "9", "--height", "64",
+              "--width", "96", "--steps", "2", "--seed", "3"]
+    assert cli.main([*common, "-o", str(tmp_path / "plain.zip")]) == 0
+    assert json.loads(capsys.readouterr().out)["loras"] == []
+    assert cli.main([*common, "--lora", "style=0.5", "-o", str(tmp_path / "styled.zip")]) == 0
+    assert json.loads(capsys.readouterr().out)["loras"] == [{"name": "style", "scale": 0.5}]
+    plain, styled = (decode_zip((tmp_path / f"{n}.zip").read_bytes()).frames for n in ("plain", "styled"))
+    assert plain.shape == styled.shape and (plain != styled).any()
+    with pytest.raises(SystemExit) as exited:
+        cli.main([*common, "--lora", "style=strong"])
+    assert exited.value.code == 2 and "must be a number" in capsys.readouterr().err
