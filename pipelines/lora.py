@@ -137,6 +137,9 @@ def load(pipe: Any, sources: dict[str, str]) -> LoraAdapters | None:
     again. Raises LoraLoadError naming the adapter that does not fit."""
     if not sources:
         return None
+    if not hasattr(pipe, "load_lora_weights"):
+        raise LoraLoadError(f"{type(pipe).__name__} cannot load LoRA adapters; this server lists "
+                            f"{', '.join(sorted(sources))}")
     components = [getattr(pipe, name) for name in COMPONENTS if getattr(pipe, name, None) is not None]
     adapters = {}
     for name, source in sources.items():

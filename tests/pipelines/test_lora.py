@@ -22,7 +22,7 @@ from video_endpoint.errors import ModelLoadError
 
 SMALL = {"prompt": "a red balloon", "height": 64, "width": 96, "num_frames": 9, "num_inference_steps": 2,
          "seed": 4, "outputs": ["zip"]}
-MODELS = {"tiny": "tiny_model_dir", "tiny-wan": "tiny-wan"}
+MODELS = ["tiny", "tiny-wan", "tiny-cogvideox", "tiny-hunyuan"]
 
 
 def with_adapters(source, target):
@@ -57,7 +57,8 @@ def frames(handler, **change):
 def test_adapters_change_the_frames_and_nothing_leaks(adapted, model_id):
     handler, plain = adapted(model_id)
     assert [a["name"] for a in handler.model.describe()["loras"]] == ["detail", "style"]  # /health lists them
-    assert handler.model.describe()["loras"][0] == {"name": "detail", "rank": 8, "layers": 16}
+    detail, style = handler.model.describe()["loras"]
+    assert (detail["rank"], style["rank"]) == (8, 4) and detail["layers"] > style["layers"] > 0
     baseline = frames(plain)  # a deployment that never loaded an adapter
     np.testing.assert_array_equal(frames(handler), baseline)
     styled = frames(handler, loras=[{"name": "style"}])
