@@ -15,7 +15,7 @@ def test_readme_api_table_is_the_schema():
 def test_readme_configuration_tables_are_the_settings():
     """Every environment variable is in one README table, generated from `video_endpoint.settings`."""
     text = README.read_text()
-    for sections in (("model", "limits"), ("gpu",), ("server",)):
+    for sections in (("model", "limits"), ("gpu",), ("server",), ("jobs",)):
         assert settings.markdown_table(*sections) in text, sections
     listed = {setting.section for setting in settings.SETTINGS}
-    assert listed == {"model", "limits", "gpu", "server"}
+    assert listed == {"model", "limits", "gpu", "server", "jobs"}

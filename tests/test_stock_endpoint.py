@@ -238,6 +238,31 @@ def test_readme_curl_examples_verbatim(endpoint, tmp_path):
     assert (video.codec, video.frames.shape, video.fps) == ("vp9", (48, 512, 512, 3), 24)
 
 
+def test_a_job_runs_on_the_endpoint_with_the_cli_client(endpoint, tmp_path, capsys):
+    """The toolkit runs one handler call at a time: the job runs on the handler's own thread, so
+    polls answer while it generates; the CLI client submits, polls, cancels and writes the file."""
+    from video_endpoint import cli
+
+    out = tmp_path / "clip.gif"
+    code = cli.main(["generate", "--url", endpoint["url"], "--token", "hf_test", "--prompt", "waves", "--frames",
+                     "12", "--height", "64", "--width", "96", "--steps", "4", "--poll", "0.1", "-o", str(out)])
+    assert code == 0, capsys.readouterr().err + endpoint["log"].read_text()[-3000:]
+    assert json.loads(capsys.readouterr().out)["num_frames"] == 12
+    assert decode_gif(out.read_bytes()).frames.shape == (12, 64, 96, 3)
+    long = {"prompt": "waves", "height": 64, "width": 96, "num_frames": 9, "num_inference_steps": 100}
+    job = httpx.post(endpoint["url"], json={"inputs": {**long, "async": True}}, timeout=60).json()["job"]
+    started = time.monotonic()
+    answer = httpx.post(endpoint["url"], json={"inputs": {"job_id": job["id"]}}, timeout=60).json()
+    assert answer["job"]["status"] in ("queued", "running") and time.monotonic() - started < 5
+    httpx.post(endpoint["url"], json={"inputs": {"job_id": job["id"], "cancel": True}}, timeout=60)
+    deadline = time.monotonic() + 60
+    while (answer := httpx.post(endpoint["url"], json={"inputs": {"job_id": job["id"]}}, timeout=60).json())[
+            "job"]["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert answer["job"]["status"] == "cancelled" and answer["job"]["progress"]["step"] < 100
+
+
 def test_every_family_serves_both_modes_on_the_endpoint_versions(endpoint, tiny_models):
     from pipelines import tiny
 

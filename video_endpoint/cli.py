@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--lora", dest="loras", action="append", type=_lora_choice, metavar="NAME[=SCALE]",
                           help="a LoRA adapter of the model's (its loras/ folder or $VIDEO_LORAS), scale 1 by "
                                "default; repeat for several")
+    generate.add_argument("--url", help="generate on a deployed endpoint (or `video-endpoint serve`) instead of "
+                                        "here: submits a job, polls it with a progress bar, writes the files")
+    generate.add_argument("--token", default=settings.read("HF_TOKEN") or None,
+                          help="bearer token for --url (default $HF_TOKEN)")
+    generate.add_argument("--poll", type=float, default=1.0, help="seconds between polls of --url's job")
     generate.add_argument("--quality", choices=QUALITIES,
                           help=f"encoder preset of every output that has one ({', '.join(WITH_QUALITY)})")
     serve = commands.add_parser("serve", help="serve the Endpoint protocol over HTTP (POST /, GET /health)")
@@ -116,7 +121,7 @@ def request_from(args: argparse.Namespace) -> dict[str, Any]:
         inputs["loras"] = args.loras
     if args.quality:  # every requested format that has the option (WebM and MP4 so far)
         inputs.update({name: {"quality": args.quality} for name in formats if name in WITH_QUALITY})
-    inputs["return_base64"] = False
+    inputs["return_base64"] = args.url is not None  # raw bytes in-process; JSON carries base64
     return {"inputs": inputs}
 
 
@@ -130,6 +135,8 @@ def generate(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.url:
+        return generate_remote(args, request)
     _warn_if_tiny(args.model)
     handler = EndpointHandler("", model_id=args.model)
     progress = tqdm(desc="denoising", unit="step", file=sys.stderr)
@@ -172,6 +179,28 @@ def serve(args: argparse.Namespace) -> int:
     server_settings = ServerSettings.from_env(token=args.token, queue_depth=args.queue_depth,
                                               max_body_bytes=args.max_body_bytes)
     run_server(lambda: EndpointHandler("", model_id=args.model), server_settings, args.host, args.port)
+    return 0
+
+
+def generate_remote(args: argparse.Namespace, request: dict[str, Any]) -> int:
+    from video_endpoint import client
+
+    try:
+        answer = client.run_job(args.url, args.token, request, poll_s=args.poll)
+    except client.EndpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    if answer.get("job", {}).get("status") != "succeeded":
+        print(json.dumps(answer, indent=2), file=sys.stderr)
+        return 1
+    try:
+        client.write_outputs(answer, args.output, request["inputs"]["outputs"])
+    except OSError as exc:
+        print(f"error: cannot write: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(answer["diagnostics"], indent=2))
     return 0
 
 

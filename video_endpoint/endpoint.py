@@ -12,7 +12,8 @@ from pipelines import speed
 from pipelines.base import StepCallback
 from pipelines.registry import load_model
 from video_endpoint import stages
-from video_endpoint.errors import HandlerError
+from video_endpoint.errors import HandlerError, InvalidRequest
+from video_endpoint.jobs import JOB_KEYS, JobQueue, JobSettings
 from video_endpoint.request_schema import Limits
 
 logger = logging.getLogger(__name__)
@@ -25,6 +26,8 @@ class EndpointHandler:
         Raises `ModelLoadError` naming what was looked for."""
         self.limits = limits or Limits.from_env()
         self.model = load_model(path, model_id)
+        # asynchronous jobs (`"async": true`): their worker thread starts with the first one
+        self.jobs = JobQueue(run=lambda data, on_step: self(data, on_step=on_step), config=JobSettings.from_env())
         self.warmup_ms: float | None = None
         if self.model.speed.warmup:  # compile now, so the first user request is not the slow one
             self.warmup_ms = 0.0
@@ -35,6 +38,9 @@ class EndpointHandler:
 
     def __call__(self, data: dict[str, Any], on_step: StepCallback | None = None) -> dict[str, Any]:
         """Serve one request; never raises. `on_step(done, total)` reports denoising progress."""
+        inputs = data.get("inputs") if isinstance(data, dict) else None
+        if isinstance(inputs, dict) and any(key in inputs for key in JOB_KEYS):
+            return self.job_request(data, inputs)
         timer = stages.StageTimer()
         try:
             request, image = stages.decode(data, self.limits, timer)
@@ -55,3 +61,31 @@ class EndpointHandler:
             logger.exception("request failed with an unexpected error")
             return {"ok": False, "error": {"type": "internal", "field": None,
                                            "message": "internal error while generating; see the server log"}}
+
+    def job_request(self, data: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+        """The job protocol (`video_endpoint.jobs`): submit with `async`, poll with `job_id`, cancel
+        with `job_id` + `cancel`. A request is checked before it is queued, so a bad one fails now."""
+        try:
+            if "job_id" in inputs:
+                extra = sorted(set(inputs) - {"job_id", "cancel"}, key=str)
+                if extra:
+                    raise InvalidRequest("a job poll takes only job_id (and cancel)", field=str(extra[0])[:40])
+                cancel = inputs.get("cancel", False)
+                if not isinstance(cancel, bool):
+                    raise InvalidRequest("cancel must be true or false", field="cancel")
+                return self.jobs.cancel(inputs["job_id"]) if cancel else self.jobs.status(inputs["job_id"])
+            run_async, webhook = inputs.get("async", False), inputs.get("webhook")
+            if not isinstance(run_async, bool):
+                raise InvalidRequest("async must be true or false", field="async")
+            if "cancel" in inputs:
+                raise InvalidRequest("cancel needs the job_id of the job to stop", field="cancel")
+            if webhook is not None and not run_async:
+                raise InvalidRequest("a webhook is sent when a job ends: add \"async\": true", field="webhook")
+            request = {**data, "inputs": {k: v for k, v in inputs.items() if k not in ("async", "webhook")}}
+            if not run_async:
+                return self(request)
+            request_fields, image = stages.decode(request, self.limits, stages.StageTimer())
+            stages.plan(request_fields, image, self.model)  # mode, family rules, adapters: refused now
+            return self.jobs.submit(request, webhook)
+        except HandlerError as exc:
+            return exc.envelope()

@@ -52,9 +52,16 @@ class EncodeFailed(HandlerError):
 
 
 class Cancelled(HandlerError):
-    """The client went away (the local server noticed): generation stopped at its next step."""
+    """Generation stopped at its next step: the job was cancelled, or the client went away (the
+    local server noticed)."""
 
-    type = "internal"
+    type = "cancelled"
+
+
+class Busy(HandlerError):
+    """Too much is waiting already (VIDEO_MAX_QUEUED jobs); retry later."""
+
+    type = "busy"
 
 
 class ModelLoadError(RuntimeError):

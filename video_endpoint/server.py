@@ -1,5 +1,7 @@
 """A local HTTP server that speaks the Inference Endpoint protocol: `POST /` with
 `{"inputs": {...}}` answers what `EndpointHandler` answers, `GET /health` says what is loaded.
+Jobs (`video_endpoint.jobs`) also have routes of their own: `POST /jobs`, `GET /jobs/{id}`,
+`DELETE /jobs/{id}` and `GET /jobs/{id}/events` (Server-Sent Events: one per step, then the result).
 
 Started by `video-endpoint serve`. Not used on a hosted Endpoint (the platform serves `handler.py`
 with its own app), so starlette and uvicorn are an optional extra, not in requirements.txt.
@@ -24,7 +26,7 @@ from typing import Any
 import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -32,13 +34,15 @@ from encoders.registry import FORMATS
 from video_endpoint import settings
 from video_endpoint.endpoint import EndpointHandler
 from video_endpoint.errors import Cancelled, InvalidRequest
+from video_endpoint.jobs import JOB_KEYS
 from video_endpoint.request_schema import RequestFields, parse_payload
 
 logger = logging.getLogger(__name__)
 
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # HTTP status per error type: the client's fault is 4xx, ours is 5xx.
-_STATUS = {"invalid_request": 400, "unsupported": 400, "out_of_memory": 500, "internal": 500}
+_STATUS = {"invalid_request": 400, "unsupported": 400, "out_of_memory": 500, "internal": 500, "busy": 503,
+           "cancelled": 200}
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,8 @@ class _Service:
         model = self.loaded.model
         return JSONResponse({"status": "ok", "model": model.describe(), "device": str(model.device),
                              "dtype": str(model.dtype).removeprefix("torch."),
-                             "queue": {"in_flight": self.in_flight, "depth": self.settings.queue_depth}})
+                             "queue": {"in_flight": self.in_flight, "depth": self.settings.queue_depth},
+                             "jobs": {"waiting": len(self.loaded.jobs.waiting), "kept": len(self.loaded.jobs.jobs)}})
 
     async def read_json(self, request: Request, request_id: str) -> Any | Response:
         declared = request.headers.get("content-length")
@@ -156,6 +161,9 @@ class _Service:
         data = await self.read_json(request, request_id)
         if isinstance(data, Response):
             return data
+        inputs = data.get("inputs") if isinstance(data, dict) else None
+        if isinstance(inputs, dict) and any(key in inputs for key in JOB_KEYS):
+            return await self.job_answer(data, request_id)  # quick: never waits for the model
         try:  # cheap checks here (off the event loop), so a bad request never waits in the queue
             parsed = await anyio.to_thread.run_sync(parse_payload, data, self.loaded.limits)
         except InvalidRequest as exc:
@@ -213,6 +221,58 @@ class _Service:
         return Response(content, media_type=FORMATS[name].MIME, headers=headers)
 
 
+    async def job_answer(self, data: Any, request_id: str, status: int = 200) -> Response:
+        result = await anyio.to_thread.run_sync(self.loaded, data)
+        if not result["ok"]:
+            error = result["error"]
+            code = 404 if error["field"] == "job_id" else _STATUS.get(error["type"], 500)
+            return JSONResponse(result, status_code=code, headers={"X-Request-Id": request_id})
+        return JSONResponse(result, status_code=status, headers={"X-Request-Id": request_id})
+
+    async def submit_job(self, request: Request) -> Response:
+        request_id = request.state.request_id
+        data = await self.read_json(request, request_id)
+        if isinstance(data, Response):
+            return data
+        if not isinstance(data, dict) or not isinstance(data.get("inputs"), dict | str):
+            return _error(400, "the body must be {\"inputs\": {...a request...}}", request_id, field="inputs")
+        inputs = data["inputs"] if isinstance(data["inputs"], dict) else {"prompt": data["inputs"]}
+        return await self.job_answer({**data, "inputs": {**inputs, "async": True}}, request_id, status=202)
+
+    async def job_status(self, request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+        cancel = request.method == "DELETE"
+        return await self.job_answer({"inputs": {"job_id": job_id, "cancel": cancel}}, request.state.request_id)
+
+    async def job_events(self, request: Request) -> Response:
+        """Server-Sent Events: `progress` after each change (status, step), then `result` with the
+        job's final answer, then the stream ends."""
+        jobs, job_id = self.loaded.jobs, request.path_params["job_id"]
+        try:
+            jobs.status(job_id)
+        except InvalidRequest as exc:
+            return JSONResponse(exc.envelope(), status_code=404)
+
+        async def stream() -> AsyncIterator[str]:
+            seen = 0
+            while True:
+                try:
+                    changes, final = await anyio.to_thread.run_sync(jobs.events, job_id, seen, 5.0)
+                except InvalidRequest:  # expired meanwhile
+                    return
+                for change in changes:
+                    yield f"event: progress\ndata: {json.dumps(change)}\n\n"
+                seen += len(changes)
+                if final is not None:
+                    yield f"event: result\ndata: {json.dumps(final)}\n\n"
+                    return
+                if not changes:
+                    yield ": waiting\n\n"  # a comment: keeps proxies from closing an idle stream
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
 def _parse_json(body: bytes) -> Any:
     # strict=False: raw line breaks inside strings are accepted (GNU base64 wraps at 76)
     return json.loads(body.decode("utf-8"), strict=False)
@@ -260,7 +320,10 @@ def create_app(load_handler: Callable[[], EndpointHandler], settings: ServerSett
     service = _Service(load_handler, settings)
     app = Starlette(
         routes=[Route("/", service.predict, methods=["POST"]),
-                Route("/health", service.health, methods=["GET"])],
+                Route("/health", service.health, methods=["GET"]),
+                Route("/jobs", service.submit_job, methods=["POST"]),
+                Route("/jobs/{job_id}", service.job_status, methods=["GET", "DELETE"]),
+                Route("/jobs/{job_id}/events", service.job_events, methods=["GET"])],
         lifespan=service.lifespan,
     )
     app.add_middleware(_EveryAnswer, service=service)

@@ -20,7 +20,7 @@ class Setting:
     """The value when unset, as it would be written in the environment ("" = unset)."""
     doc: str
     section: str
-    """Which README table lists it: model, limits, gpu or server."""
+    """Which README table lists it: model, limits, gpu, server or jobs."""
     shown_default: str | None = None
     """The default as README shows it, where it depends on the machine."""
 
@@ -34,6 +34,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VIDEO_LORAS", "", "LoRA adapters besides those in `<model dir>/loras/*.safetensors`: "
             "`name=<Hub id or path>,...` (safetensors only); loaded at start-up, chosen per request "
             "(see [LoRA adapters](#lora-adapters))", "model", shown_default="(none)"),
+    Setting("HF_TOKEN", "", "the CLI client's default `--token` for `--url` (huggingface_hub reads it too, for "
+            "downloads)", "jobs", shown_default="(unset)"),
+    Setting("VIDEO_JOB_TTL_S", "3600", "seconds a finished job's answer is kept for polling (see "
+            "[Jobs](#jobs-submit-poll-cancel))", "jobs"),
+    Setting("VIDEO_JOB_MAX_BYTES", "1073741824", "the kept jobs' outputs together, at most (bytes); the oldest "
+            "finished job goes first", "jobs"),
+    Setting("VIDEO_MAX_QUEUED", "16", "jobs that may wait behind the running one; more answer `busy`", "jobs"),
+    Setting("VIDEO_WEBHOOK_HOSTS", "", "hosts (`host` or `host:port`) a job's `webhook` may name; any other is "
+            "refused", "jobs", shown_default="(none: webhooks off)"),
+    Setting("VIDEO_WEBHOOK_SECRET", "", "key of the webhook's HMAC-SHA256 signature (header "
+            "`X-Video-Signature: sha256=<hex>`); webhooks are off without it", "jobs",
+            shown_default="(none: webhooks off)"),
     Setting("VIDEO_TINY_MODEL_DIR", "", "where `tiny` is built and cached (other tiny ids in folders beside it, "
             "`<dir>-tiny-wan` …)", "model", shown_default="`~/.cache/video-endpoint/tiny-v4`"),
     Setting("XDG_CACHE_HOME", "", "the cache root under which `tiny` models are built, in "
@@ -132,5 +144,5 @@ def markdown_table(*sections: str) -> str:
 
 
 if __name__ == "__main__":
-    for sections in (("model", "limits"), ("gpu",), ("server",)):
+    for sections in (("model", "limits"), ("gpu",), ("server",), ("jobs",)):
         print(f"{', '.join(sections)}:\n{markdown_table(*sections)}\n")

@@ -273,3 +273,62 @@ def test_a_body_of_countless_values_is_refused_unparsed(server):
     assert response.json()["error"]["message"] == "body holds more JSON values than a request can have"
     prompt_with_commas = ", ".join(["neon lights"] * 300)  # a real prompt's commas are no problem
     assert post(server, {"prompt": prompt_with_commas, **SMALL}).status_code == 200
+
+
+def test_job_routes_and_their_event_stream(server, tmp_path):
+    url, inputs = server["url"], {"prompt": "waves", "height": 64, "width": 96, "num_frames": 9,
+                                  "num_inference_steps": 6, "seed": 2, "outputs": ["zip"]}
+    assert httpx.post(f"{url}/jobs", json={"inputs": inputs}, timeout=30).status_code == 401  # same auth
+    submitted = httpx.post(f"{url}/jobs", json={"inputs": inputs}, headers=auth(), timeout=30)
+    assert submitted.status_code == 202 and submitted.json()["job"]["status"] == "queued"
+    job_id = submitted.json()["job"]["id"]
+    events: list[tuple[str, dict]] = []
+    with httpx.stream("GET", f"{url}/jobs/{job_id}/events", headers=auth(), timeout=60) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        kind = None
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                kind = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                events.append((kind, json.loads(line.removeprefix("data: "))))
+    kinds = [kind for kind, _ in events]
+    assert kinds[-1] == "result" and set(kinds[:-1]) == {"progress"}
+    # replayed from the submission on, however late the stream started: started, then one per step
+    assert [data["status"] for _, data in events[:-1]] == ["running"] * 7
+    assert [data["progress"]["step"] for _, data in events[:-1]] == list(range(7))
+    result = events[-1][1]
+    assert result["job"]["status"] == "succeeded"
+    polled = httpx.get(f"{url}/jobs/{job_id}", headers=auth(), timeout=30).json()
+    np.testing.assert_array_equal(decode_zip(base64.b64decode(polled["outputs"]["zip_base64"])).frames,
+                                  decode_zip(base64.b64decode(result["outputs"]["zip_base64"])).frames)
+    synchronous = post(server, inputs).json()
+    np.testing.assert_array_equal(decode_zip(base64.b64decode(synchronous["outputs"]["zip_base64"])).frames,
+                                  decode_zip(base64.b64decode(result["outputs"]["zip_base64"])).frames)
+    # cancel through DELETE; the body protocol on POST / reaches the same jobs
+    long = post(server, {**inputs, "num_inference_steps": 100, "async": True}).json()["job"]["id"]
+    assert httpx.delete(f"{url}/jobs/{long}", headers=auth(), timeout=30).status_code == 200
+    deadline = time.monotonic() + 30
+    while (state := post(server, {"job_id": long}).json()["job"]["status"]) == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert state == "cancelled"
+    missing = httpx.get(f"{url}/jobs/nope", headers=auth(), timeout=30)
+    assert missing.status_code == 404 and missing.json()["error"]["field"] == "job_id"
+    assert httpx.get(f"{url}/jobs/nope/events", headers=auth(), timeout=30).status_code == 404
+
+
+def test_cli_client_runs_a_job_on_the_server(server, tmp_path, capsys):
+    from video_endpoint import cli
+
+    out = tmp_path / "clip.mp4"
+    code = cli.main(["generate", "--url", server["url"], "--token", TOKEN, "--prompt", "waves", "--frames", "10",
+                     "--fps", "10", "--height", "64", "--width", "96", "--steps", "3", "--poll", "0.1",
+                     "-o", str(out)])
+    assert code == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["num_frames"] == 10
+    video = decode_video(out.read_bytes())
+    assert video.frames.shape == (10, 64, 96, 3)
+    assert cli.main(["generate", "--url", server["url"], "--token", "wrong", "--prompt", "x",
+                     "-o", str(tmp_path / "x.gif")]) == 1
+    assert "wrong bearer token" in capsys.readouterr().err
+    assert not (tmp_path / "x.gif").exists()

@@ -1,0 +1,191 @@
+"""Jobs through the `{"inputs": ...}` body: submit, poll, cancel, expiry, the queue's bound, webhooks."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import time
+import typing
+
+import numpy as np
+import pytest
+
+from handler import EndpointHandler
+from tests.media import zip_frames
+from video_endpoint.jobs import SIGNATURE_HEADER, JobQueue, JobSettings, signature_of
+
+SMALL = {"prompt": "a red balloon", "height": 64, "width": 96, "num_frames": 9, "num_inference_steps": 4,
+         "seed": 4, "outputs": ["zip"]}
+SECRET = "webhook-secret-0123"
+
+
+@pytest.fixture(scope="module")
+def handler(tiny_model_dir):
+    return EndpointHandler(str(tiny_model_dir))
+
+
+def with_jobs(handler, **config) -> EndpointHandler:
+    """`handler` with a fresh job queue of this configuration."""
+    handler.jobs = JobQueue(run=handler.jobs.run, config=JobSettings(**config))
+    return handler
+
+
+def submit(handler, **change) -> dict:
+    return handler({"inputs": {**SMALL, **change, "async": True}})
+
+
+def wait(handler, job_id: str, until=lambda job: job["status"] in ("succeeded", "failed", "cancelled"),
+         timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = handler({"inputs": {"job_id": job_id}})
+        if until(answer["job"]):
+            return answer
+        time.sleep(0.01)
+    raise AssertionError(f"job {job_id} did not get there in {timeout} s: {answer}")
+
+
+def test_an_async_result_equals_the_synchronous_one(handler):
+    with_jobs(handler)
+    submitted = submit(handler, num_inference_steps=12)
+    assert submitted["ok"] is True and submitted["job"]["status"] == "queued" and submitted["job"]["position"] == 1
+    assert len(submitted["job"]["id"]) >= 22  # unguessable: 18 random bytes
+    steps = []
+    answer = wait(handler, submitted["job"]["id"], until=lambda job: steps.append(job["progress"]["step"]) or
+                  job["status"] == "succeeded")
+    assert steps == sorted(steps) and answer["job"]["progress"] == {"step": 12, "total": 12}
+    assert answer["job"]["position"] is None and answer["job"]["elapsed_s"] > 0
+    synchronous = handler({"inputs": {**SMALL, "num_inference_steps": 12}})
+    np.testing.assert_array_equal(zip_frames(answer), zip_frames(synchronous))
+    assert answer["diagnostics"]["seed"] == synchronous["diagnostics"]["seed"] == 4
+    assert wait(handler, submitted["job"]["id"]) == answer  # kept: polled again, the same answer
+
+
+def test_cancelling_a_running_job_stops_it_within_one_step(handler):
+    with_jobs(handler)
+    baseline = zip_frames(handler({"inputs": SMALL}))
+    job_id = submit(handler, num_inference_steps=100)["job"]["id"]
+    running = wait(handler, job_id, until=lambda job: job["progress"]["step"] >= 2)
+    assert running["job"]["status"] == "running" and running["job"]["eta_s"] is not None
+    cancelling = handler({"inputs": {"job_id": job_id, "cancel": True}})
+    asked_at = cancelling["job"]["progress"]["step"]
+    ended = wait(handler, job_id)
+    assert ended["job"]["status"] == "cancelled" and ended["error"]["type"] == "cancelled"
+    assert ended["job"]["progress"]["step"] <= asked_at + 1 < 100
+    np.testing.assert_array_equal(zip_frames(handler({"inputs": SMALL})), baseline)  # the model is free and right
+
+
+def test_a_cancelled_queued_job_never_starts(handler):
+    with_jobs(handler)
+    first = submit(handler, num_inference_steps=100)["job"]["id"]
+    second = submit(handler)["job"]
+    assert second["position"] == 1 or second["position"] == 2
+    cancelled = handler({"inputs": {"job_id": second["id"], "cancel": True}})
+    assert cancelled["job"]["status"] == "cancelled" and cancelled["job"]["progress"]["step"] == 0
+    handler({"inputs": {"job_id": first, "cancel": True}})
+    assert wait(handler, first)["job"]["status"] == "cancelled"
+    assert wait(handler, second["id"])["job"]["progress"] == {"step": 0, "total": None}
+
+
+def test_twenty_fast_submissions_are_all_accounted_for(handler):
+    with_jobs(handler, max_queued=5)
+    answers = [submit(handler, seed=i) for i in range(20)]
+    accepted = [a["job"]["id"] for a in answers if a["ok"]]
+    busy = [a for a in answers if not a["ok"]]
+    assert len(accepted) + len(busy) == 20 and 5 <= len(accepted) < 20
+    assert all(a["error"]["type"] == "busy" and "VIDEO_MAX_QUEUED" in a["error"]["message"] for a in busy)
+    finished = [wait(handler, job_id) for job_id in accepted]
+    assert all(a["job"]["status"] == "succeeded" for a in finished)
+    assert len({a["diagnostics"]["seed"] for a in finished}) == len(accepted)  # each its own request
+
+
+def test_results_expire_and_stay_under_the_byte_cap(handler):
+    one = submit(with_jobs(handler))["job"]["id"]
+    wait(handler, one)
+    size = handler.jobs.jobs[one].answer_bytes  # one answer's outputs (about the same for every seed)
+    with_jobs(handler, max_bytes=int(2.5 * size))
+    ids = [submit(handler, seed=i)["job"]["id"] for i in range(4)]
+    deadline = time.monotonic() + 60
+    while any(job.status in ("queued", "running") for job in handler.jobs.jobs.values()):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    kept = [job_id for job_id in ids if handler({"inputs": {"job_id": job_id}})["ok"]]
+    assert kept == ids[-2:]  # the oldest went first
+    assert sum(job.answer_bytes for job in handler.jobs.jobs.values()) <= 2.5 * size
+    gone = handler({"inputs": {"job_id": ids[0]}})
+    assert gone["ok"] is False and gone["error"]["field"] == "job_id"
+    with_jobs(handler, ttl_s=0.2)
+    job_id = submit(handler)["job"]["id"]
+    wait(handler, job_id)
+    time.sleep(0.3)
+    assert handler({"inputs": {"job_id": job_id}})["error"]["field"] == "job_id"
+
+
+def test_job_protocol_mistakes_answer_with_the_field(handler):
+    with_jobs(handler)
+    cases = [
+        ({"job_id": "no-such-job"}, "job_id", "unknown or expired"),
+        ({"job_id": 12}, "job_id", "unknown or expired"),
+        ({"job_id": "x", "prompt": "p"}, "prompt", "only job_id"),
+        ({"job_id": "x", "cancel": "yes"}, "cancel", "true or false"),
+        ({**SMALL, "async": "yes"}, "async", "true or false"),
+        ({**SMALL, "cancel": True}, "cancel", "needs the job_id"),
+        ({**SMALL, "webhook": "http://127.0.0.1/x"}, "webhook", "\"async\": true"),
+        ({**SMALL, "height": 100, "async": True}, "height", "multiple of 32"),  # refused, not queued
+        ({**SMALL, "async": True, "webhook": "http://127.0.0.1/x"}, "webhook", "webhooks are off"),
+    ]
+    for inputs, field, message in cases:
+        answer = handler({"inputs": inputs})
+        assert answer["ok"] is False and answer["error"]["field"] == field, (inputs, answer)
+        assert message in answer["error"]["message"], (inputs, answer)
+    assert not handler.jobs.jobs  # nothing was queued
+    assert handler({"inputs": {**SMALL, "async": False}})["ok"] is True  # async false: answered now
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    received: typing.ClassVar[list] = []
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append((self.path, dict(self.headers), body))
+        if self.path == "/redirect":
+            self.send_response(307)
+            self.send_header("Location", "/hook")
+        else:
+            self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def receiver():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    _Receiver.received = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", _Receiver.received
+    server.shutdown()
+
+
+def test_webhook_gets_the_signed_final_answer_only_on_listed_hosts(handler, receiver):
+    url, received = receiver
+    with_jobs(handler, webhook_hosts=("127.0.0.1",), webhook_secret=SECRET)
+    job_id = submit(handler, webhook=f"{url}/hook")["job"]["id"]
+    final = wait(handler, job_id)
+    deadline = time.monotonic() + 10
+    while not received and time.monotonic() < deadline:
+        time.sleep(0.02)
+    [(path, headers, body)] = received
+    assert path == "/hook" and headers["X-Video-Job-Id"] == job_id
+    assert headers[SIGNATURE_HEADER] == signature_of(body, SECRET)
+    assert json.loads(body) == final  # the answer a poll gives
+    for elsewhere in ("http://localhost/hook", "http://10.0.0.1/hook", "file:///etc/passwd", "http://127.0.0.2/x",
+                      "ftp://127.0.0.1/x", "http://127.0.0.1:notaport/x"):
+        refused = submit(handler, webhook=elsewhere)
+        assert refused["ok"] is False and refused["error"]["field"] == "webhook", (elsewhere, refused)
+    received.clear()
+    wait(handler, submit(handler, webhook=f"{url}/redirect")["job"]["id"])
+    time.sleep(0.5)
+    assert [path for path, _, _ in received] == ["/redirect"]  # a redirect is not followed
