@@ -2,7 +2,9 @@
 
 Frames go to the ffmpeg binary that `imageio-ffmpeg` bundles as one raw RGB stream on stdin:
 no temporary files of raw frames. The encoded file is written to a private temporary directory
-because the muxers need a seekable output (WebM cues, MP4 `+faststart`).
+because the muxers need a seekable output (WebM cues, MP4 `+faststart`). A clip's soundtrack
+(LTX-2) goes in as a second input, a WAV file of exactly the video's duration, and is muxed
+with the format's audio codec.
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ def encoder_threads() -> int:
 
 
 def command(clip: Clip, out_path: str, *, codec: str, codec_args: Sequence[str] = (),
-            pix_fmt: str = "yuv420p", even_size: bool = False) -> list[str]:
-    """The ffmpeg command line that reads `clip` as raw RGB on stdin and writes `out_path`."""
+            pix_fmt: str = "yuv420p", even_size: bool = False, audio_path: str | None = None,
+            audio_args: Sequence[str] = ()) -> list[str]:
+    """The ffmpeg command line that reads `clip` as raw RGB on stdin (and its soundtrack from
+    `audio_path`, encoded with `audio_args`) and writes `out_path`."""
     import imageio_ffmpeg  # here, not at import: GIF and ZIP work where the ffmpeg wheel is absent
 
     try:
@@ -42,22 +46,29 @@ def command(clip: Clip, out_path: str, *, codec: str, codec_args: Sequence[str] 
     except RuntimeError as exc:
         raise FfmpegError(f"no ffmpeg executable: {exc}") from exc
     filters = (_EVEN_SIZE_FILTER if even_size else "") + _COLOUR_FILTER.format(pix_fmt=pix_fmt)
+    audio = ["-map", "0:v", "-map", "1:a", *audio_args] if audio_path else ["-an"]
     return [
         ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
         "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{clip.width}x{clip.height}",
-        "-framerate", str(clip.fps), "-i", "pipe:0",
-        "-an", "-vf", filters, "-c:v", codec, *codec_args, "-threads", str(encoder_threads()),
+        "-framerate", str(clip.fps), "-i", "pipe:0", *(["-i", audio_path] if audio_path else []),
+        *audio, "-vf", filters, "-c:v", codec, *codec_args, "-threads", str(encoder_threads()),
         out_path,
     ]
 
 
 def encode(clip: Clip, *, codec: str, suffix: str, codec_args: Sequence[str] = (),
-           pix_fmt: str = "yuv420p", even_size: bool = False) -> bytes:
-    """Encode `clip` with `codec` into a file ending in `suffix` and return its bytes."""
+           pix_fmt: str = "yuv420p", even_size: bool = False, audio_args: Sequence[str] = ()) -> bytes:
+    """Encode `clip` with `codec` (its soundtrack, if any, with `audio_args`) into a file ending
+    in `suffix` and return its bytes."""
     with tempfile.TemporaryDirectory(prefix="video-encode-") as workdir:
         out_path = os.path.join(workdir, "out" + suffix)
+        soundtrack, audio_path = clip.soundtrack(), None
+        if soundtrack is not None:
+            audio_path = os.path.join(workdir, "audio.wav")
+            with open(audio_path, "wb") as wav:
+                wav.write(soundtrack.wav())
         cmd = command(clip, out_path, codec=codec, codec_args=codec_args, pix_fmt=pix_fmt,
-                      even_size=even_size)
+                      even_size=even_size, audio_path=audio_path, audio_args=audio_args)
         try:
             # the frames go in as one buffer without a copy; ffmpeg reads them as they are written
             done = subprocess.run(cmd, input=memoryview(clip.frames.data).cast("B"),

@@ -3,6 +3,8 @@ encodes and the options every format accepts."""
 
 from __future__ import annotations
 
+import io
+import wave
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -11,6 +13,42 @@ from pydantic import BaseModel, ConfigDict, Field
 
 MAX_FPS = 120
 """The highest rate any format plays: the bound of the request's `fps`; each format has its own."""
+
+
+@dataclass(frozen=True)
+class Audio:
+    """A soundtrack generated with the frames (LTX-2)."""
+
+    samples: np.ndarray
+    """`(channels, n)` float32 in [-1, 1]."""
+    sample_rate: int
+
+    @property
+    def channels(self) -> int:
+        return int(self.samples.shape[0])
+
+    @property
+    def seconds(self) -> float:
+        return self.samples.shape[1] / self.sample_rate
+
+    def fitted(self, seconds: float) -> Audio:
+        """Exactly `seconds` long (to the sample): cut, or padded with silence."""
+        length = round(seconds * self.sample_rate)
+        samples = self.samples[:, :length]
+        if samples.shape[1] < length:
+            samples = np.pad(samples, ((0, 0), (0, length - samples.shape[1])))
+        return Audio(np.ascontiguousarray(samples, dtype=np.float32), self.sample_rate)
+
+    def wav(self) -> bytes:
+        """16-bit PCM WAV (plays everywhere; the standard library writes it)."""
+        pcm = (np.clip(self.samples, -1.0, 1.0) * 32767).round().astype("<i2")
+        buffer = io.BytesIO()
+        with wave.open(buffer, "wb") as out:
+            out.setnchannels(self.channels)
+            out.setsampwidth(2)
+            out.setframerate(self.sample_rate)
+            out.writeframes(pcm.T.tobytes())  # interleaved: one sample of each channel per frame
+        return buffer.getvalue()
 
 
 @dataclass(frozen=True)
@@ -23,6 +61,16 @@ class Clip:
     """Playback rate for this output (the format's own `fps` option, else the request's)."""
     metadata: dict[str, Any] = field(default_factory=dict)
     """prompt, seed, mode, ...: written by formats that carry metadata (ZIP's manifest)."""
+    audio: Audio | None = None
+    """The soundtrack, for the formats that carry one; None for a model without audio."""
+
+    @property
+    def seconds(self) -> float:
+        return self.num_frames / self.fps
+
+    def soundtrack(self) -> Audio | None:
+        """The audio exactly as long as this clip plays (padded or cut), or None."""
+        return None if self.audio is None else self.audio.fitted(self.seconds)
 
     @property
     def num_frames(self) -> int:
@@ -75,6 +123,10 @@ class OutputFormat(Protocol):
     @property
     def MAX_FPS(self) -> int:
         """The highest playback rate it can carry; a higher `fps` is refused."""
+
+    @property
+    def NEEDS_AUDIO(self) -> bool:
+        """True for an audio-only format: refused (`unsupported`) for a model that makes no sound."""
 
     @property
     def Options(self) -> type[FormatOptions]:

@@ -23,6 +23,7 @@ from encoders.base import Clip, FormatOptions
 
 NAME, MIME, EXT = "gif", "image/gif", ".gif"
 MAX_FPS = 50  # GIF stores delays in 1/100 s, and browsers play 2 cs (50 fps) at the fastest
+NEEDS_AUDIO = False
 _COLOURS = 256
 _PALETTE_SAMPLE_FRAMES = 8  # frames the palette is learnt from (evenly spaced, half resolution)
 _KMEANS_SAMPLES, _KMEANS_ROUNDS = 20_000, 4

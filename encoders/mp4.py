@@ -10,6 +10,7 @@ Quality presets, as libx264 settings (constant quality):
 | best | `-preset slow -crf 18` (visually lossless for most content) |
 
 4:2:0 needs even sizes: an odd width or height is padded by one pixel (edge repeated).
+A soundtrack (LTX-2) is muxed as AAC-LC at 128 kb/s.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from encoders.base import Clip, VideoOptions
 
 NAME, MIME, EXT = "mp4", "video/mp4", ".mp4"
 MAX_FPS = 120  # H.264 in MP4 stores any rate; 120 bounds the work a request can ask for
+NEEDS_AUDIO = False
 
 PRESETS: dict[str, tuple[str, ...]] = {
     "fast": ("-preset", "veryfast", "-crf", "28"),
@@ -33,7 +35,8 @@ class Options(VideoOptions):
 
 def ffmpeg_args(options: Options) -> dict:
     return {"codec": "libx264", "even_size": True,
-            "codec_args": (*PRESETS[options.quality], "-profile:v", "high", "-movflags", "+faststart")}
+            "codec_args": (*PRESETS[options.quality], "-profile:v", "high", "-movflags", "+faststart"),
+            "audio_args": ("-c:a", "aac", "-b:a", "128k")}
 
 
 def encode(clip: Clip, options: Options) -> bytes:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from encoders.base import Audio
 from pipelines.lora import LoraAdapters
 from pipelines.memory import VaeTiling, free_gpu_bytes, set_tiling
 from video_endpoint.errors import InvalidRequest, OutOfMemory
@@ -82,6 +83,17 @@ class LoadedPipelines:
         return self.t2v if job.image is None else self.i2v
 
 
+@dataclass(frozen=True)
+class VideoWithAudio:
+    """What a family with sound (LTX-2) generates."""
+
+    video: torch.Tensor
+    """`(1, F, 3, H, W)` floats in [0, 1]"""
+    audio: torch.Tensor
+    """`(channels, samples)` floats in [-1, 1]"""
+    sample_rate: int
+
+
 class ModelFamily(Protocol):
     """What a family module provides; `pipelines/ltx.py` is the model to copy. The registry lists
     the modules as `ModelFamily`s, so the type checker holds each module to this."""
@@ -94,6 +106,10 @@ class ModelFamily(Protocol):
     def CLASS_NAMES(self) -> tuple[str, ...]:
         """The diffusers pipeline classes (`model_index.json` `_class_name`) it serves."""
 
+    @property
+    def AUDIO(self) -> bool:
+        """Whether it generates a soundtrack with the frames (`generate` returns `VideoWithAudio`)."""
+
     def load(self, source: str, class_name: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelines:
         """t2v and/or i2v, sharing weights where the checkpoint allows (`from_pipe`), None for a
         mode the checkpoint cannot do."""
@@ -104,8 +120,9 @@ class ModelFamily(Protocol):
     def temporal_ratio(self, pipelines: LoadedPipelines) -> int:
         """Valid frame counts are k * ratio + 1. Most families bind `vae_temporal_ratio`."""
 
-    def generate(self, pipelines: LoadedPipelines, job: GenerationJob, on_step: StepCallback) -> torch.Tensor:
-        """`(1, F, 3, H, W)` floats in [0, 1]."""
+    def generate(self, pipelines: LoadedPipelines, job: GenerationJob,
+                 on_step: StepCallback) -> torch.Tensor | VideoWithAudio:
+        """`(1, F, 3, H, W)` floats in [0, 1] (with the soundtrack where the family has one)."""
 
 
 def vae_temporal_ratio(pipelines: LoadedPipelines) -> int:
@@ -131,6 +148,11 @@ def run_pipeline(pipe: Any, job: GenerationJob, on_step: StepCallback, **family_
     `family_args` add to (or override) the arguments every video pipeline takes.
 
     Noise comes from a CPU generator, so a seed draws the same noise on every device."""
+    return call_pipeline(pipe, job, on_step, **family_args).frames
+
+
+def call_pipeline(pipe: Any, job: GenerationJob, on_step: StepCallback, **family_args: Any) -> Any:
+    """As `run_pipeline`, but the pipeline's whole output (LTX-2's has `.audio` beside `.frames`)."""
 
     def step_end(_pipe: Any, step: int, _timestep: Any, callback_kwargs: dict) -> dict:
         on_step(step + 1, job.num_inference_steps)
@@ -151,8 +173,7 @@ def run_pipeline(pipe: Any, job: GenerationJob, on_step: StepCallback, **family_
     if job.image is not None:
         args["image"] = job.image
     args.update(family_args)  # a family may add or override arguments
-    result = pipe(**args)
-    return result.frames
+    return pipe(**args)
 
 
 @dataclass
@@ -167,6 +188,8 @@ class Generated:
     """what decoding needed above what was allocated before it (CUDA only)"""
     vae_tiling: bool = False
     notes: list[str] = field(default_factory=list)
+    audio: Audio | None = None
+    """the soundtrack as generated (its own length; each output fits it to its duration)"""
 
 
 def frames_to_uint8(video: torch.Tensor, keep: int) -> np.ndarray:
@@ -291,7 +314,11 @@ class VideoModel:
         started = time.perf_counter()
         out_of_memory = False
         try:
-            video = self.family.generate(self.pipelines, job, record_step)
+            output = self.family.generate(self.pipelines, job, record_step)
+            video, audio = output, None
+            if isinstance(output, VideoWithAudio):
+                video, audio = output.video, Audio(output.audio.float().cpu().numpy(), output.sample_rate)
+            assert isinstance(video, torch.Tensor)
             frames = frames_to_uint8(video, keep_frames)
         except torch.cuda.OutOfMemoryError:
             out_of_memory = True
@@ -314,7 +341,8 @@ class VideoModel:
             "vae_decode": (finished - decode_started) * 1000,  # and the uint8 conversion
         }
         return Generated(frames=frames, generated_frames=job.num_frames, timing_ms=timing,
-                         peak_gpu_memory_mb=peak, vae_decode_gpu_memory_mb=decode_mb, vae_tiling=tiled)
+                         peak_gpu_memory_mb=peak, vae_decode_gpu_memory_mb=decode_mb, vae_tiling=tiled,
+                         audio=audio)
 
 
 @dataclass(frozen=True)

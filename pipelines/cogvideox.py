@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 FAMILY = "cogvideox"
 CLASS_NAMES = ("CogVideoXPipeline", "CogVideoXImageToVideoPipeline")
+AUDIO = False
 MAX_TEXT_TOKENS = 226  # the pipelines' max_sequence_length; the 2B transformer embeds that many
 
 

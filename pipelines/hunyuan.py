@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 FAMILY = "hunyuanvideo"
 CLASS_NAMES = ("HunyuanVideoPipeline", "HunyuanVideoImageToVideoPipeline")
+AUDIO = False
 
 
 def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelines:

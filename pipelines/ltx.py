@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 FAMILY = "ltx-video"
 CLASS_NAMES = ("LTXPipeline", "LTXImageToVideoPipeline")
+AUDIO = False
 # Recommended by Lightricks for the VAEs that condition decoding on a timestep (0.9.1 and later).
 _DECODE_TIMESTEP, _DECODE_NOISE_SCALE = 0.05, 0.025
 

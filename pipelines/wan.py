@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 FAMILY = "wan"
 CLASS_NAMES = ("WanPipeline", "WanImageToVideoPipeline")
+AUDIO = False
 
 
 def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelines:

@@ -94,6 +94,40 @@ class DecodedVideo:
     duration_s: float | None
 
 
+@dataclass
+class DecodedAudio:
+    codec: str
+    sample_rate: int
+    channels: int
+    samples: np.ndarray
+    """`(channels, n)` float32, decoded"""
+
+    @property
+    def seconds(self) -> float:
+        return self.samples.shape[1] / self.sample_rate
+
+
+def decode_audio(data: bytes) -> DecodedAudio:
+    """The first audio stream of a WebM/MP4/WAV file, decoded with PyAV (AssertionError if none)."""
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        assert container.streams.audio, "no audio stream"
+        stream = container.streams.audio[0]
+        chunks = [_as_float(frame.to_ndarray()) for frame in container.decode(stream)]
+        ctx = stream.codec_context
+        channels = ctx.channels if hasattr(ctx, "channels") else len(ctx.layout.channels)
+        # planar frames are (channels, n); packed ones (1, n * channels), interleaved
+        samples = np.concatenate([c if c.shape[0] == channels else c.reshape(-1, channels).T for c in chunks], 1)
+        return DecodedAudio(ctx.name, ctx.sample_rate, channels, samples)
+
+
+def _as_float(samples: np.ndarray) -> np.ndarray:
+    if samples.dtype.kind == "i":  # PCM integers: full scale is 2^(bits - 1)
+        return samples.astype(np.float32) / float(2 ** (8 * samples.dtype.itemsize - 1))
+    return samples.astype(np.float32)
+
+
 def decode_video(data: bytes) -> DecodedVideo:
     import av  # here: the GPU benchmark imports this module on a machine without PyAV
 

@@ -65,6 +65,10 @@ def plan(request: RequestFields, image: Image.Image | None, model: VideoModel) -
             f"model '{model.name}' ({model.family.FAMILY} {model.pipelines.class_name}) cannot do "
             + ("image-to-video: send the request without an image" if image is not None
                else "text-to-video: it animates an input image, send one in 'image'"), field="image")
+    for name in request.outputs:
+        if FORMATS[name].NEEDS_AUDIO and not model.family.AUDIO:
+            raise Unsupported(f"{name} is the soundtrack alone, and model '{model.name}' ({model.family.FAMILY}) "
+                              "generates none", field=f"outputs.{name}")
     notes = model.family.check_request(model.pipelines, request)
     ratio = model.family.temporal_ratio(model.pipelines)
     generated = smallest_valid_frames(request.num_frames, ratio)
@@ -120,7 +124,7 @@ def encode(generated: Generated, request: RequestFields, job: GenerationJob,
     encoder, not the sum. Base64 once at the end."""
     metadata = {"prompt": request.prompt, "negative_prompt": request.negative_prompt,
                 "seed": job.seed, "mode": job.mode}
-    tasks = {name: (name, Clip(generated.frames, output_fps(request, name), metadata),
+    tasks = {name: (name, Clip(generated.frames, output_fps(request, name), metadata, audio=generated.audio),
                     format_options(request, name)) for name in request.outputs}
     with timer.stage("encode"):
         if len(tasks) == 1:
@@ -162,6 +166,10 @@ def diagnostics(model: VideoModel, request: RequestFields, job: GenerationJob, g
         "timing_ms": {**timer.total(), **{f"generate.{k}": round(v, 2)
                                           for k, v in generated.timing_ms.items()}},
     }
+    if generated.audio is not None:
+        result["audio"] = {"sample_rate": generated.audio.sample_rate, "channels": generated.audio.channels,
+                           "seconds": round(request.num_frames / request.fps, 4),
+                           "generated_seconds": round(generated.audio.seconds, 4)}
     if generated.peak_gpu_memory_mb is not None:
         result["peak_gpu_memory_mb"] = round(generated.peak_gpu_memory_mb, 1)
         result["vae_decode_gpu_memory_mb"] = round(generated.vae_decode_gpu_memory_mb or 0.0, 1)

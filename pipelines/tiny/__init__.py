@@ -34,6 +34,7 @@ BUILDERS = {
     "tiny-hunyuan": "hunyuan:build_tiny",
     "tiny-hunyuan-i2v": "hunyuan:build_tiny_i2v",
     "tiny-hunyuan-i2v-33ch": "hunyuan:build_tiny_i2v_33ch",
+    "tiny-ltx2": "ltx2:build_tiny",
 }
 
 

@@ -22,7 +22,7 @@ ROOT = ENCODER_DIR.parent
 def test_every_format_module_is_registered_with_its_parts():
     modules = {p.stem for p in ENCODER_DIR.glob("*.py") if p.stem not in {"__init__", "base", "registry"}
                and not p.stem.startswith("_")}
-    assert modules == set(registry.FORMATS) == {"gif", "webm", "mp4", "zip"}
+    assert modules == set(registry.FORMATS) == {"gif", "webm", "mp4", "zip", "wav"}
     for name, module in registry.FORMATS.items():
         assert name == module.NAME and f".{name}" == module.EXT and "/" in module.MIME
         assert issubclass(module.Options, FormatOptions) and callable(module.encode)
@@ -48,7 +48,8 @@ def test_a_module_missing_part_of_the_contract_is_refused(monkeypatch):
     half = types.ModuleType("encoders.half")
     half.NAME, half.MIME, half.EXT = "half", "x/half", ".half"
     monkeypatch.setattr(registry.importlib, "import_module", lambda name: half)
-    with pytest.raises(ImportError, match=r"encoders/half.py is not an output format: it lacks MAX_FPS, Options"):
+    lacks = r"encoders/half.py is not an output format: it lacks MAX_FPS, NEEDS_AUDIO, Options"
+    with pytest.raises(ImportError, match=lacks):
         registry._load("half")
 
 
@@ -58,6 +59,7 @@ from encoders.base import Clip, FormatOptions
 
 NAME, MIME, EXT = "ppm", "image/x-portable-pixmap", ".ppm"
 MAX_FPS = 60
+NEEDS_AUDIO = False
 
 
 class Options(FormatOptions):
@@ -92,7 +94,7 @@ def test_a_new_format_is_one_module_plus_one_line(tmp_path, tiny_model_dir):
     registry_file = copy / "encoders" / "registry.py"
     before = registry_file.read_text().splitlines()
     registry_file.write_text(registry_file.read_text().replace(
-        'PLUGINS = ("gif", "webm", "mp4", "zip")', 'PLUGINS = ("gif", "webm", "mp4", "zip", "ppm")'))
+        'PLUGINS = ("gif", "webm", "mp4", "zip", "wav")', 'PLUGINS = ("gif", "webm", "mp4", "zip", "wav", "ppm")'))
     changed = [(a, b) for a, b in zip(before, registry_file.read_text().splitlines(), strict=True) if a != b]
     assert len(changed) == 1  # the one line
 

@@ -1,0 +1,66 @@
+"""LTX-2 (Lightricks): video with a synchronized soundtrack, `LTX2Pipeline` and
+`LTX2ImageToVideoPipeline` on one set of weights (`from_pipe`).
+
+Frame counts are 8k+1 and sizes multiples of 32 (the video VAE's ratios; the pipeline silently
+rounds other values down, so the handler asks for valid ones). The request maps onto the model:
+`fps` is the frame rate the model is conditioned on (the soundtrack is generated for
+num_frames / fps seconds); `guidance_scale` is classifier-free guidance for video and audio alike.
+Spatio-temporal guidance and modality guidance are off (`stg_scale` 0, `modality_scale` 1) and
+`use_cross_timestep` false: one batched pass per step, diffusers 0.39's behaviour, passed
+explicitly because later diffusers versions change these defaults. The prompt enhancer (which
+needs a large language model and a `processor`) is never used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+from diffusers import LTX2ImageToVideoPipeline, LTX2Pipeline
+
+from pipelines.base import (
+    GenerationJob,
+    LoadedPipelines,
+    StepCallback,
+    VideoWithAudio,
+    call_pipeline,
+    check_size_multiple,
+)
+
+if TYPE_CHECKING:
+    from video_endpoint.request_schema import RequestFields
+
+FAMILY = "ltx-2"
+CLASS_NAMES = ("LTX2Pipeline", "LTX2ImageToVideoPipeline")
+AUDIO = True
+_DECODE_TIMESTEP, _DECODE_NOISE_SCALE = 0.05, 0.025  # for a VAE that conditions decoding on a timestep
+
+
+def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelines:
+    t2v = LTX2Pipeline.from_pretrained(source, torch_dtype=dtype, device_map=device.type, use_safetensors=True)
+    t2v.set_progress_bar_config(disable=True)
+    i2v = LTX2ImageToVideoPipeline.from_pipe(t2v, torch_dtype=dtype)
+    i2v.set_progress_bar_config(disable=True)
+    return LoadedPipelines(t2v=t2v, i2v=i2v, class_name=class_name)
+
+
+def temporal_ratio(pipelines: LoadedPipelines) -> int:
+    return pipelines.any.vae_temporal_compression_ratio
+
+
+def check_request(pipelines: LoadedPipelines, request: RequestFields) -> list[str]:
+    check_size_multiple(request, pipelines.any.vae_spatial_compression_ratio, "LTX-2")
+    return []
+
+
+def generate(pipelines: LoadedPipelines, job: GenerationJob, on_step: StepCallback) -> VideoWithAudio:
+    pipe = pipelines.for_job(job)
+    extra: dict[str, Any] = {
+        "frame_rate": float(job.fps), "audio_guidance_scale": job.guidance_scale,
+        "stg_scale": 0.0, "modality_scale": 1.0, "audio_stg_scale": 0.0, "audio_modality_scale": 1.0,
+        "use_cross_timestep": False}
+    if pipe.vae.config.get("timestep_conditioning"):
+        extra.update(decode_timestep=_DECODE_TIMESTEP, decode_noise_scale=_DECODE_NOISE_SCALE)
+    output = call_pipeline(pipe, job, on_step, **extra)
+    return VideoWithAudio(video=output.frames, audio=output.audio[0],
+                          sample_rate=int(pipe.vocoder.config.output_sampling_rate))
