@@ -83,6 +83,18 @@ class LoadedPipelines:
         return self.t2v if job.image is None else self.i2v
 
 
+def load_both_modes(t2v_class: Any, i2v_class: Any, source: str, class_name: str, device: torch.device,
+                    dtype: torch.dtype) -> LoadedPipelines:
+    """A checkpoint whose one set of weights does both modes: the text-to-video pipeline loaded
+    (safetensors only, no remote code), image-to-video derived from it with `from_pipe`."""
+    t2v = t2v_class.from_pretrained(source, torch_dtype=dtype, device_map=device.type, use_safetensors=True)
+    t2v.set_progress_bar_config(disable=True)  # progress is reported through on_step
+    # from_pipe casts the shared modules to its own dtype argument (float32 when absent)
+    i2v = i2v_class.from_pipe(t2v, torch_dtype=dtype)
+    i2v.set_progress_bar_config(disable=True)
+    return LoadedPipelines(t2v=t2v, i2v=i2v, class_name=class_name)
+
+
 @dataclass(frozen=True)
 class VideoWithAudio:
     """What a family with sound (LTX-2) generates."""

@@ -16,7 +16,7 @@ from diffusers import (
     LTXPipeline,
 )
 
-from pipelines.base import GenerationJob, LoadedPipelines, StepCallback, run_pipeline
+from pipelines.base import GenerationJob, LoadedPipelines, StepCallback, load_both_modes, run_pipeline
 from video_endpoint.errors import InvalidRequest
 
 if TYPE_CHECKING:
@@ -31,12 +31,7 @@ _DECODE_TIMESTEP, _DECODE_NOISE_SCALE = 0.05, 0.025
 
 def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelines:
     """Load from a local diffusers directory or a Hub id (safetensors only, no remote code)."""
-    t2v = LTXPipeline.from_pretrained(source, torch_dtype=dtype, device_map=device.type, use_safetensors=True)
-    t2v.set_progress_bar_config(disable=True)  # progress is reported through on_step
-    # from_pipe casts the shared modules to its own dtype argument (float32 when absent)
-    i2v = LTXImageToVideoPipeline.from_pipe(t2v, torch_dtype=dtype)
-    i2v.set_progress_bar_config(disable=True)
-    return LoadedPipelines(t2v=t2v, i2v=i2v, class_name=class_name)
+    return load_both_modes(LTXPipeline, LTXImageToVideoPipeline, source, class_name, device, dtype)
 
 
 def temporal_ratio(pipelines: LoadedPipelines) -> int:

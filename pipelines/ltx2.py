@@ -25,6 +25,7 @@ from pipelines.base import (
     VideoWithAudio,
     call_pipeline,
     check_size_multiple,
+    load_both_modes,
 )
 
 if TYPE_CHECKING:
@@ -37,11 +38,7 @@ _DECODE_TIMESTEP, _DECODE_NOISE_SCALE = 0.05, 0.025  # for a VAE that conditions
 
 
 def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelines:
-    t2v = LTX2Pipeline.from_pretrained(source, torch_dtype=dtype, device_map=device.type, use_safetensors=True)
-    t2v.set_progress_bar_config(disable=True)
-    i2v = LTX2ImageToVideoPipeline.from_pipe(t2v, torch_dtype=dtype)
-    i2v.set_progress_bar_config(disable=True)
-    return LoadedPipelines(t2v=t2v, i2v=i2v, class_name=class_name)
+    return load_both_modes(LTX2Pipeline, LTX2ImageToVideoPipeline, source, class_name, device, dtype)
 
 
 def temporal_ratio(pipelines: LoadedPipelines) -> int:

@@ -39,7 +39,7 @@ def test_source_prefers_the_path_then_the_environment_then_the_default(tmp_path,
 
 def test_unknown_pipeline_class_names_the_supported_ones(tmp_path):
     (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
-    with pytest.raises(ModelLoadError, match=r"StableDiffusionPipeline.*HunyuanVideoPipeline, LTX2ImageToVideoPipeline"):
+    with pytest.raises(ModelLoadError, match=r"StableDiffusionPipeline.*HunyuanVideoPipeline, LTX2ImageToVideo"):
         registry.load_model(tmp_path)
 
 
