@@ -95,6 +95,18 @@ def load_both_modes(t2v_class: Any, i2v_class: Any, source: str, class_name: str
     return LoadedPipelines(t2v=t2v, i2v=i2v, class_name=class_name)
 
 
+def load_one_mode(t2v_class: Any, i2v_class: Any, source: str, class_name: str, device: torch.device,
+                  dtype: torch.dtype, **from_pretrained: Any) -> LoadedPipelines:
+    """A family whose text-to-video and image-to-video checkpoints are separate (own transformers):
+    the class the checkpoint names, serving its one mode."""
+    image_to_video = class_name == i2v_class.__name__
+    pipe = (i2v_class if image_to_video else t2v_class).from_pretrained(
+        source, torch_dtype=dtype, device_map=device.type, use_safetensors=True, **from_pretrained)
+    pipe.set_progress_bar_config(disable=True)  # progress is reported through on_step
+    return LoadedPipelines(t2v=None if image_to_video else pipe, i2v=pipe if image_to_video else None,
+                           class_name=class_name)
+
+
 @dataclass(frozen=True)
 class VideoWithAudio:
     """What a family with sound (LTX-2) generates."""

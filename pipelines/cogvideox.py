@@ -23,6 +23,7 @@ from pipelines.base import (
     LoadedPipelines,
     StepCallback,
     check_size_multiple,
+    load_one_mode,
     run_pipeline,
     vae_temporal_ratio,
 )
@@ -38,12 +39,7 @@ MAX_TEXT_TOKENS = 226  # the pipelines' max_sequence_length; the 2B transformer 
 
 
 def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelines:
-    cls = CogVideoXImageToVideoPipeline if class_name == "CogVideoXImageToVideoPipeline" else CogVideoXPipeline
-    pipe = cls.from_pretrained(source, torch_dtype=dtype, device_map=device.type, use_safetensors=True)
-    pipe.set_progress_bar_config(disable=True)
-    if cls is CogVideoXImageToVideoPipeline:
-        return LoadedPipelines(t2v=None, i2v=pipe, class_name=class_name)
-    return LoadedPipelines(t2v=pipe, i2v=None, class_name=class_name)
+    return load_one_mode(CogVideoXPipeline, CogVideoXImageToVideoPipeline, source, class_name, device, dtype)
 
 
 def check_request(pipelines: LoadedPipelines, request: RequestFields) -> list[str]:

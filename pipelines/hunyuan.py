@@ -31,6 +31,7 @@ from pipelines.base import (
     LoadedPipelines,
     StepCallback,
     check_size_multiple,
+    load_one_mode,
     run_pipeline,
     vae_temporal_ratio,
 )
@@ -45,18 +46,12 @@ AUDIO = False
 
 def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelines:
     # no from_pipe between the two: the I2V checkpoint has its own transformer and a LLaVA text encoder
-    image_to_video = class_name == "HunyuanVideoImageToVideoPipeline"
-    pipeline_class = HunyuanVideoImageToVideoPipeline if image_to_video else HunyuanVideoPipeline
     # The Llama 3 tokenizer is byte-level BPE filed as "LlamaTokenizerFast"; transformers 5's
     # LlamaTokenizer swaps its pre-tokenizer for SentencePiece's and drops every space of the prompt
     # (transformers#45488). The generic fast tokenizer reads tokenizer.json as it is, on 4.x and 5.x.
     tokenizer = PreTrainedTokenizerFast.from_pretrained(source, subfolder="tokenizer")
-    pipe = pipeline_class.from_pretrained(source, tokenizer=tokenizer, torch_dtype=dtype, device_map=device.type,
-                                          use_safetensors=True)
-    pipe.set_progress_bar_config(disable=True)
-    if image_to_video:
-        return LoadedPipelines(t2v=None, i2v=pipe, class_name=class_name)
-    return LoadedPipelines(t2v=pipe, i2v=None, class_name=class_name)
+    return load_one_mode(HunyuanVideoPipeline, HunyuanVideoImageToVideoPipeline, source, class_name, device, dtype,
+                         tokenizer=tokenizer)
 
 
 def _guidance_embedded(pipelines: LoadedPipelines) -> bool:

@@ -12,14 +12,14 @@ from pathlib import Path
 import torch
 from diffusers import DiffusionPipeline
 
-from pipelines import cogvideox, hunyuan, lora, ltx, ltx2, memory, speed, tiny, wan
+from pipelines import cogvideox, hunyuan, hunyuan15, lora, ltx, ltx2, memory, speed, tiny, wan
 from pipelines.base import ModelFamily, VideoModel, pick_device_and_dtype
 from video_endpoint import settings
 from video_endpoint.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
 
-FAMILIES: tuple[ModelFamily, ...] = (ltx, wan, cogvideox, hunyuan, ltx2)
+FAMILIES: tuple[ModelFamily, ...] = (ltx, wan, cogvideox, hunyuan, ltx2, hunyuan15)
 BY_CLASS_NAME: dict[str, ModelFamily] = {name: family for family in FAMILIES for name in family.CLASS_NAMES}
 
 

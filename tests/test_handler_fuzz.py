@@ -87,9 +87,10 @@ def test_fuzzed_payloads_get_an_answer_and_the_handler_keeps_serving(fuzz_handle
 
 
 
+VIDEO_FORMATS = [name for name, module in FORMATS.items() if not module.NEEDS_AUDIO]  # the tiny LTX makes no sound
 valid_requests = st.fixed_dictionaries(
     {"prompt": st.text(min_size=1, max_size=40).filter(str.strip),
-     "outputs": st.lists(st.sampled_from(list(FORMATS)), min_size=1, max_size=len(FORMATS), unique=True),
+     "outputs": st.lists(st.sampled_from(VIDEO_FORMATS), min_size=1, max_size=len(VIDEO_FORMATS), unique=True),
      "num_frames": st.integers(1, 9), "height": st.sampled_from([32, 64]), "width": st.sampled_from([32, 64]),
      "num_inference_steps": st.integers(2, 3), "seed": st.integers(0, 2**63 - 1)},
     optional={"fps": st.integers(1, 50), "negative_prompt": st.text(max_size=20),

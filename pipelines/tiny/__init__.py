@@ -35,6 +35,8 @@ BUILDERS = {
     "tiny-hunyuan-i2v": "hunyuan:build_tiny_i2v",
     "tiny-hunyuan-i2v-33ch": "hunyuan:build_tiny_i2v_33ch",
     "tiny-ltx2": "ltx2:build_tiny",
+    "tiny-hunyuan15": "hunyuan15:build_tiny_t2v",
+    "tiny-hunyuan15-i2v": "hunyuan15:build_tiny_i2v",
 }
 
 
