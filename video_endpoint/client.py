@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-FINISHED = ("succeeded", "failed", "cancelled")
+FINISHED = ("succeeded", "failed", "cancelled")  # as video_endpoint.jobs says; not imported: it would load torch
 
 
 class EndpointError(Exception):

@@ -14,7 +14,7 @@ from pipelines.registry import load_model
 from video_endpoint import stages
 from video_endpoint.errors import HandlerError, InvalidRequest
 from video_endpoint.jobs import JOB_KEYS, JobQueue, JobSettings
-from video_endpoint.request_schema import Limits
+from video_endpoint.request_schema import Limits, shown_name
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class EndpointHandler:
             if "job_id" in inputs:
                 extra = sorted(set(inputs) - {"job_id", "cancel"}, key=str)
                 if extra:
-                    raise InvalidRequest("a job poll takes only job_id (and cancel)", field=str(extra[0])[:40])
+                    raise InvalidRequest("a job poll takes only job_id (and cancel)", field=shown_name(extra[0]))
                 cancel = inputs.get("cancel", False)
                 if not isinstance(cancel, bool):
                     raise InvalidRequest("cancel must be true or false", field="cancel")

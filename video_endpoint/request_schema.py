@@ -191,7 +191,7 @@ def _inputs_of(data: Any) -> dict[str, Any]:
         raise InvalidRequest("inputs must be an object (or the prompt as a string)", field="inputs")
     both = sorted(set(inputs) & set(parameters))
     if both:
-        raise InvalidRequest(f"'{_shown(both[0])}' is given in both inputs and parameters; give it once",
+        raise InvalidRequest(f"'{shown_name(both[0])}' is given in both inputs and parameters; give it once",
                              field=_field_path((both[0],)))
     return {**parameters, **inputs}
 
@@ -202,7 +202,7 @@ _SHOWN_NAME_CHARS = 40
 _MAX_DETAILS = 10
 
 
-def _shown(name: object) -> str:
+def shown_name(name: object) -> str:
     """A client-sent name as error answers show it: 40 characters at most, anything but letters,
     digits and `_.-` as `?` (an empty key shows as "")."""
     text = str(name)
@@ -215,7 +215,7 @@ def _shown(name: object) -> str:
 def _field_path(loc: tuple[Any, ...]) -> str | None:
     """Dotted names; a list index stays where a name follows it (`loras.0.scale`), not at the end
     (`outputs`: the message says which item)."""
-    names = [_shown(part) for i, part in enumerate(loc) if not isinstance(part, int) or i < len(loc) - 1]
+    names = [shown_name(part) for i, part in enumerate(loc) if not isinstance(part, int) or i < len(loc) - 1]
     return ".".join(names) or None
 
 
@@ -238,7 +238,7 @@ def _invalid_from(exc: ValidationError) -> InvalidRequest:
     if first["type"] == "extra_forbidden":
         key = str(loc[-1])
         close = difflib.get_close_matches(key, _known_fields(loc), n=1, cutoff=0.6) if len(key) < 64 else []
-        message = f"unknown field '{_shown(key)}'" + (f"; did you mean '{close[0]}'?" if close else "")
+        message = f"unknown field '{shown_name(key)}'" + (f"; did you mean '{close[0]}'?" if close else "")
     else:
         message = first["msg"]
         index = next((part for part in loc if isinstance(part, int)), None)

@@ -128,6 +128,7 @@ def test_job_protocol_mistakes_answer_with_the_field(handler):
         ({"job_id": "no-such-job"}, "job_id", "unknown or expired"),
         ({"job_id": 12}, "job_id", "unknown or expired"),
         ({"job_id": "x", "prompt": "p"}, "prompt", "only job_id"),
+        ({"job_id": "x", "<b>" + "k" * 100: 1}, "?b?" + "k" * 37 + "...", "only job_id"),  # names shown safely
         ({"job_id": "x", "cancel": "yes"}, "cancel", "true or false"),
         ({**SMALL, "async": "yes"}, "async", "true or false"),
         ({**SMALL, "cancel": True}, "cancel", "needs the job_id"),
