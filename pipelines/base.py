@@ -182,22 +182,22 @@ def call_pipeline(pipe: Any, job: GenerationJob, on_step: StepCallback, **family
         on_step(step + 1, job.num_inference_steps)
         return callback_kwargs
 
-    args: dict[str, Any] = dict(
-        prompt=job.prompt,
-        negative_prompt=job.negative_prompt,
-        height=job.height,
-        width=job.width,
-        num_frames=job.num_frames,
-        num_inference_steps=job.num_inference_steps,
-        guidance_scale=job.guidance_scale,
-        generator=torch.Generator("cpu").manual_seed(job.seed),
-        output_type="pt",
-        callback_on_step_end=step_end,
-    )
-    if job.image is not None:
-        args["image"] = job.image
+    args = {**common_args(job), "height": job.height, "width": job.width, "guidance_scale": job.guidance_scale,
+            "callback_on_step_end": step_end}
     args.update(family_args)  # a family may add or override arguments
     return pipe(**args)
+
+
+def common_args(job: GenerationJob) -> dict[str, Any]:
+    """The arguments every diffusers video pipeline takes (some take no size, guidance or callback).
+    Noise comes from a CPU generator, so a seed draws the same noise on every device."""
+    args: dict[str, Any] = dict(
+        prompt=job.prompt, negative_prompt=job.negative_prompt, num_frames=job.num_frames,
+        num_inference_steps=job.num_inference_steps, generator=torch.Generator("cpu").manual_seed(job.seed),
+        output_type="pt")
+    if job.image is not None:
+        args["image"] = job.image
+    return args
 
 
 @dataclass

@@ -23,6 +23,7 @@ from pipelines.base import (
     LoadedPipelines,
     StepCallback,
     check_size_multiple,
+    common_args,
     load_one_mode,
     vae_temporal_ratio,
 )
@@ -51,10 +52,7 @@ def check_request(pipelines: LoadedPipelines, request: RequestFields) -> list[st
 
 def generate(pipelines: LoadedPipelines, job: GenerationJob, on_step: StepCallback) -> torch.Tensor:
     pipe = pipelines.for_job(job)
-    args: dict[str, Any] = dict(
-        prompt=job.prompt, negative_prompt=job.negative_prompt, num_frames=job.num_frames,
-        num_inference_steps=job.num_inference_steps, generator=torch.Generator("cpu").manual_seed(job.seed),
-        output_type="pt")
+    args = common_args(job)  # no guidance_scale, no step callback: these pipelines take neither
     pipe.guider.guidance_scale = job.guidance_scale  # read at every step of this call (under the model lock)
     steps_done = 0
     scheduler_step = pipe.scheduler.step
@@ -69,8 +67,7 @@ def generate(pipelines: LoadedPipelines, job: GenerationJob, on_step: StepCallba
     pipe.scheduler.step = step_and_report
     if job.image is None:
         args.update(height=job.height, width=job.width)
-    else:
-        args["image"] = job.image
+    else:  # the image-to-video pipeline takes no size
         pipe.video_processor.calculate_default_height_width = lambda **_: (job.height, job.width)
     try:
         return pipe(**args).frames

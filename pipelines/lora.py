@@ -169,11 +169,9 @@ def _state_dict(pipe: Any, name: str, source: str) -> dict[str, torch.Tensor]:
     if source.endswith(".safetensors"):
         if not Path(source).is_file():
             raise LoraLoadError(f"LoRA adapter '{name}': file {source} does not exist")
-        raw = load_file(source)
+        converted = pipe.lora_state_dict(load_file(source))  # other trainers' layouts -> diffusers'
     else:
-        raw = pipe.lora_state_dict(source, use_safetensors=True)
-        raw = raw[0] if isinstance(raw, tuple) else raw
-    converted = pipe.lora_state_dict(raw)  # other trainers' layouts -> diffusers'
+        converted = pipe.lora_state_dict(source, use_safetensors=True)  # read and converted
     return converted[0] if isinstance(converted, tuple) else converted
 
 

@@ -220,7 +220,7 @@ class JobQueue:
                 self.seconds_per_job = time.monotonic() - (job.started or time.monotonic())
                 self._finish(job, status, answer)
                 final = self.answer_for(job) if job.webhook else None
-            if job.webhook and final is not None:
+            if final is not None:
                 threading.Thread(target=self.send_webhook, args=(job.webhook, final), daemon=True).start()
 
     def _run(self, job: Job) -> dict[str, Any]:
