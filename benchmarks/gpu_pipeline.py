@@ -53,6 +53,7 @@ from diffusers.utils import export_to_gif  # noqa: E402
 from benchmarks import request_profile  # noqa: E402
 from handler import EndpointHandler  # noqa: E402
 from pipelines import tiny  # noqa: E402
+from pipelines.base import dtype_argument  # noqa: E402
 from tests.media import psnr, ssim, zip_frames  # noqa: E402
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0}  # dense, vendor sheets
@@ -167,8 +168,9 @@ def load_plain(directory: Path, device: str):
     if DiffusionPipeline.load_config(directory)["_class_name"] == "WanPipeline":
         from diffusers import AutoencoderKLWan
 
-        extra_load["vae"] = AutoencoderKLWan.from_pretrained(directory, subfolder="vae", torch_dtype=torch.float32)
-    pipe = DiffusionPipeline.from_pretrained(directory, torch_dtype=dtype, **extra_load).to(device)
+        extra_load["vae"] = AutoencoderKLWan.from_pretrained(directory, subfolder="vae",
+                                                             **dtype_argument(torch.float32))
+    pipe = DiffusionPipeline.from_pretrained(directory, **dtype_argument(dtype), **extra_load).to(device)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import diffusers
 import numpy as np
 import torch
+from packaging.version import Version
 from PIL import Image
 
 from encoders.base import Audio
@@ -29,6 +31,17 @@ logger = logging.getLogger(__name__)
 
 StepCallback = Callable[[int, int], None]
 """on_step(step_done, total_steps): called after each denoising step."""
+
+
+# The one API that differs between the library generations this project supports (README "Deploy"):
+# diffusers 0.40 renamed from_pretrained's and from_pipe's `torch_dtype` to `dtype` (the old name warns
+# and goes in 1.0); diffusers 0.39 ignores `dtype` and would load float32 weights on a GPU.
+DTYPE_KEYWORD = "dtype" if Version(diffusers.__version__) >= Version("0.40") else "torch_dtype"
+
+
+def dtype_argument(dtype: torch.dtype) -> dict[str, torch.dtype]:
+    """The weights' dtype as this diffusers' loaders take it: `**dtype_argument(torch.bfloat16)`."""
+    return {DTYPE_KEYWORD: dtype}
 
 
 def pick_device_and_dtype() -> tuple[torch.device, torch.dtype]:
@@ -87,10 +100,10 @@ def load_both_modes(t2v_class: Any, i2v_class: Any, source: str, class_name: str
                     dtype: torch.dtype) -> LoadedPipelines:
     """A checkpoint whose one set of weights does both modes: the text-to-video pipeline loaded
     (safetensors only, no remote code), image-to-video derived from it with `from_pipe`."""
-    t2v = t2v_class.from_pretrained(source, torch_dtype=dtype, device_map=device.type, use_safetensors=True)
+    t2v = t2v_class.from_pretrained(source, **dtype_argument(dtype), device_map=device.type, use_safetensors=True)
     t2v.set_progress_bar_config(disable=True)  # progress is reported through on_step
     # from_pipe casts the shared modules to its own dtype argument (float32 when absent)
-    i2v = i2v_class.from_pipe(t2v, torch_dtype=dtype)
+    i2v = i2v_class.from_pipe(t2v, **dtype_argument(dtype))
     i2v.set_progress_bar_config(disable=True)
     return LoadedPipelines(t2v=t2v, i2v=i2v, class_name=class_name)
 
@@ -101,7 +114,7 @@ def load_one_mode(t2v_class: Any, i2v_class: Any, source: str, class_name: str, 
     the class the checkpoint names, serving its one mode."""
     image_to_video = class_name == i2v_class.__name__
     pipe = (i2v_class if image_to_video else t2v_class).from_pretrained(
-        source, torch_dtype=dtype, device_map=device.type, use_safetensors=True, **from_pretrained)
+        source, **dtype_argument(dtype), device_map=device.type, use_safetensors=True, **from_pretrained)
     pipe.set_progress_bar_config(disable=True)  # progress is reported through on_step
     return LoadedPipelines(t2v=None if image_to_video else pipe, i2v=pipe if image_to_video else None,
                            class_name=class_name)

@@ -27,6 +27,7 @@ from pipelines.base import (
     LoadedPipelines,
     StepCallback,
     check_size_multiple,
+    dtype_argument,
     run_pipeline,
     vae_temporal_ratio,
 )
@@ -40,16 +41,16 @@ AUDIO = False
 
 
 def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelines:
-    vae = AutoencoderKLWan.from_pretrained(source, subfolder="vae", torch_dtype=torch.float32,
+    vae = AutoencoderKLWan.from_pretrained(source, subfolder="vae", **dtype_argument(torch.float32),
                                            use_safetensors=True, device_map=device.type)
-    common = dict(vae=vae, torch_dtype=dtype, device_map=device.type, use_safetensors=True)
+    common = dict(vae=vae, **dtype_argument(dtype), device_map=device.type, use_safetensors=True)
     if class_name == "WanImageToVideoPipeline":
         i2v = WanImageToVideoPipeline.from_pretrained(source, **common)
         t2v = None
     else:
         t2v = WanPipeline.from_pretrained(source, **common)
         # only a checkpoint trained for both (expand_timesteps: Wan 2.2 TI2V) animates images
-        i2v = WanImageToVideoPipeline.from_pipe(t2v, torch_dtype=dtype) if t2v.config.expand_timesteps else None
+        i2v = WanImageToVideoPipeline.from_pipe(t2v, **dtype_argument(dtype)) if t2v.config.expand_timesteps else None
         if i2v is not None:
             i2v.vae.to(torch.float32)  # from_pipe cast the shared VAE to `dtype`: back to float32
     for pipe in (t2v, i2v):

@@ -11,10 +11,11 @@ from typing import Any
 from pipelines import speed
 from pipelines.base import StepCallback
 from pipelines.registry import load_model
-from video_endpoint import stages
+from video_endpoint import settings, stages
 from video_endpoint.errors import HandlerError, InvalidRequest
 from video_endpoint.jobs import JOB_KEYS, JobQueue, JobSettings
 from video_endpoint.request_schema import Limits, shown_name
+from video_endpoint.server_logs import redact_request_payloads
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +26,8 @@ class EndpointHandler:
         or $VIDEO_MODEL_ID (a Hub id, a directory, or `tiny`; see README), else the default Hub id.
         Raises `ModelLoadError` naming what was looked for."""
         self.limits = limits or Limits.from_env()
+        if not settings.read_flag("VIDEO_LOG_PAYLOADS"):
+            redact_request_payloads()
         self.model = load_model(path, model_id)
         # asynchronous jobs (`"async": true`): their worker thread starts with the first one
         self.jobs = JobQueue(run=lambda data, on_step: self(data, on_step=on_step), config=JobSettings.from_env())

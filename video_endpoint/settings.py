@@ -51,6 +51,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("XDG_CACHE_HOME", "", "the cache root under which `tiny` models are built, in "
             "`video-endpoint/` (the freedesktop variable; Hub downloads follow `HF_HOME` instead)", "model",
             shown_default="`~/.cache`"),
+    Setting("VIDEO_LOG_PAYLOADS", "0", "`1`: let hf-serve log each request's payload (prompt, base64 image) as it "
+            "does by default; `0`: its `Received request with:` line keeps the request id and the payload's length "
+            "only", "model"),
     Setting("VIDEO_MAX_FRAMES", "257", "most `num_frames` per request", "limits"),
     Setting("VIDEO_MAX_PIXELS", "1048576", "most height × width", "limits"),
     Setting("VIDEO_MAX_VIDEO_PIXELS", "160000000", "most `num_frames` × height × width", "limits"),

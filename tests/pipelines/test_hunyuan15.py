@@ -81,6 +81,8 @@ def test_the_tiny_tokenizer_puts_the_prompt_where_the_pipeline_cuts():
 
     tokenizer = qwen_tokenizer()
     system = inspect.signature(HunyuanVideo15Pipeline._get_mllm_prompt_embeds).parameters["system_message"].default
-    [ids] = tokenizer.apply_chat_template(format_text_input(["a red kite"], system), add_generation_prompt=True)
+    # return_dict=False: the ids themselves (transformers 5 answers a BatchEncoding by default, 4.x the ids)
+    [ids] = tokenizer.apply_chat_template(format_text_input(["a red kite"], system), add_generation_prompt=True,
+                                          return_dict=False)
     prompt = tokenizer("a red kite", add_special_tokens=False)["input_ids"]
     assert ids[108:108 + len(prompt)] == prompt
