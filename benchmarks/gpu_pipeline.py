@@ -6,7 +6,7 @@
     python benchmarks/gpu_pipeline.py --model ltx-2b --text-encoder-layers 4 --out ltx.json
     python benchmarks/gpu_pipeline.py --model wan-1.3b --sizes 512x512x32,832x480x81
 
-On a fresh GPU machine, `bash scripts/gpu_bench.sh` runs it within the device budget.
+On a fresh GPU machine, `bash scripts/gpu_bench.sh` runs it with a timeout per part.
 
 `ltx-2b` builds LTX-Video 2B with random weights from the real configs (the diffusers classes'
 defaults are the 2B model: 28 blocks of width 2048; the 0.9.0 VAE; a T5-XXL-sized encoder);

@@ -6,8 +6,8 @@
 # Here first: `bash scripts/gpu_wheels.sh` (the wheels the GPU image lacks, into .whl/). Then one
 # device call with carry [".whl"] and timeout_s 600:  bash scripts/gpu_bench.sh [PART ...]
 #
-# Parts (default: ltx wan-cache, 9 minutes at most; one call has 10 minutes, a session's device time
-# 15 minutes with the machine's ~1-2 min start: pick parts that sum to under ~9 minutes):
+# Parts (default: ltx wan-cache, 9 minutes at most, each with its own timeout; pick parts whose
+# limits sum to what one device call may run):
 #   tests      pytest -m gpu                                                          <= 45 s
 #   ltx        LTX-Video 2B with its full 24-layer T5-XXL, 512x512x32 and 768x512x121,
 #              then --profile at 768x512x121 (repeats, each output's share, a trace)  <= 300 s
