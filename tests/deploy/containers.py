@@ -140,13 +140,11 @@ def as_container_user(command: list[str], writable: list[Path]) -> list[str]:
 
 def read_only(repo: Path) -> None:
     """The repository as the DLC mounts it: root's, mode 755 (read-only for its user)."""
+    owner_writes = os.geteuid() == 0  # else the current user owns it: take its write bits too
     for path in (repo, *repo.rglob("*")):
         if not path.is_symlink():
-            path.chmod(0o755 if path.is_dir() else 0o644)
-    if os.geteuid() != 0:  # the current user owns it: take its write bits too
-        for path in (repo, *repo.rglob("*")):
-            if not path.is_symlink():
-                path.chmod(path.stat().st_mode & ~0o222)
+            mode = 0o755 if path.is_dir() else 0o644
+            path.chmod(mode if owner_writes else mode & ~0o222)
 
 
 def lay_out(repo: Path, model_dir: Path, container: str) -> str:
@@ -273,18 +271,22 @@ SMALL_JOB = {"prompt": "waves", "height": 64, "width": 96, "num_frames": 9, "num
              "outputs": ["gif"]}
 
 
-def check_job_to_completion(url: str, route: str = "") -> dict:
-    """A job submitted, polled until it ends, and its GIF decoded; returns the final answer."""
-    target = f"{url}{route}"
-    submitted = httpx.post(target, json={"inputs": {**SMALL_JOB, "async": True}}, timeout=60).json()
-    assert submitted["ok"] is True and submitted["job"]["status"] in ("queued", "running"), submitted
-    deadline = time.monotonic() + 120
+def poll_job(url: str, job_id: str, timeout: float = 120, every: float = 0.2) -> dict:
+    """The job's answer once it is no longer queued or running."""
+    deadline = time.monotonic() + timeout
     while True:
-        answer = httpx.post(target, json={"inputs": {"job_id": submitted["job"]["id"]}}, timeout=60).json()
+        answer = httpx.post(url, json={"inputs": {"job_id": job_id}}, timeout=60).json()
         if answer["job"]["status"] not in ("queued", "running"):
-            break
+            return answer
         assert time.monotonic() < deadline, answer
-        time.sleep(0.2)
+        time.sleep(every)
+
+
+def check_job_to_completion(url: str) -> dict:
+    """A job submitted, polled until it ends, and its GIF decoded; returns the final answer."""
+    submitted = httpx.post(url, json={"inputs": {**SMALL_JOB, "async": True}}, timeout=60).json()
+    assert submitted["ok"] is True and submitted["job"]["status"] in ("queued", "running"), submitted
+    answer = poll_job(url, submitted["job"]["id"])
     assert answer["job"]["status"] == "succeeded", answer
     assert answer["job"]["progress"] == {"step": 4, "total": 4}
     assert decode_gif(base64.b64decode(answer["outputs"]["gif_base64"])).frames.shape == (9, 64, 96, 3)
