@@ -305,7 +305,16 @@ class VideoModel:
                  on_step: StepCallback | None = None) -> Generated:
         with self._lock:
             if self.loras is not None:
-                self.loras.apply(job.loras)
+                try:
+                    self.loras.apply(job.loras)  # all or nothing: W0 again if it fails
+                except torch.cuda.OutOfMemoryError:
+                    merge_failed = True
+                else:
+                    merge_failed = False
+                if merge_failed:  # outside the except block: the failed merge's tensors are free
+                    torch.cuda.empty_cache()
+                    raise OutOfMemory(f"out of GPU memory merging the LoRA adapters "
+                                      f"{', '.join(name for name, _ in job.loras)}; ask for fewer adapters")
             free = free_gpu_bytes(self.device)
             tiled = self.vae_tiling.decide(job.pixel_frames, free)
             attempt = self._generate_once(job, keep_frames, on_step, tiled)

@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 COMPONENTS = ("transformer", "transformer_2")  # the denoisers diffusers' video LoRA loaders target
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")  # adapters in these formats are never loaded
 
 
 class LoraLoadError(ValueError):
@@ -47,8 +48,14 @@ def available(model_dir: str | Path | None, setting: str) -> dict[str, str]:
     found: dict[str, str] = {}
     folder = Path(model_dir, "loras") if model_dir else None
     if folder is not None and folder.is_dir():
-        for path in sorted(folder.glob("*.safetensors")):
-            found[path.stem] = str(path)
+        for path in sorted(folder.iterdir()):
+            if path.name.startswith("."):  # hidden, like `.safetensors` itself: not an adapter
+                continue
+            if path.suffix == ".safetensors":
+                found[path.stem] = str(path)
+            elif path.suffix.lower() in PICKLE_SUFFIXES:
+                logger.warning("LoRA file %s is not loaded: pickled weights are never loaded; convert it to "
+                               ".safetensors", path.name)
     for entry in filter(None, (part.strip() for part in setting.split(","))):
         name, sep, source = (part.strip() for part in entry.partition("="))
         if not sep or not name or not source:
@@ -95,7 +102,8 @@ class LoraAdapters:
     components: list[torch.nn.Module]
     adapters: dict[str, Adapter]
     originals: dict[tuple[int, str], torch.Tensor] = field(default_factory=dict)
-    current: Selection = ()
+    current: Selection | None = ()
+    """the selection the weights hold; None while a merge is under way"""
     merged: set[tuple[int, str]] = field(default_factory=set)
 
     @property
@@ -113,7 +121,8 @@ class LoraAdapters:
     @torch.no_grad()
     def apply(self, selection: Selection) -> None:
         """Make the weights W0 + the selected adapters' updates (call under the model lock). Summed
-        in name order: the same adapters in another order give the same weights, bit for bit."""
+        in name order: the same adapters in another order give the same weights, bit for bit.
+        All or nothing: if a merge fails part-way, every weight is W0 again before the error goes on."""
         selection = tuple(sorted(selection))
         if selection == self.current:
             return
@@ -121,15 +130,29 @@ class LoraAdapters:
         for name, scale in selection:
             for key, factors in self.adapters[name].factors.items():
                 targets.setdefault(key, []).append((factors, scale))
-        for key in self.merged - targets.keys():
-            self._weight(key).copy_(self.originals[key])
-        for key, updates in targets.items():
-            weight = self._weight(key)
-            merged = self.originals[key].to(weight.device, torch.float32, copy=True)  # W0 stays as it is
-            for factors, scale in updates:
-                merged += scale * factors.delta()
-            weight.copy_(merged)  # rounded once, to the weight's dtype
+        touched = self.merged | targets.keys()
+        self.current, self.merged = None, touched  # unknown until this merge is complete
+        try:
+            for key in touched - targets.keys():
+                self._weight(key).copy_(self.originals[key])
+            for key, updates in targets.items():
+                weight = self._weight(key)
+                merged = self.originals[key].to(weight.device, torch.float32, copy=True)  # W0 stays as it is
+                for factors, scale in updates:
+                    merged += scale * factors.delta()
+                weight.copy_(merged)  # rounded once, to the weight's dtype
+                del merged
+        except BaseException:
+            self.restore()
+            raise
         self.current, self.merged = selection, set(targets)
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        """Every weight an adapter touched back to W0 (a plain copy: needs no new memory)."""
+        for key in self.merged:
+            self._weight(key).copy_(self.originals[key])
+        self.current, self.merged = (), set()
 
 
 def load(pipe: Any, sources: dict[str, str]) -> LoraAdapters | None:
@@ -142,9 +165,9 @@ def load(pipe: Any, sources: dict[str, str]) -> LoraAdapters | None:
                             f"{', '.join(sorted(sources))}")
     components = [getattr(pipe, name) for name in COMPONENTS if getattr(pipe, name, None) is not None]
     adapters = {}
-    for name, source in sources.items():
-        try:
-            adapters[name] = _load_one(pipe, components, name, source)
+    for index, (name, source) in enumerate(sources.items()):
+        try:  # peft's own name is a plain one: a module dict key may not hold a dot
+            adapters[name] = _load_one(pipe, components, name, source, peft_name=f"adapter{index}")
         except LoraLoadError:
             raise
         except Exception as exc:
@@ -169,13 +192,20 @@ def _state_dict(pipe: Any, name: str, source: str) -> dict[str, torch.Tensor]:
     if source.endswith(".safetensors"):
         if not Path(source).is_file():
             raise LoraLoadError(f"LoRA adapter '{name}': file {source} does not exist")
-        converted = pipe.lora_state_dict(load_file(source))  # other trainers' layouts -> diffusers'
+        try:
+            tensors = load_file(source)
+        except Exception as exc:  # empty, truncated, a pickle under this name: not a file of tensors
+            raise LoraLoadError(f"LoRA adapter '{name}': {source} is not a readable safetensors file "
+                                f"({type(exc).__name__}: {str(exc)[:200]})") from None
+        if not tensors:
+            raise LoraLoadError(f"LoRA adapter '{name}': {source} holds no tensors")
+        converted = pipe.lora_state_dict(tensors)  # other trainers' layouts -> diffusers'
     else:
         converted = pipe.lora_state_dict(source, use_safetensors=True)  # read and converted
     return converted[0] if isinstance(converted, tuple) else converted
 
 
-def _load_one(pipe: Any, components: list[torch.nn.Module], name: str, source: str) -> Adapter:
+def _load_one(pipe: Any, components: list[torch.nn.Module], name: str, source: str, peft_name: str) -> Adapter:
     state_dict = _state_dict(pipe, name, source)
     second = {"transformer." + key.removeprefix("transformer_2."): value
               for key, value in state_dict.items() if key.startswith("transformer_2.")}
@@ -184,22 +214,24 @@ def _load_one(pipe: Any, components: list[torch.nn.Module], name: str, source: s
         raise LoraLoadError(f"LoRA adapter '{name}' ({source}) has transformer_2 weights; this model has one "
                             "transformer")
     if first:
-        pipe.load_lora_weights(first, adapter_name=name)
+        pipe.load_lora_weights(first, adapter_name=peft_name)
     if second:
-        pipe.load_lora_weights(second, adapter_name=name, load_into_transformer_2=True)
+        pipe.load_lora_weights(second, adapter_name=peft_name, load_into_transformer_2=True)
     factors: dict[tuple[int, str], Factors] = {}
     for index, component in enumerate(components):
         for path, module in component.named_modules():
             lora_down = getattr(module, "lora_A", None)
-            if not isinstance(lora_down, torch.nn.ModuleDict) or name not in lora_down:
+            if not isinstance(lora_down, torch.nn.ModuleDict) or peft_name not in lora_down:
                 continue
             layer: Any = module  # a peft LoraLayer: its dicts are keyed by adapter name
-            down, up = layer.lora_A[name].weight, layer.lora_B[name].weight
-            if down.dim() != 2 or layer.lora_B[name].bias is not None or layer.use_dora.get(name):
+            down, up = layer.lora_A[peft_name].weight, layer.lora_B[peft_name].weight
+            if down.dim() != 2 or layer.lora_B[peft_name].bias is not None or layer.use_dora.get(peft_name):
                 raise LoraLoadError(f"LoRA adapter '{name}' ({source}) has a convolution, bias or DoRA layer at "
                                     f"{path}: only plain LoRA on linear layers is served")
+            if not (torch.isfinite(down).all() and torch.isfinite(up).all()):  # 0 x NaN is NaN: no scale helps
+                raise LoraLoadError(f"LoRA adapter '{name}' ({source}) holds NaN or infinite values at {path}")
             factors[(index, path)] = Factors(down=down.detach().clone(), up=up.detach().clone(),
-                                             scaling=float(layer.scaling[name]))
+                                             scaling=float(layer.scaling[peft_name]))
     if not factors:
         raise LoraLoadError(f"LoRA adapter '{name}' ({source}) targets none of this model's layers")
     return Adapter(name=name, source=source, factors=factors,

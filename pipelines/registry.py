@@ -38,7 +38,14 @@ def resolve_source(path: str | os.PathLike | None, model_id: str | None = None) 
     model_id = model_id.strip()
     if model_id in tiny.BUILDERS:
         return str(tiny.ensure(model_id=model_id)), f"{where}; {named_by}={model_id} (random weights)"
+    if _looks_like_path(model_id) and not Path(model_id).is_dir():  # not a Hub id: never asked of the Hub
+        raise ModelLoadError(f"no model directory {model_id} ({where}; {named_by}); a Hub id is <org>/<name>")
     return model_id, f"{where}; {named_by}={model_id}"
+
+
+def _looks_like_path(model_id: str) -> bool:
+    """A Hub id is `name` or `org/name`; anything else with a slash (or a leading dot or ~) is a path."""
+    return model_id.startswith(("/", ".", "~")) or model_id.count("/") > 1 or "\\" in model_id
 
 
 def family_for(source: str, why: str) -> tuple[ModelFamily, str]:

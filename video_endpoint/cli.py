@@ -57,8 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
                                "default; repeat for several")
     generate.add_argument("--url", help="generate on a deployed endpoint (or `video-endpoint serve`) instead of "
                                         "here: submits a job, polls it with a progress bar, writes the files")
-    generate.add_argument("--token", default=settings.read("HF_TOKEN") or None,
-                          help="bearer token for --url (default $HF_TOKEN)")
+    generate.add_argument("--token-file", type=Path, help="file holding the bearer token for --url (default: "
+                                                           "$HF_TOKEN)")
+    generate.add_argument("--token", help="bearer token for --url; prefer $HF_TOKEN or --token-file (a command "
+                                          "line is visible to every user of the machine)")
+    generate.add_argument("--overwrite", action="store_true", help="replace output files that exist (default: "
+                                                                    "refuse before generating)")
     generate.add_argument("--poll", type=float, default=1.0, help="seconds between polls of --url's job")
     generate.add_argument("--quality", choices=QUALITIES,
                           help=f"encoder preset of every output that has one ({', '.join(WITH_QUALITY)})")
@@ -91,13 +95,15 @@ class UsageError(Exception):
     """A file the command cannot read or write: said in one line before any model is loaded."""
 
 
-def _check_output(path: Path) -> str:
+def _check_output(path: Path, overwrite: bool) -> str:
     """The format `path` is written as; refuses what could only fail after the generation."""
     name = path.suffix.lstrip(".").lower()
     if name not in FORMATS:
         raise UsageError(f"cannot write {path}: unknown extension (use {', '.join(FORMATS)})")
     if path.is_dir():
         raise UsageError(f"cannot write {path}: it is a directory")
+    if path.exists() and not overwrite:
+        raise UsageError(f"{path} exists: choose another name, or add --overwrite")
     folder = path.parent
     if not folder.is_dir():
         raise UsageError(f"cannot write {path}: no directory {folder}")
@@ -110,7 +116,20 @@ def request_from(args: argparse.Namespace) -> dict[str, Any]:
     """The request, with every file checked: raises UsageError before anything is generated."""
     inputs = {name: getattr(args, name) for name in VideoRequest.model_fields
               if name not in NOT_FLAGS and getattr(args, name, None) is not None}
-    formats = [_check_output(path) for path in args.output]
+    formats = [_check_output(path, args.overwrite) for path in args.output]
+    for index, path in enumerate(args.output):
+        earlier = [other for other in args.output[:index] if other.resolve() == path.resolve()]
+        if earlier:
+            raise UsageError(f"-o names {path} twice")
+        if formats[index] in formats[:index]:
+            raise UsageError(f"-o names two .{formats[index]} files: one file per format")
+    if args.url is not None:
+        from video_endpoint import client
+
+        try:
+            client.parse_url(args.url)
+        except client.EndpointError as exc:
+            raise UsageError(str(exc)) from None
     inputs["outputs"] = formats
     if args.image is not None:
         try:
@@ -128,7 +147,9 @@ def request_from(args: argparse.Namespace) -> dict[str, Any]:
 def generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm  # imported late: `--help` stays instant
 
+    from video_endpoint.client import write_file
     from video_endpoint.endpoint import EndpointHandler
+    from video_endpoint.errors import ModelLoadError
 
     try:
         request = request_from(args)  # before loading: a bad path costs nothing
@@ -138,7 +159,11 @@ def generate(args: argparse.Namespace) -> int:
     if args.url:
         return generate_remote(args, request)
     _warn_if_tiny(args.model)
-    handler = EndpointHandler("", model_id=args.model)
+    try:
+        handler = EndpointHandler("", model_id=args.model)
+    except ModelLoadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     progress = tqdm(desc="denoising", unit="step", file=sys.stderr)
 
     def on_step(done: int, total: int) -> None:
@@ -152,7 +177,7 @@ def generate(args: argparse.Namespace) -> int:
         return 1
     for path, name in zip(args.output, request["inputs"]["outputs"], strict=True):
         try:
-            path.write_bytes(result["outputs"][name])
+            write_file(path, result["outputs"][name], args.overwrite)
         except OSError as exc:  # e.g. the disk filled up meanwhile
             print(f"error: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
             return 2
@@ -186,22 +211,42 @@ def generate_remote(args: argparse.Namespace, request: dict[str, Any]) -> int:
     from video_endpoint import client
 
     try:
-        answer = client.run_job(args.url, args.token, request, poll_s=args.poll)
+        token = _client_token(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        answer = client.run_job(args.url, token, request, poll_s=args.poll)
     except client.EndpointError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
-    if answer.get("job", {}).get("status") != "succeeded":
+    job = answer.get("job")
+    if not isinstance(job, dict) or job.get("status") != "succeeded":
         print(json.dumps(answer, indent=2), file=sys.stderr)
         return 1
     try:
-        client.write_outputs(answer, args.output, request["inputs"]["outputs"])
+        client.write_outputs(answer, args.output, request["inputs"]["outputs"], args.overwrite)
+    except client.EndpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"error: cannot write: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    print(json.dumps(answer["diagnostics"], indent=2))
+    print(json.dumps(answer.get("diagnostics"), indent=2))
     return 0
+
+
+def _client_token(args: argparse.Namespace) -> str | None:
+    """--token-file, else --token, else $HF_TOKEN."""
+    if args.token_file is not None:
+        try:
+            return args.token_file.read_text().strip() or None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read --token-file {args.token_file}: {getattr(exc, 'strerror', None) or exc}") \
+                from None
+    return args.token or settings.read("HF_TOKEN") or None
 
 
 def main(argv: list[str] | None = None) -> int:

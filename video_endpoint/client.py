@@ -1,41 +1,90 @@
 """A client for a deployed endpoint (or `video-endpoint serve`): submit a job, poll it with a
 progress bar, write the files. It speaks only the `{"inputs": ...}` body, so it works wherever the
 handler runs: a hosted Inference Endpoint, the stock toolkit, the local server.
+
+Every exchange is bounded: one http(s) URL, read once (no redirect is followed: the token goes to
+that host only), a deadline for the whole answer, a cap on its size.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+import contextlib
+import http.client
 import json
+import socket
 import sys
+import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 FINISHED = ("succeeded", "failed", "cancelled")  # as video_endpoint.jobs says; not imported: it would load torch
+MAX_ANSWER_BYTES = 1024 * 2**20  # an answer carries base64 video: generous, but never unbounded
+TIMEOUT_S = 60.0  # for one whole exchange: connecting, sending, the answer's last byte
 
 
 class EndpointError(Exception):
-    """The endpoint could not be reached or did not answer with JSON."""
+    """The endpoint could not be reached or did not answer what this client can read."""
 
 
-def call(url: str, token: str | None, body: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Endpoint:
+    url: str
+    scheme: str
+    host: str
+    port: int
+    target: str
+
+
+def parse_url(url: str) -> Endpoint:
+    """The endpoint's address; raises EndpointError for anything but a plain http(s) URL."""
+    parts = urllib.parse.urlsplit(url) if url.isascii() and url.isprintable() and " " not in url else None
+    try:
+        port = parts.port if parts is not None else None
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise EndpointError(f"--url must be an http(s) URL such as https://xyz.endpoints.huggingface.cloud, "
+                            f"not {url[:200]!r}")
+    if "@" in parts.netloc:
+        raise EndpointError("--url must not carry a user name or password (the token goes in $HF_TOKEN)")
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return Endpoint(url, parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80), target)
+
+
+def call(url: str, token: str | None, body: dict[str, Any], timeout: float = TIMEOUT_S,
+         max_bytes: int = MAX_ANSWER_BYTES) -> dict[str, Any]:
     """POST `body` as JSON; the endpoint's JSON answer, whatever its HTTP status."""
+    endpoint = parse_url(url)
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
+    connection_class = http.client.HTTPSConnection if endpoint.scheme == "https" else http.client.HTTPConnection
+    connection = connection_class(endpoint.host, endpoint.port, timeout=timeout)
+    deadline = _Deadline(connection, timeout)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            text = response.read()
-    except urllib.error.HTTPError as exc:  # 4xx/5xx still carry the JSON answer
-        text = exc.read()
-        if not text:
-            raise EndpointError(f"{url} answered HTTP {exc.code} without a body") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise EndpointError(f"cannot reach {url}: {getattr(exc, 'reason', exc)}") from None
+        connection.request("POST", endpoint.target, body=json.dumps(body).encode(), headers=headers)
+        response = connection.getresponse()
+        if 300 <= response.status < 400:
+            location = (response.getheader("Location") or "")[:200]
+            raise EndpointError(f"{url} answered HTTP {response.status}, a redirect to {location!r}: not followed "
+                                "(the token goes only to --url's host); use that URL")
+        text = _read_bounded(response, max_bytes, url)
+        if deadline.passed or response.length:  # cut by the deadline, or fewer bytes than announced
+            raise http.client.IncompleteRead(text)
+    except (OSError, http.client.HTTPException) as exc:
+        if deadline.passed:
+            raise EndpointError(f"{url} did not answer completely within {timeout:g} s") from None
+        raise EndpointError(f"cannot reach {url}: {exc}") from None
+    finally:
+        deadline.cancel()
+        connection.close()
+    if not text:
+        raise EndpointError(f"{url} answered HTTP {response.status} without a body")
     try:
         answer = json.loads(text)
     except ValueError:
@@ -45,24 +94,68 @@ def call(url: str, token: str | None, body: dict[str, Any], timeout: float = 60.
     return answer
 
 
+class _Deadline:
+    """Cuts the connection when the whole exchange has taken `seconds` (a socket timeout only
+    bounds each read: a server trickling a byte at a time would never trip it)."""
+
+    def __init__(self, connection: http.client.HTTPConnection, seconds: float) -> None:
+        self.connection, self.passed = connection, False
+        self.timer = threading.Timer(seconds, self._cut)
+        self.timer.daemon = True
+        self.timer.start()
+
+    def _cut(self) -> None:
+        self.passed = True
+        sock = self.connection.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def cancel(self) -> None:
+        self.timer.cancel()
+
+
+def _read_bounded(response: http.client.HTTPResponse, max_bytes: int, url: str) -> bytes:
+    declared = response.getheader("Content-Length") or ""
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise EndpointError(f"{url} answered {int(declared):,} bytes, over this client's {max_bytes:,}")
+    body = bytearray()
+    while chunk := response.read1(1 << 16):
+        body += chunk
+        if len(body) > max_bytes:
+            raise EndpointError(f"{url} answered over this client's {max_bytes:,} bytes")
+    return bytes(body)
+
+
+def _job(answer: dict[str, Any], url: str) -> dict[str, Any]:
+    """The answer's `job`, checked: what the progress bar and the loop below read."""
+    job = answer.get("job")
+    progress = job.get("progress") if isinstance(job, dict) else None
+    if (not isinstance(job, dict) or not isinstance(job.get("id"), str) or not isinstance(job.get("status"), str)
+            or not isinstance(progress, dict) or not isinstance(progress.get("step"), int)
+            or not isinstance(progress.get("total"), int | None)):
+        raise EndpointError(f"{url} answered a job this client cannot read: {json.dumps(answer)[:200]}")
+    return job
+
+
 def run_job(url: str, token: str | None, request: dict[str, Any], poll_s: float = 1.0) -> dict[str, Any]:
     """Submit `request` as a job and poll it to its end, with a progress bar on stderr; Ctrl-C
     cancels the job. Returns the final answer (`ok` false when it could not be submitted)."""
     from tqdm import tqdm
 
     submitted = call(url, token, {**request, "inputs": {**request["inputs"], "async": True}})
-    if not submitted.get("ok"):
+    if submitted.get("ok") is not True:
         return submitted
     if "job" not in submitted:
         raise EndpointError(f"{url} ran the request instead of queueing it: does it serve this handler?")
-    job_id = submitted["job"]["id"]
+    job_id = _job(submitted, url)["id"]
     progress = tqdm(desc="queued", unit="step", file=sys.stderr)
     try:
         while True:
             answer = call(url, token, {"inputs": {"job_id": job_id}})
-            job = answer.get("job")
-            if job is None:
+            if "job" not in answer:
                 return answer
+            job = _job(answer, url)
             progress.set_description(job["status"])
             if job["progress"]["total"]:
                 progress.total = job["progress"]["total"]
@@ -71,14 +164,39 @@ def run_job(url: str, token: str | None, request: dict[str, Any], poll_s: float 
                 return answer
             time.sleep(poll_s)
     except KeyboardInterrupt:
-        call(url, token, {"inputs": {"job_id": job_id, "cancel": True}})
-        print(f"\ncancelled job {job_id}", file=sys.stderr)
+        try:
+            call(url, token, {"inputs": {"job_id": job_id, "cancel": True}}, timeout=10)
+            print(f"\ncancelled job {job_id}", file=sys.stderr)
+        except EndpointError as exc:
+            print(f"\ncould not cancel job {job_id}: {exc}", file=sys.stderr)
         raise
     finally:
         progress.close()
 
 
-def write_outputs(answer: dict[str, Any], paths: list[Path], formats: list[str]) -> None:
-    for path, name in zip(paths, formats, strict=True):
-        path.write_bytes(base64.b64decode(answer["outputs"][f"{name}_base64"]))
-        print(f"wrote {path}", file=sys.stderr)
+def decode_outputs(answer: dict[str, Any], formats: list[str]) -> list[bytes]:
+    """Each format's file from a succeeded answer; EndpointError names what is missing or broken."""
+    outputs = answer.get("outputs")
+    files = []
+    for name in formats:
+        encoded = outputs.get(f"{name}_base64") if isinstance(outputs, dict) else None
+        if not isinstance(encoded, str):
+            raise EndpointError(f"the answer has no {name}_base64 output")
+        try:
+            files.append(base64.b64decode(encoded, validate=True))
+        except (binascii.Error, ValueError):
+            raise EndpointError(f"the answer's {name}_base64 is not base64") from None
+    return files
+
+
+def write_outputs(answer: dict[str, Any], paths: list[Path], formats: list[str], overwrite: bool = False) -> None:
+    for path, data in zip(paths, decode_outputs(answer, formats), strict=True):
+        write_file(path, data, overwrite)
+
+
+def write_file(path: Path, data: bytes, overwrite: bool) -> None:
+    """Write `path`; without `overwrite`, an existing file is never replaced (not even one that
+    appeared while generating)."""
+    with path.open("wb" if overwrite else "xb") as file:
+        file.write(data)
+    print(f"wrote {path}", file=sys.stderr)

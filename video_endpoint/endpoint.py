@@ -13,8 +13,8 @@ from pipelines.base import StepCallback
 from pipelines.registry import load_model
 from video_endpoint import settings, stages
 from video_endpoint.errors import HandlerError, InvalidRequest
-from video_endpoint.jobs import JOB_KEYS, JobQueue, JobSettings
-from video_endpoint.request_schema import Limits, shown_name
+from video_endpoint.jobs import JobCall, JobQueue, JobSettings, read_job_call
+from video_endpoint.request_schema import Limits
 from video_endpoint.server_logs import redact_request_payloads
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ class EndpointHandler:
             redact_request_payloads()
         self.model = load_model(path, model_id)
         # asynchronous jobs (`"async": true`): their worker thread starts with the first one
-        self.jobs = JobQueue(run=lambda data, on_step: self(data, on_step=on_step), config=JobSettings.from_env())
+        self.jobs = JobQueue(run=lambda data, on_step: self.generate(data, on_step), config=JobSettings.from_env())
         self.warmup_ms: float | None = None
         if self.model.speed.warmup:  # compile now, so the first user request is not the slow one
             self.warmup_ms = 0.0
@@ -41,9 +41,16 @@ class EndpointHandler:
 
     def __call__(self, data: dict[str, Any], on_step: StepCallback | None = None) -> dict[str, Any]:
         """Serve one request; never raises. `on_step(done, total)` reports denoising progress."""
-        inputs = data.get("inputs") if isinstance(data, dict) else None
-        if isinstance(inputs, dict) and any(key in inputs for key in JOB_KEYS):
-            return self.job_request(data, inputs)
+        try:
+            call = read_job_call(data)
+        except HandlerError as exc:
+            return exc.envelope()
+        if call.kind != "generate":
+            return self.job_request(call)
+        return self.generate(call.data, on_step)
+
+    def generate(self, data: Any, on_step: StepCallback | None = None) -> dict[str, Any]:
+        """One synchronous request (a body without job keys); never raises."""
         timer = stages.StageTimer()
         try:
             request, image = stages.decode(data, self.limits, timer)
@@ -65,30 +72,19 @@ class EndpointHandler:
             return {"ok": False, "error": {"type": "internal", "field": None,
                                            "message": "internal error while generating; see the server log"}}
 
-    def job_request(self, data: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    def job_request(self, call: JobCall) -> dict[str, Any]:
         """The job protocol (`video_endpoint.jobs`): submit with `async`, poll with `job_id`, cancel
         with `job_id` + `cancel`. A request is checked before it is queued, so a bad one fails now."""
         try:
-            if "job_id" in inputs:
-                extra = sorted(set(inputs) - {"job_id", "cancel"}, key=str)
-                if extra:
-                    raise InvalidRequest("a job poll takes only job_id (and cancel)", field=shown_name(extra[0]))
-                cancel = inputs.get("cancel", False)
-                if not isinstance(cancel, bool):
-                    raise InvalidRequest("cancel must be true or false", field="cancel")
-                return self.jobs.cancel(inputs["job_id"]) if cancel else self.jobs.status(inputs["job_id"])
-            run_async, webhook = inputs.get("async", False), inputs.get("webhook")
-            if not isinstance(run_async, bool):
-                raise InvalidRequest("async must be true or false", field="async")
-            if "cancel" in inputs:
-                raise InvalidRequest("cancel needs the job_id of the job to stop", field="cancel")
-            if webhook is not None and not run_async:
-                raise InvalidRequest("a webhook is sent when a job ends: add \"async\": true", field="webhook")
-            request = {**data, "inputs": {k: v for k, v in inputs.items() if k not in ("async", "webhook")}}
-            if not run_async:
-                return self(request)
-            request_fields, image = stages.decode(request, self.limits, stages.StageTimer())
+            if call.kind == "poll":
+                return self.jobs.status(call.job_id)
+            if call.kind == "cancel":
+                return self.jobs.cancel(call.job_id)
+            request_fields, image = stages.decode(call.data, self.limits, stages.StageTimer())
+            if not request_fields.return_base64:
+                raise InvalidRequest("a job's answer is JSON, fetched later: return_base64 false is for "
+                                     "synchronous requests", field="return_base64")
             stages.plan(request_fields, image, self.model)  # mode, family rules, adapters: refused now
-            return self.jobs.submit(request, webhook)
+            return self.jobs.submit(call.data, call.webhook)
         except HandlerError as exc:
             return exc.envelope()

@@ -7,38 +7,47 @@ handler call at a time and streams nothing):
     {"inputs": {"job_id": "..."}}                                          -> status (+ the answer when done)
     {"inputs": {"job_id": "...", "cancel": true}}                         -> stops it at its next step
 
+`read_job_call` is the one reading of those keys: the handler and the local server both route a
+body by what it says (`"async": false` is a plain synchronous request, with every guard of one).
+
 Jobs run one at a time, in order, on a worker thread of their own; synchronous requests take their
 turn on the same model lock. A job lives in this process's memory only: behind several replicas a
-poll must reach the replica that took the job (README says what that means).
+poll must reach the replica that took the job (README says what that means). A finished job's
+answer is kept once, as the JSON bytes every poll, event stream and webhook sends.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import secrets
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pipelines.base import StepCallback
 from video_endpoint import settings
 from video_endpoint.errors import Busy, Cancelled, InvalidRequest
+from video_endpoint.request_schema import shown_name
 
 logger = logging.getLogger(__name__)
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 FINISHED = (SUCCEEDED, FAILED, CANCELLED)
 JOB_KEYS = ("async", "webhook", "job_id", "cancel")  # the job protocol's keys in `inputs`
-SIGNATURE_HEADER = "X-Video-Signature"  # "sha256=<hex HMAC-SHA256 of the body with VIDEO_WEBHOOK_SECRET>"
+SIGNATURE_HEADER = "X-Video-Signature"  # "sha256=<hex HMAC-SHA256 of '<timestamp>.<body>'>"
+TIMESTAMP_HEADER = "X-Video-Timestamp"  # unix seconds when the webhook was signed
+WEBHOOK_TIMEOUT_S = 10.0  # per attempt: connecting, and waiting for the receiver's answer
+WEBHOOK_SENDERS = 2  # threads that deliver webhooks: a slow receiver never adds threads
 
 
 @dataclass(frozen=True)
@@ -46,7 +55,9 @@ class JobSettings:
     ttl_s: float = float(settings.BY_NAME["VIDEO_JOB_TTL_S"].default)
     """finished jobs are kept this long"""
     max_bytes: int = int(settings.BY_NAME["VIDEO_JOB_MAX_BYTES"].default)
-    """the kept results' outputs together; oldest out first"""
+    """the kept answers together; oldest out first"""
+    max_kept: int = int(settings.BY_NAME["VIDEO_MAX_KEPT_JOBS"].default)
+    """finished jobs kept at most, whatever their size; oldest out first"""
     max_queued: int = int(settings.BY_NAME["VIDEO_MAX_QUEUED"].default)
     """jobs that may wait; more answer `busy`"""
     webhook_hosts: tuple[str, ...] = ()
@@ -59,16 +70,110 @@ class JobSettings:
         hosts = settings.read("VIDEO_WEBHOOK_HOSTS", environ)
         return cls(ttl_s=settings.read_float("VIDEO_JOB_TTL_S", environ) or 0.0,
                    max_bytes=settings.read_int("VIDEO_JOB_MAX_BYTES", environ),
+                   max_kept=settings.read_int("VIDEO_MAX_KEPT_JOBS", environ),
                    max_queued=settings.read_int("VIDEO_MAX_QUEUED", environ),
                    webhook_hosts=tuple(h.strip().lower() for h in hosts.split(",") if h.strip()),
                    webhook_secret=settings.read("VIDEO_WEBHOOK_SECRET", environ))
 
 
+# -- what a body asks for ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class JobCall:
+    """What a body asks of the job protocol; `generate` is a plain synchronous request."""
+
+    kind: Literal["generate", "submit", "poll", "cancel"]
+    data: Any = None
+    """generate / submit: the body with the job keys taken out (what the model is asked)"""
+    job_id: Any = None
+    webhook: str | None = None
+
+
+def read_job_call(data: Any) -> JobCall:
+    """Route a body by its job keys; raises InvalidRequest for a mistake in them."""
+    inputs = data.get("inputs") if isinstance(data, dict) else None
+    if not isinstance(inputs, dict) or not any(key in inputs for key in JOB_KEYS):
+        return JobCall("generate", data)
+    if "job_id" in inputs:
+        extra = sorted(set(inputs) - {"job_id", "cancel"}, key=str)
+        if extra:
+            raise InvalidRequest("a job poll takes only job_id (and cancel)", field=shown_name(extra[0]))
+        cancel = inputs.get("cancel", False)
+        if not isinstance(cancel, bool):
+            raise InvalidRequest("cancel must be true or false", field="cancel")
+        return JobCall("cancel" if cancel else "poll", job_id=inputs["job_id"])
+    run_async, webhook = inputs.get("async", False), inputs.get("webhook")
+    if not isinstance(run_async, bool):
+        raise InvalidRequest("async must be true or false", field="async")
+    if "cancel" in inputs:
+        raise InvalidRequest("cancel needs the job_id of the job to stop", field="cancel")
+    if webhook is not None and not run_async:
+        raise InvalidRequest("a webhook is sent when a job ends: add \"async\": true", field="webhook")
+    request = {**data, "inputs": {k: v for k, v in inputs.items() if k not in ("async", "webhook")}}
+    return JobCall("submit" if run_async else "generate", request, webhook=webhook)
+
+
+# -- webhooks: one reading of the URL, for the check and for the sending ----------------------------
+
+@dataclass(frozen=True)
+class WebhookTarget:
+    scheme: str
+    host: str
+    port: int
+    target: str
+    """path and query, as sent in the request line"""
+
+
+def parse_webhook(url: Any, allowed_hosts: tuple[str, ...]) -> WebhookTarget:
+    """The address a webhook goes to, only on a host the operator listed; the sender connects to
+    exactly this host and port (no request may make this server call any other address)."""
+    if not isinstance(url, str) or len(url) > 2000 or not url.isascii() or not url.isprintable() or " " in url:
+        raise InvalidRequest("webhook must be an http(s) URL of printable ASCII, 2,000 characters at most",
+                             field="webhook")
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequest("webhook must be an http(s) URL", field="webhook")
+    if "@" in parts.netloc:
+        raise InvalidRequest("webhook must not carry a user name or password", field="webhook")
+    try:
+        port = parts.port
+    except ValueError:
+        raise InvalidRequest("webhook must be an http(s) URL with a valid port", field="webhook") from None
+    host = parts.hostname.lower()
+    if host not in allowed_hosts and f"{host}:{port}" not in allowed_hosts:
+        raise InvalidRequest("webhook host is not one this server sends to (VIDEO_WEBHOOK_HOSTS)", field="webhook")
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return WebhookTarget(parts.scheme, host, port or (443 if parts.scheme == "https" else 80), target)
+
+
+def signature_of(body: bytes, secret: str, timestamp: int) -> str:
+    """What `SIGNATURE_HEADER` carries for `body` sent at `timestamp` (`TIMESTAMP_HEADER`)."""
+    signed = str(timestamp).encode() + b"." + body
+    return "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+
+
+def verify_signature(body: bytes, signature: str, timestamp: str, secret: str, tolerance_s: float = 300.0,
+                     now: float | None = None) -> bool:
+    """A receiver's check: the signature matches and was made within `tolerance_s` of now (a
+    replayed delivery older than that fails; dedupe within the window by `X-Video-Job-Id`)."""
+    if not timestamp.isdigit():
+        return False
+    if abs((time.time() if now is None else now) - int(timestamp)) > tolerance_s:
+        return False
+    return hmac.compare_digest(signature, signature_of(body, secret, int(timestamp)))
+
+
+class _NotSent(Exception):
+    """The receiver was not reached: trying again cannot deliver twice."""
+
+
+# -- jobs ----------------------------------------------------------------------------------------
+
 @dataclass
 class Job:
     id: str
     data: dict[str, Any]
-    webhook: str | None
+    webhook: WebhookTarget | None
     submitted: float = field(default_factory=time.monotonic)
     status: str = QUEUED
     started: float | None = None
@@ -76,16 +181,12 @@ class Job:
     step: int = 0
     total: int | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
-    answer: dict[str, Any] | None = None
-    """the handler's answer once finished"""
-    answer_bytes: int = 0
+    answer: bytes | None = None
+    """once finished: the final answer as JSON, what every poll sends"""
     history: list[dict[str, Any]] = field(default_factory=list)
     """the job as described after each change (status, each step), for event streams to replay"""
-
-
-def _answer_bytes(answer: dict[str, Any]) -> int:
-    outputs = answer.get("outputs") or {}
-    return sum(len(value) for value in outputs.values()) + 4096  # + diagnostics, roughly
+    watchers: list[Callable[[], None]] = field(default_factory=list)
+    """called (under the queue's lock; they must not block) after each change"""
 
 
 class JobQueue:
@@ -94,26 +195,28 @@ class JobQueue:
     def __init__(self, run: Callable[[dict[str, Any], StepCallback], dict[str, Any]], config: JobSettings) -> None:
         self.run = run
         self.config = config
-        self.jobs: OrderedDict[str, Job] = OrderedDict()  # in submission order
+        self.jobs: dict[str, Job] = {}  # every kept job, by id
+        self.finished: OrderedDict[str, Job] = OrderedDict()  # the ended ones, in the order they ended
+        self.finished_bytes = 0
         self.waiting: deque[Job] = deque()
         self.changed = threading.Condition()
         self.worker: threading.Thread | None = None
+        self.webhooks = ThreadPoolExecutor(max_workers=WEBHOOK_SENDERS, thread_name_prefix="video-webhook")
         self.seconds_per_job: float | None = None  # the last finished job's run time, for queued ETAs
 
     # -- the protocol ------------------------------------------------------------------------
 
     def submit(self, data: dict[str, Any], webhook: str | None) -> dict[str, Any]:
-        if webhook is not None:
-            self.check_webhook(webhook)
+        target = self.check_webhook(webhook) if webhook is not None else None
         with self.changed:
             self._evict()
             if len(self.waiting) >= self.config.max_queued:
                 raise Busy(f"busy: {len(self.waiting)} jobs are waiting (VIDEO_MAX_QUEUED); retry later",
                            field=None)
-            job = Job(id=secrets.token_urlsafe(18), data=data, webhook=webhook)
+            job = Job(id=secrets.token_urlsafe(18), data=data, webhook=target)
             self.jobs[job.id] = job
             self.waiting.append(job)
-            if self.worker is None:
+            if self.worker is None:  # the first job
                 self.worker = threading.Thread(target=self._work, name="video-jobs", daemon=True)
                 self.worker.start()
             self.changed.notify_all()
@@ -121,34 +224,54 @@ class JobQueue:
 
     def status(self, job_id: Any) -> dict[str, Any]:
         with self.changed:
-            return self.answer_for(self._find(job_id))
+            job = self._find(job_id)
+            if job.answer is None:
+                return self.answer_for(job)
+        return dict(json.loads(job.answer))  # a finished job's answer is fixed: parsed outside the lock
 
     def cancel(self, job_id: Any) -> dict[str, Any]:
+        self.request_cancel(job_id)
+        return self.status(job_id)
+
+    def status_json(self, job_id: Any, cancel: bool = False) -> bytes:
+        """What `status` (or `cancel`) answers, as JSON: a finished job's is the one kept copy."""
+        if cancel:
+            self.request_cancel(job_id)
+        with self.changed:
+            job = self._find(job_id)
+            return job.answer if job.answer is not None else _json(self.answer_for(job))
+
+    def request_cancel(self, job_id: Any) -> None:
         with self.changed:
             job = self._find(job_id)
             if job.status == QUEUED:  # never starts
                 self.waiting.remove(job)
-                self._finish(job, CANCELLED, None)
+                self._finish(job, CANCELLED, {"ok": False, "error": {
+                    "type": "cancelled", "field": None, "message": "cancelled before it ran"}})
             elif job.status == RUNNING:  # stops at its next step
                 job.cancel.set()
                 self._changed(job)
-            return self.answer_for(job)
 
-    def events(self, job_id: str, seen: int, timeout: float) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        """For an event stream: the job's changes after the first `seen` (waiting up to `timeout` for
-        one), and its final answer once it has ended."""
+    def events(self, job_id: Any, seen: int) -> tuple[list[dict[str, Any]], bool]:
+        """For an event stream: the job's changes after the first `seen`, and whether it has ended
+        (its answer: `status_json`). Never waits: `watch` says when to ask again."""
         with self.changed:
             job = self._find(job_id)
-            self.changed.wait_for(lambda: len(job.history) > seen or job.status in FINISHED, timeout=timeout)
-            return job.history[seen:], self.answer_for(job) if job.status in FINISHED else None
+            return job.history[seen:], job.answer is not None
+
+    def watch(self, job_id: Any, wake: Callable[[], None]) -> None:
+        with self.changed:
+            self._find(job_id).watchers.append(wake)
+
+    def unwatch(self, job_id: Any, wake: Callable[[], None]) -> None:
+        with self.changed:
+            job = self.jobs.get(job_id)
+            if job is not None and wake in job.watchers:
+                job.watchers.remove(wake)
 
     def answer_for(self, job: Job) -> dict[str, Any]:
-        answer: dict[str, Any] = {"ok": True, "job": self._describe(job)}
-        if job.status == SUCCEEDED and job.answer is not None:
-            answer.update(outputs=job.answer["outputs"], diagnostics=job.answer["diagnostics"])
-        elif job.status in (FAILED, CANCELLED) and job.answer is not None:
-            answer["error"] = job.answer["error"]
-        return answer
+        """A job that has not ended, described (an ended one's answer is `job.answer`)."""
+        return {"ok": True, "job": self._describe(job)}
 
     # -- inside ------------------------------------------------------------------------------
 
@@ -163,7 +286,7 @@ class JobQueue:
     def _describe(self, job: Job) -> dict[str, Any]:
         now = time.monotonic()
         position = None
-        if job.status == QUEUED:
+        if job.status == QUEUED:  # at most VIDEO_MAX_QUEUED to look through
             position = next(i for i, waiting in enumerate(self.waiting, start=1) if waiting is job)
         elif job.status == RUNNING:
             position = 0
@@ -175,53 +298,102 @@ class JobQueue:
         described = {"id": job.id, "status": job.status, "progress": {"step": job.step, "total": job.total},
                      "position": position, "elapsed_s": round((job.finished or now) - job.submitted, 3),
                      "eta_s": None if eta is None else round(eta, 1)}
-        if job.cancel.is_set() and job.status == RUNNING:
+        if job.cancel.is_set() and job.status in (RUNNING, SUCCEEDED):
             described["cancel_requested"] = True
+            if job.status == SUCCEEDED:
+                described["note"] = "the cancel arrived after the last step: the finished answer is kept"
         return described
 
     def _changed(self, job: Job) -> None:
         job.history.append(self._describe(job))
+        self._wake(job)
+
+    def _wake(self, job: Job) -> None:
+        for wake in job.watchers:
+            wake()
         self.changed.notify_all()
 
-    def _finish(self, job: Job, status: str, answer: dict[str, Any] | None) -> None:
-        job.status, job.finished = status, time.monotonic()
-        if answer is None and status == CANCELLED:
-            answer = {"ok": False, "error": {"type": "cancelled", "field": None, "message": "cancelled before it ran"}}
-        job.answer, job.answer_bytes = answer, _answer_bytes(answer or {})
+    def _final(self, job: Job, status: str, answer: dict[str, Any]) -> bytes:
+        """The job's final answer as JSON, as polls will see it once it is published."""
+        ended = dataclasses.replace(job, status=status, finished=time.monotonic())
+        with self.changed:
+            final: dict[str, Any] = {"ok": True, "job": self._describe(ended)}
+        if status == SUCCEEDED:
+            final.update(outputs=answer["outputs"], diagnostics=answer["diagnostics"])
+        else:
+            final["error"] = answer["error"]
+        return _json(final)
+
+    def _finish(self, job: Job, status: str, answer: dict[str, Any], body: bytes | None = None) -> None:
+        """Publish the end (under the lock): `body` is `_final`'s JSON when it was made outside it."""
+        if body is None:
+            body = self._final(job, status, answer)
+        job.status, job.finished, job.answer = status, time.monotonic(), body
         job.data = {}  # the request (its image) is not kept
+        self.finished[job.id] = job
+        self.finished_bytes += len(body)
         self._evict()
-        self.changed.notify_all()
+        self._wake(job)
+        job.watchers.clear()
 
     def _evict(self) -> None:
-        """Finished jobs past their time, then the oldest finished ones while over the byte cap."""
+        """The finished jobs past their time, then the oldest while over the byte or count cap: from
+        the front of `finished`, so each call costs what it evicts."""
         now = time.monotonic()
-        finished = [job for job in self.jobs.values() if job.status in FINISHED]
-        total = sum(job.answer_bytes for job in finished)
-        for job in finished:  # oldest first
-            if now - (job.finished or now) > self.config.ttl_s or total > self.config.max_bytes:
-                total -= job.answer_bytes
-                del self.jobs[job.id]
+        while self.finished:
+            oldest = next(iter(self.finished.values()))
+            expired = now - (oldest.finished or now) > self.config.ttl_s
+            if not (expired or self.finished_bytes > self.config.max_bytes
+                    or len(self.finished) > self.config.max_kept):
+                break
+            del self.finished[oldest.id], self.jobs[oldest.id]
+            self.finished_bytes -= len(oldest.answer or b"")
 
     def _work(self) -> None:
-        while True:
+        try:
+            while True:
+                with self.changed:
+                    self.changed.wait_for(lambda: bool(self.waiting))
+                    job = self.waiting.popleft()
+                    job.status, job.started = RUNNING, time.monotonic()
+                    self._changed(job)
+                try:
+                    self._run_to_end(job)
+                finally:
+                    if job.answer is None:  # whatever stops this worker, the job it held ends
+                        with self.changed:
+                            self._finish(job, FAILED, _internal_error())
+        finally:  # only something the handler could not catch ends the loop: the next worker takes over
+            logger.error("the job worker stopped; starting another")
             with self.changed:
-                self.changed.wait_for(lambda: bool(self.waiting))
-                job = self.waiting.popleft()
-                job.status, job.started = RUNNING, time.monotonic()
-                self._changed(job)
-            answer = self._run(job)
-            with self.changed:
-                if answer.get("ok"):
-                    status = SUCCEEDED
-                elif answer["error"]["type"] == "cancelled":
-                    status = CANCELLED
-                else:
-                    status = FAILED
-                self.seconds_per_job = time.monotonic() - (job.started or time.monotonic())
-                self._finish(job, status, answer)
-                final = self.answer_for(job) if job.webhook else None
-            if final is not None:
-                threading.Thread(target=self.send_webhook, args=(job.webhook, final), daemon=True).start()
+                self.worker = threading.Thread(target=self._work, name="video-jobs", daemon=True)
+                self.worker.start()
+
+    def _run_to_end(self, job: Job) -> None:
+        answer = self._run(job)
+        if answer.get("ok"):
+            status = SUCCEEDED
+        elif answer["error"]["type"] == "cancelled":
+            status = CANCELLED
+        else:
+            status = FAILED
+        try:  # outside the lock: a large answer takes a moment to serialize
+            body = self._final(job, status, answer)
+        except (TypeError, ValueError):
+            logger.exception("job %s: its answer is not JSON", job.id)
+            status, answer = FAILED, _internal_error()
+            body = self._final(job, status, answer)
+        if len(body) > self.config.max_bytes:
+            status, answer = FAILED, {"ok": False, "error": {
+                "type": "invalid_request", "field": "outputs",
+                "message": f"the answer ({len(body):,} bytes) is larger than this server keeps for a job "
+                           f"(VIDEO_JOB_MAX_BYTES, {self.config.max_bytes:,}): ask for fewer or smaller outputs"}}
+            body = self._final(job, status, answer)
+        with self.changed:
+            self.seconds_per_job = time.monotonic() - (job.started or time.monotonic())
+            self._finish(job, status, answer, body)
+        if job.webhook is not None:
+            self.webhooks.submit(self._deliver, job.webhook, job.id, body)
 
     def _run(self, job: Job) -> dict[str, Any]:
         def on_step(done: int, total: int) -> None:
@@ -235,56 +407,65 @@ class JobQueue:
             return self.run(job.data, on_step)
         except Exception:  # the handler answers errors itself; this is a last resort
             logger.exception("job %s failed", job.id)
-            return {"ok": False, "error": {"type": "internal", "field": None, "message": "internal error"}}
+            return _internal_error()
 
     # -- webhooks ----------------------------------------------------------------------------
 
-    def check_webhook(self, url: Any) -> None:
-        """Only to a host the operator listed: no request may make this server call any address."""
+    def check_webhook(self, url: Any) -> WebhookTarget:
         if not self.config.webhook_hosts or not self.config.webhook_secret:
             raise InvalidRequest("webhooks are off on this server (VIDEO_WEBHOOK_HOSTS and VIDEO_WEBHOOK_SECRET)",
                                  field="webhook")
-        parts = urllib.parse.urlsplit(url) if isinstance(url, str) and len(url) <= 2000 else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InvalidRequest("webhook must be an http(s) URL", field="webhook")
-        host = parts.hostname.lower()
-        try:
-            with_port = f"{host}:{parts.port}" if parts.port else host
-        except ValueError:
-            raise InvalidRequest("webhook must be an http(s) URL", field="webhook") from None
-        if host not in self.config.webhook_hosts and with_port not in self.config.webhook_hosts:
-            raise InvalidRequest("webhook host is not one this server sends to (VIDEO_WEBHOOK_HOSTS)",
-                                 field="webhook")
+        return parse_webhook(url, self.config.webhook_hosts)
 
-    def send_webhook(self, url: str, answer: dict[str, Any], attempts: int = 3) -> bool:
-        """POST the final answer, signed; redirects are not followed (they could lead anywhere)."""
-        body = json.dumps(answer, separators=(",", ":")).encode()
-        signature = hmac.new(self.config.webhook_secret.encode(), body, hashlib.sha256).hexdigest()
-        request = urllib.request.Request(url, data=body, method="POST", headers={
-            "Content-Type": "application/json", SIGNATURE_HEADER: f"sha256={signature}",
-            "X-Video-Job-Id": answer["job"]["id"]})
-        opener = urllib.request.build_opener(_NoRedirect)
+    def _deliver(self, target: WebhookTarget, job_id: str, body: bytes) -> None:
+        try:
+            self.send_webhook(target, job_id, body)
+        except Exception:  # a sender thread outlives any one delivery
+            logger.exception("webhook for job %s failed", job_id)
+
+    def send_webhook(self, target: WebhookTarget, job_id: str, body: bytes, attempts: int = 3) -> bool:
+        """POST the final answer, signed. Tried again only when the receiver was not reached or
+        answered 5xx: once the body is sent, a slow answer is not a reason to send it twice.
+        Redirects are not followed (they could lead anywhere)."""
         for attempt in range(attempts):
             try:
-                with opener.open(request, timeout=10) as response:
-                    if 200 <= response.status < 300:
-                        return True
-            except urllib.error.HTTPError as exc:
-                if exc.code < 500:  # a redirect (not followed) or a refusal: trying again changes nothing
-                    logger.warning("webhook for job %s: HTTP %d, not sent again", answer["job"]["id"], exc.code)
+                status = self._post(target, job_id, body)
+            except _NotSent as exc:
+                logger.warning("webhook for job %s: attempt %d: not sent: %s", job_id, attempt + 1, exc)
+            except OSError as exc:
+                logger.warning("webhook for job %s: sent, no answer (%s): not sent again", job_id, exc)
+                return False
+            else:
+                if 200 <= status < 300:
+                    return True
+                if status < 500:  # a redirect (not followed) or a refusal: trying again changes nothing
+                    logger.warning("webhook for job %s: HTTP %d, not sent again", job_id, status)
                     return False
-                logger.warning("webhook for job %s: attempt %d: HTTP %d", answer["job"]["id"], attempt + 1, exc.code)
-            except (urllib.error.URLError, OSError) as exc:
-                logger.warning("webhook for job %s: attempt %d failed: %s", answer["job"]["id"], attempt + 1, exc)
-            time.sleep(min(2.0**attempt, 10.0))
+                logger.warning("webhook for job %s: attempt %d: HTTP %d", job_id, attempt + 1, status)
+            if attempt + 1 < attempts:
+                time.sleep(min(2.0**attempt, 10.0))
         return False
 
+    def _post(self, target: WebhookTarget, job_id: str, body: bytes) -> int:
+        connection_class = http.client.HTTPSConnection if target.scheme == "https" else http.client.HTTPConnection
+        connection = connection_class(target.host, target.port, timeout=WEBHOOK_TIMEOUT_S)
+        try:
+            try:
+                connection.connect()
+            except OSError as exc:
+                raise _NotSent(str(exc)) from None
+            timestamp = int(time.time())
+            connection.request("POST", target.target, body=body, headers={
+                "Content-Type": "application/json", "X-Video-Job-Id": job_id, TIMESTAMP_HEADER: str(timestamp),
+                SIGNATURE_HEADER: signature_of(body, self.config.webhook_secret, timestamp)})
+            return connection.getresponse().status
+        finally:
+            connection.close()
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
+
+def _json(answer: dict[str, Any]) -> bytes:
+    return json.dumps(answer, separators=(",", ":")).encode()
 
 
-def signature_of(body: bytes, secret: str) -> str:
-    """What `SIGNATURE_HEADER` carries for `body`: receivers compare it with hmac.compare_digest."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def _internal_error() -> dict[str, Any]:
+    return {"ok": False, "error": {"type": "internal", "field": None, "message": "internal error"}}

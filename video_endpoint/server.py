@@ -9,6 +9,8 @@ with its own app), so starlette and uvicorn are an optional extra, not in requir
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import json
 import logging
@@ -17,7 +19,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -25,6 +27,7 @@ from typing import Any
 
 import anyio
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -34,7 +37,7 @@ from encoders.registry import FORMATS
 from video_endpoint import settings
 from video_endpoint.endpoint import EndpointHandler
 from video_endpoint.errors import Cancelled, InvalidRequest
-from video_endpoint.jobs import JOB_KEYS
+from video_endpoint.jobs import JobCall, read_job_call
 from video_endpoint.request_schema import RequestFields, parse_payload
 
 logger = logging.getLogger(__name__)
@@ -55,6 +58,10 @@ class ServerSettings:
     """$VIDEO_QUEUE_DEPTH: requests that may wait behind the running one; more get 503."""
     body_timeout_s: float = float(settings.BY_NAME["VIDEO_BODY_TIMEOUT_S"].default)
     """$VIDEO_BODY_TIMEOUT_S: a body not received by then gets 408."""
+    header_timeout_s: float = float(settings.BY_NAME["VIDEO_HEADER_TIMEOUT_S"].default)
+    """$VIDEO_HEADER_TIMEOUT_S: a connection whose request headers are not in by then is closed."""
+    max_event_streams: int = int(settings.BY_NAME["VIDEO_MAX_EVENT_STREAMS"].default)
+    """$VIDEO_MAX_EVENT_STREAMS: event streams open at once; more get 503."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServerSettings:
@@ -62,7 +69,9 @@ class ServerSettings:
         values: dict[str, Any] = {"token": settings.read("VIDEO_API_TOKEN", environ),
                                   "max_body_bytes": settings.read_int("VIDEO_MAX_BODY_BYTES", environ),
                                   "queue_depth": settings.read_int("VIDEO_QUEUE_DEPTH", environ),
-                                  "body_timeout_s": settings.read_float("VIDEO_BODY_TIMEOUT_S", environ)}
+                                  "body_timeout_s": settings.read_float("VIDEO_BODY_TIMEOUT_S", environ),
+                                  "header_timeout_s": settings.read_float("VIDEO_HEADER_TIMEOUT_S", environ),
+                                  "max_event_streams": settings.read_int("VIDEO_MAX_EVENT_STREAMS", environ)}
         values.update({k: v for k, v in overrides.items() if v is not None})
         values["token"] = values["token"] or None  # an empty token is no token, not "" to match
         return cls(**values)
@@ -87,6 +96,7 @@ class _Service:
         self.settings = settings
         self.handler: EndpointHandler | None = None
         self.in_flight = 0
+        self.event_streams = 0  # open GET /jobs/{id}/events
         self.model_slot = anyio.CapacityLimiter(1)  # one generation at a time on the model
         self.recent_seconds = 5.0  # duration of the last request, for Retry-After
 
@@ -161,9 +171,13 @@ class _Service:
         data = await self.read_json(request, request_id)
         if isinstance(data, Response):
             return data
-        inputs = data.get("inputs") if isinstance(data, dict) else None
-        if isinstance(inputs, dict) and any(key in inputs for key in JOB_KEYS):
-            return await self.job_answer(data, request_id)  # quick: never waits for the model
+        try:  # the body's job keys, read as the handler reads them: one path per kind, whatever they say
+            call = read_job_call(data)
+        except InvalidRequest as exc:
+            return JSONResponse(exc.envelope(), status_code=400, headers={"X-Request-Id": request_id})
+        if call.kind != "generate":
+            return await self.job_answer(call, request_id)  # quick: never waits for the model
+        data = call.data
         try:  # cheap checks here (off the event loop), so a bad request never waits in the queue
             parsed = await anyio.to_thread.run_sync(parse_payload, data, self.loaded.limits)
         except InvalidRequest as exc:
@@ -174,7 +188,7 @@ class _Service:
         if self.in_flight > self.settings.queue_depth:
             retry = max(1, math.ceil(self.recent_seconds * self.in_flight))
             return _error(503, f"busy: {self.in_flight} requests ahead; retry in {retry} s", request_id,
-                          kind="internal", headers={"Retry-After": str(retry)})
+                          kind="busy", headers={"Retry-After": str(retry)})
         self.in_flight += 1
         try:
             return await self._generate(request, data, parsed, request_id)
@@ -221,13 +235,18 @@ class _Service:
         return Response(content, media_type=FORMATS[name].MIME, headers=headers)
 
 
-    async def job_answer(self, data: Any, request_id: str, status: int = 200) -> Response:
-        result = await anyio.to_thread.run_sync(self.loaded, data)
-        if not result["ok"]:
-            error = result["error"]
-            code = 404 if error["field"] == "job_id" else _STATUS.get(error["type"], 500)
-            return JSONResponse(result, status_code=code, headers={"X-Request-Id": request_id})
-        return JSONResponse(result, status_code=status, headers={"X-Request-Id": request_id})
+    async def job_answer(self, call: JobCall, request_id: str, status: int = 200) -> Response:
+        headers = {"X-Request-Id": request_id}
+        if call.kind == "submit":  # decodes and checks the request first: off the event loop
+            result = await anyio.to_thread.run_sync(self.loaded.job_request, call)
+            if not result["ok"]:
+                return JSONResponse(result, status_code=_STATUS.get(result["error"]["type"], 500), headers=headers)
+            return JSONResponse(result, status_code=status, headers=headers)
+        try:  # a lookup: a finished job's answer is the JSON the queue keeps, sent without a copy
+            body = self.loaded.jobs.status_json(call.job_id, cancel=call.kind == "cancel")
+        except InvalidRequest as exc:
+            return JSONResponse(exc.envelope(), status_code=404, headers=headers)
+        return _shared_json(body, headers)
 
     async def submit_job(self, request: Request) -> Response:
         request_id = request.state.request_id
@@ -237,40 +256,88 @@ class _Service:
         if not isinstance(data, dict) or not isinstance(data.get("inputs"), dict | str):
             return _error(400, "the body must be {\"inputs\": {...a request...}}", request_id, field="inputs")
         inputs = data["inputs"] if isinstance(data["inputs"], dict) else {"prompt": data["inputs"]}
-        return await self.job_answer({**data, "inputs": {**inputs, "async": True}}, request_id, status=202)
+        try:
+            call = read_job_call({**data, "inputs": {**inputs, "async": True}})
+        except InvalidRequest as exc:
+            return JSONResponse(exc.envelope(), status_code=400, headers={"X-Request-Id": request_id})
+        return await self.job_answer(call, request_id, status=202)
 
     async def job_status(self, request: Request) -> Response:
-        job_id = request.path_params["job_id"]
-        cancel = request.method == "DELETE"
-        return await self.job_answer({"inputs": {"job_id": job_id, "cancel": cancel}}, request.state.request_id)
+        call = JobCall("cancel" if request.method == "DELETE" else "poll", job_id=request.path_params["job_id"])
+        return await self.job_answer(call, request.state.request_id)
 
     async def job_events(self, request: Request) -> Response:
         """Server-Sent Events: `progress` after each change (status, step), then `result` with the
-        job's final answer, then the stream ends."""
-        jobs, job_id = self.loaded.jobs, request.path_params["job_id"]
-        try:
-            jobs.status(job_id)
-        except InvalidRequest as exc:
-            return JSONResponse(exc.envelope(), status_code=404)
+        job's final answer, then the stream ends. A stream holds no thread: the queue wakes it."""
+        jobs, job_id, request_id = self.loaded.jobs, request.path_params["job_id"], request.state.request_id
+        if self.event_streams >= self.settings.max_event_streams:
+            return _error(503, f"busy: {self.event_streams} event streams are open (VIDEO_MAX_EVENT_STREAMS); "
+                          "poll GET /jobs/{id} instead, or retry later", request_id, kind="busy",
+                          headers={"Retry-After": "5"})
+        loop = asyncio.get_running_loop()
+        woken = asyncio.Event()
 
-        async def stream() -> AsyncIterator[str]:
+        def wake() -> None:  # called on the job worker's thread
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is listening
+                loop.call_soon_threadsafe(woken.set)
+
+        try:
+            jobs.watch(job_id, wake)
+        except InvalidRequest as exc:
+            return JSONResponse(exc.envelope(), status_code=404, headers={"X-Request-Id": request_id})
+        self.event_streams += 1
+
+        async def stream() -> AsyncIterator[bytes | memoryview]:
             seen = 0
-            while True:
-                try:
-                    changes, final = await anyio.to_thread.run_sync(jobs.events, job_id, seen, 5.0)
-                except InvalidRequest:  # expired meanwhile
-                    return
-                for change in changes:
-                    yield f"event: progress\ndata: {json.dumps(change)}\n\n"
-                seen += len(changes)
-                if final is not None:
-                    yield f"event: result\ndata: {json.dumps(final)}\n\n"
-                    return
-                if not changes:
-                    yield ": waiting\n\n"  # a comment: keeps proxies from closing an idle stream
+            try:
+                while True:
+                    woken.clear()  # before reading: a change after the read wakes the wait below
+                    try:
+                        changes, ended = jobs.events(job_id, seen)
+                    except InvalidRequest:  # expired meanwhile
+                        return
+                    for change in changes:
+                        yield f"event: progress\ndata: {json.dumps(change)}\n\n".encode()
+                    seen += len(changes)
+                    if ended:
+                        try:
+                            final = jobs.status_json(job_id)
+                        except InvalidRequest:  # expired meanwhile
+                            return
+                        yield b"event: result\ndata: "
+                        for chunk in _chunks(final):
+                            yield chunk
+                        yield b"\n\n"
+                        return
+                    if not changes:
+                        with anyio.move_on_after(EVENT_KEEPALIVE_S) as idle:
+                            await woken.wait()
+                        if idle.cancelled_caught:
+                            yield b": waiting\n\n"  # a comment: keeps proxies from closing an idle stream
+            finally:
+                jobs.unwatch(job_id, wake)
+                self.event_streams -= 1
 
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+ANSWER_CHUNK_BYTES = 64 * 1024  # a large answer goes out this much at a time, as the client reads it
+EVENT_KEEPALIVE_S = 5.0  # an idle event stream sends a comment this often
+
+
+def _chunks(body: bytes) -> Iterator[memoryview]:
+    view = memoryview(body)
+    for start in range(0, len(view), ANSWER_CHUNK_BYTES):
+        yield view[start:start + ANSWER_CHUNK_BYTES]
+
+
+def _shared_json(body: bytes, headers: dict[str, str]) -> Response:
+    """`body` sent as it is read: a client that does not read holds a chunk of it, not a copy."""
+    if len(body) <= ANSWER_CHUNK_BYTES:
+        return Response(body, media_type="application/json", headers=headers)
+    return StreamingResponse(_chunks(body), media_type="application/json",
+                             headers={**headers, "Content-Length": str(len(body))})
 
 
 def _parse_json(body: bytes) -> Any:
@@ -316,9 +383,20 @@ class _EveryAnswer:
                     scope, receive, send)
 
 
+async def _no_route(request: Request, exc: Exception) -> Response:
+    """404 / 405 in the envelope every other answer uses."""
+    assert isinstance(exc, HTTPException)
+    message = {404: f"no route {request.url.path[:200]}: the routes are POST /, GET /health, POST /jobs, "
+                    "GET|DELETE /jobs/{id}, GET /jobs/{id}/events",
+               405: f"{request.method} is not allowed here; allowed: {dict(exc.headers or {}).get('Allow', '')}"}
+    return _error(exc.status_code, message.get(exc.status_code, exc.detail), request.state.request_id,
+                  headers=dict(exc.headers or {}))
+
+
 def create_app(load_handler: Callable[[], EndpointHandler], settings: ServerSettings) -> Starlette:
     service = _Service(load_handler, settings)
     app = Starlette(
+        exception_handlers={HTTPException: _no_route},
         routes=[Route("/", service.predict, methods=["POST"]),
                 Route("/health", service.health, methods=["GET"]),
                 Route("/jobs", service.submit_job, methods=["POST"]),
@@ -328,6 +406,40 @@ def create_app(load_handler: Callable[[], EndpointHandler], settings: ServerSett
     )
     app.add_middleware(_EveryAnswer, service=service)
     return app
+
+
+def header_deadline(protocol: type[asyncio.Protocol], seconds: float) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol, closing a connection whose request headers are not complete
+    `seconds` after it opened (or after its last answer): uvicorn itself waits for them forever."""
+    base: Any = protocol
+
+    class HeaderDeadline(base):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm_header_deadline()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm_header_deadline()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+            super().connection_lost(exc)
+
+        def _arm_header_deadline(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+            self._header_timer = self.loop.call_later(seconds, self._header_deadline_passed)
+
+        def _header_deadline_passed(self) -> None:
+            waiting_for_headers = self.cycle is None or self.cycle.response_complete
+            if waiting_for_headers and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderDeadline
 
 
 def serve(load_handler: Callable[[], EndpointHandler], settings: ServerSettings, host: str | None,
@@ -342,4 +454,7 @@ def serve(load_handler: Callable[[], EndpointHandler], settings: ServerSettings,
             logger.warning("no token configured (--token or $VIDEO_API_TOKEN): listening on %s only", host)
         else:
             logger.warning("no token configured and listening on %s: anyone who can reach it can use it", host)
-    uvicorn.run(create_app(load_handler, settings), host=host, port=port, log_level="info")
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    uvicorn.run(create_app(load_handler, settings), host=host, port=port, log_level="info",
+                http=header_deadline(AutoHTTPProtocol, settings.header_timeout_s))

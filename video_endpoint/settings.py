@@ -34,17 +34,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VIDEO_LORAS", "", "LoRA adapters besides those in `<model dir>/loras/*.safetensors`: "
             "`name=<Hub id or path>,...` (safetensors only); loaded at start-up, chosen per request "
             "(see [LoRA adapters](#lora-adapters))", "model", shown_default="(none)"),
-    Setting("HF_TOKEN", "", "the CLI client's default `--token` for `--url` (huggingface_hub reads it too, for "
-            "downloads)", "jobs", shown_default="(unset)"),
+    Setting("HF_TOKEN", "", "the CLI client's token for `--url` when neither `--token-file` nor `--token` is given "
+            "(huggingface_hub reads it too, for downloads)", "jobs", shown_default="(unset)"),
     Setting("VIDEO_JOB_TTL_S", "3600", "seconds a finished job's answer is kept for polling (see "
             "[Jobs](#jobs-submit-poll-cancel))", "jobs"),
     Setting("VIDEO_JOB_MAX_BYTES", "1073741824", "the kept jobs' outputs together, at most (bytes); the oldest "
             "finished job goes first", "jobs"),
+    Setting("VIDEO_MAX_KEPT_JOBS", "1000", "finished jobs kept at most, however small (cancelled ones too); the "
+            "oldest goes first", "jobs"),
     Setting("VIDEO_MAX_QUEUED", "16", "jobs that may wait behind the running one; more answer `busy`", "jobs"),
     Setting("VIDEO_WEBHOOK_HOSTS", "", "hosts (`host` or `host:port`) a job's `webhook` may name; any other is "
             "refused", "jobs", shown_default="(none: webhooks off)"),
-    Setting("VIDEO_WEBHOOK_SECRET", "", "key of the webhook's HMAC-SHA256 signature (header "
-            "`X-Video-Signature: sha256=<hex>`); webhooks are off without it", "jobs",
+    Setting("VIDEO_WEBHOOK_SECRET", "", "key of the webhook's HMAC-SHA256 signature (headers "
+            "`X-Video-Timestamp` and `X-Video-Signature: sha256=<hex>`); webhooks are off without it", "jobs",
             shown_default="(none: webhooks off)"),
     Setting("VIDEO_TINY_MODEL_DIR", "", "where `tiny` is built and cached (other tiny ids in folders beside it, "
             "`<dir>-tiny-wan` …)", "model", shown_default="`~/.cache/video-endpoint/tiny-v4`"),
@@ -84,6 +86,10 @@ SETTINGS: tuple[Setting, ...] = (
             "503", "server"),
     Setting("VIDEO_BODY_TIMEOUT_S", "60", "seconds a request body may take to arrive; a slower one gets 408",
             "server"),
+    Setting("VIDEO_HEADER_TIMEOUT_S", "10", "seconds a connection may take to send a request's headers (also "
+            "between requests on a kept-alive connection); a slower one is closed", "server"),
+    Setting("VIDEO_MAX_EVENT_STREAMS", "64", "`GET /jobs/{id}/events` streams open at once; more get 503 "
+            "(`busy`)", "server"),
     Setting("VIDEO_MAX_BODY_BYTES", "33554432", "largest request body (`--max-body-bytes`); larger ones get 413 "
             "before they are read", "server"),
 )

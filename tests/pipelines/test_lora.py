@@ -12,6 +12,7 @@ import psutil
 import pytest
 import torch
 from diffusers import DiffusionPipeline
+from safetensors.torch import load_file, save_file
 
 from handler import EndpointHandler
 from pipelines import lora
@@ -209,3 +210,65 @@ def test_available_reads_the_folder_then_the_setting(tmp_path):
     assert lora.available(tmp_path, " a = org/repo , c=/srv/c.safetensors") == {
         "b": str(tmp_path / "loras" / "b.safetensors"), "a": "org/repo", "c": "/srv/c.safetensors"}
     assert lora.available(None, "") == {}
+
+
+@pytest.mark.parametrize("fault", [torch.cuda.OutOfMemoryError("CUDA out of memory (injected)"),
+                                   RuntimeError("injected")], ids=["out_of_memory", "other"])
+def test_a_merge_that_fails_part_way_leaves_the_model_s_own_weights(adapted, monkeypatch, fault):
+    """A fault in the third weight's merge used to leave the weights half-merged: the next request
+    without adapters answered ok, `loras: []`, with other frames than the model's own."""
+    handler, plain = adapted("tiny")
+    baseline = frames(plain)
+    styled = frames(handler, loras=[{"name": "style"}])
+    real_delta, calls = lora.Factors.delta, []
+
+    def failing_delta(self):
+        calls.append(self)
+        if len(calls) == 3:
+            raise fault
+        return real_delta(self)
+
+    monkeypatch.setattr(lora.Factors, "delta", failing_delta)
+    failed = handler({"inputs": {**SMALL, "loras": [{"name": "detail"}]}})
+    monkeypatch.undo()
+    assert len(calls) == 3 and failed["ok"] is False
+    assert failed["error"]["type"] == ("out_of_memory" if isinstance(fault, torch.cuda.OutOfMemoryError)
+                                       else "internal")
+    adapters = handler.model.loras
+    for key, original in adapters.originals.items():
+        assert torch.equal(adapters._weight(key).cpu(), original), key  # W0, bit for bit
+    np.testing.assert_array_equal(frames(handler), baseline)
+    np.testing.assert_array_equal(frames(handler, loras=[{"name": "style"}]), styled)
+
+
+def test_adapter_files_are_checked_and_named_at_start_up(tmp_path, tiny_model_dir, caplog):
+    """Corrupt, empty and pickled `.safetensors` files used to be reported as "does not fit this
+    model"; a file named `.safetensors` failed inside peft (so did any name with a dot); an adapter
+    of NaNs was accepted (even at scale 0 it made every weight NaN); `*.bin` went unmentioned."""
+    ltx = tmp_path / "ltx"
+    shutil.copytree(tiny_model_dir, ltx)
+    good = write_tiny_lora(ltx, "style.v2")
+    shutil.copy(good, ltx / "loras" / ".safetensors")  # hidden: skipped
+    (ltx / "loras" / "old.bin").write_bytes(b"never unpickled")
+    with caplog.at_level("WARNING", logger="pipelines.lora"):
+        handler = EndpointHandler(str(ltx))
+    assert handler.model.loras.names == ["style.v2"]
+    assert "old.bin is not loaded: pickled weights are never loaded" in caplog.text
+    assert handler({"inputs": {**SMALL, "loras": [{"name": "style.v2"}]}})["ok"] is True
+    tensors = load_file(good)
+    torch.save(tensors, ltx / "pickle.pt")
+    nan = {key: value.clone() for key, value in tensors.items()}
+    next(iter(nan.values()))[0, 0] = float("nan")
+    bad_files = {"empty": (b"", "is not a readable safetensors file"),
+                 "truncated": (good.read_bytes()[:200], "is not a readable safetensors file"),
+                 "pickled": ((ltx / "pickle.pt").read_bytes(), "is not a readable safetensors file"),
+                 "no-tensors": (None, "holds no tensors"), "nan": (nan, "holds NaN or infinite values")}
+    for name, (content, why) in bad_files.items():
+        path = ltx / "loras" / f"{name}.safetensors"
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            save_file(content or {}, str(path))
+        with pytest.raises(ModelLoadError, match=f"LoRA adapter '{name}'.*{why}"):
+            EndpointHandler(str(ltx))
+        path.unlink()

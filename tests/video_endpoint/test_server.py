@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -15,9 +16,10 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
 import pytest
 
-from tests.conftest import free_port, jpeg_base64
+from tests.conftest import REPORT, free_port, jpeg_base64
 from tests.media import decode_gif, decode_video, decode_zip
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +32,8 @@ def server(tiny_model_dir, tmp_path_factory):
     port = free_port()
     log_path = tmp_path_factory.mktemp("server") / "server.log"
     env = {**os.environ, "VIDEO_API_TOKEN": TOKEN, "VIDEO_QUEUE_DEPTH": "1",
-           "VIDEO_MAX_BODY_BYTES": str(2 * 1024 * 1024), "VIDEO_BODY_TIMEOUT_S": "2"}
+           "VIDEO_MAX_BODY_BYTES": str(2 * 1024 * 1024), "VIDEO_BODY_TIMEOUT_S": "2", "VIDEO_HEADER_TIMEOUT_S": "2",
+           "VIDEO_MAX_EVENT_STREAMS": "70"}
     with open(log_path, "w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "video_endpoint", "serve", "--model", str(tiny_model_dir), "--host", "127.0.0.1",
@@ -46,7 +49,7 @@ def server(tiny_model_dir, tmp_path_factory):
     else:
         process.kill()
         pytest.fail("server did not start:\n" + log_path.read_text())
-    yield {"url": url, "log": log_path}
+    yield {"url": url, "log": log_path, "pid": process.pid}
     process.terminate()
     process.wait(timeout=10)
     assert TOKEN not in log_path.read_text()  # the token never reaches the log
@@ -206,6 +209,7 @@ def test_queue_health_and_concurrent_requests(server):
     assert health.status_code == 200 and health.json()["queue"]["in_flight"] == 2
     assert health_seconds < 1.0
     assert busy.status_code == 503 and int(busy.headers["retry-after"]) >= 1
+    assert busy.json()["error"]["type"] == "busy"  # as a full job queue says (it said "internal")
     for seed in (1, 2):
         np.testing.assert_array_equal(frames_of(results[seed]), alone[seed])
 
@@ -218,6 +222,10 @@ def test_every_answer_has_a_request_id_and_no_token_gets_401_on_any_path(server)
                           headers={**auth(), "Content-Type": "application/json"})]
     assert [answer.status_code for answer in answers] == [200, 404, 405, 400]
     assert all(answer.headers.get("x-request-id") for answer in answers)
+    # 404 and 405 in the envelope (they were plain text)
+    assert answers[1].json()["ok"] is False and "POST /jobs" in answers[1].json()["error"]["message"]
+    assert answers[2].json()["error"]["type"] == "invalid_request" and "POST" in answers[2].json()["error"]["message"]
+    assert answers[2].headers["allow"] == "POST"
     assert answers[3].json()["ok"] is False and "Traceback" not in answers[3].text  # was a 500 in text/plain
     for path in ("/nowhere", "/health", "/"):
         for method in ("GET", "POST", "DELETE"):
@@ -250,6 +258,7 @@ def test_dropped_clients_free_the_model(server):
         except httpx.ReadTimeout:
             hung_up.append(True)
 
+    dropped_before = server["log"].read_text().count("client disconnected")
     dropped = [threading.Thread(target=hang_up) for _ in range(2)]
     for thread in dropped:
         thread.start()
@@ -261,7 +270,7 @@ def test_dropped_clients_free_the_model(server):
     live = post(server, {"prompt": "live", **SMALL, "outputs": ["zip"]})
     assert frames_of(live).shape == (4, 64, 96, 3)
     assert time.perf_counter() - started < 5
-    assert server["log"].read_text().count("client disconnected") == 2
+    assert server["log"].read_text().count("client disconnected") == dropped_before + 2
 
 
 def test_a_body_of_countless_values_is_refused_unparsed(server):
@@ -312,6 +321,8 @@ def test_job_routes_and_their_event_stream(server, tmp_path):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert state == "cancelled"
+    raw_job = httpx.post(f"{url}/jobs", json={"inputs": {**inputs, "return_base64": False}}, headers=auth())
+    assert raw_job.status_code == 400 and raw_job.json()["error"]["field"] == "return_base64"  # was 500 per poll
     missing = httpx.get(f"{url}/jobs/nope", headers=auth(), timeout=30)
     assert missing.status_code == 404 and missing.json()["error"]["field"] == "job_id"
     assert httpx.get(f"{url}/jobs/nope/events", headers=auth(), timeout=30).status_code == 404
@@ -332,3 +343,134 @@ def test_cli_client_runs_a_job_on_the_server(server, tmp_path, capsys):
                      "-o", str(tmp_path / "x.gif")]) == 1
     assert "wrong bearer token" in capsys.readouterr().err
     assert not (tmp_path / "x.gif").exists()
+
+
+def test_job_keys_never_skip_the_server_guards(server):
+    """`"async": false` and `"webhook": null` are plain synchronous requests: they used to skip the
+    queue bound (all 10 of 10 ran at queue depth 4), the hang-up check and the raw-output check."""
+    slow = {"prompt": "slow", "height": 512, "width": 512, "num_frames": 33, "num_inference_steps": 100,
+            "outputs": ["zip"]}
+    log_before = server["log"].read_text().count("client disconnected")
+    hung_up: list[bool] = []
+
+    def hang_up(extra: dict) -> None:
+        try:
+            httpx.post(server["url"], json={"inputs": {**slow, **extra}}, headers=auth(), timeout=3.0)
+        except httpx.ReadTimeout:
+            hung_up.append(True)
+
+    clients = [threading.Thread(target=hang_up, args=(extra,)) for extra in ({"async": False}, {"webhook": None})]
+    for thread in clients:
+        thread.start()
+        time.sleep(0.3)
+    for extra in ({}, {"async": False}, {"webhook": None}):  # one running, one waiting: depth 1 is full
+        busy = post(server, {"prompt": "x", **SMALL, **extra})
+        assert busy.status_code == 503 and busy.json()["error"]["type"] == "busy", (extra, busy.text)
+    two_raw = post(server, {"prompt": "x", **SMALL, "async": False, "return_base64": False, "outputs": ["gif", "zip"]})
+    assert two_raw.status_code == 400 and two_raw.json()["error"]["field"] == "return_base64"
+    for thread in clients:
+        thread.join()
+    assert hung_up == [True, True]
+    started = time.perf_counter()
+    assert frames_of(post(server, {"prompt": "live", **SMALL, "async": False, "outputs": ["zip"]})).shape[0] == 4
+    assert time.perf_counter() - started < 5  # both dropped: stopped at their next step
+    assert server["log"].read_text().count("client disconnected") == log_before + 2
+
+
+def open_request(server, target: str, rcvbuf: int | None = None) -> socket.socket:
+    """A connection that sends `GET target` and never reads."""
+    port = int(server["url"].rsplit(":", 1)[1])
+    sock = socket.socket()
+    if rcvbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
+    return sock
+
+
+def test_idle_event_streams_hold_no_threads(server):
+    """Each event stream on a queued job used to hold one of the server's 40 worker threads: with 60
+    open, a poll took 5.1 s and a bad request 10 s. Now they wait on the event loop, up to
+    VIDEO_MAX_EVENT_STREAMS (70 here); more get 503."""
+    url = server["url"]
+    long = {"prompt": "long", "height": 768, "width": 768, "num_frames": 97, "num_inference_steps": 100,
+            "outputs": ["zip"]}
+    running = post(server, {**long, "async": True}).json()["job"]["id"]
+    queued = post(server, {"prompt": "queued", **SMALL, "outputs": ["zip"], "async": True}).json()["job"]["id"]
+    streams = [open_request(server, f"/jobs/{queued}/events") for _ in range(60)]
+    try:
+        time.sleep(1.0)
+        started = time.perf_counter()
+        polled = httpx.get(f"{url}/jobs/{queued}", headers=auth(), timeout=30)
+        poll_s = time.perf_counter() - started
+        started = time.perf_counter()
+        bad = post(server, {"prompt": "x", "height": 100})
+        bad_s = time.perf_counter() - started
+        REPORT.append(f"with 60 idle event streams: poll {poll_s * 1000:.0f} ms, bad request {bad_s * 1000:.0f} ms")
+        assert polled.status_code == 200 and polled.json()["job"]["status"] == "queued"
+        assert bad.status_code == 400 and poll_s < 1.0 and bad_s < 1.0
+        streams += [open_request(server, f"/jobs/{queued}/events") for _ in range(10)]
+        time.sleep(0.5)
+        over = httpx.get(f"{url}/jobs/{queued}/events", headers=auth(), timeout=30)
+        assert over.status_code == 503 and over.json()["error"]["type"] == "busy", over.text[:300]
+        assert httpx.get(f"{url}/jobs/{queued}", headers=auth()).json()["job"]["status"] == "queued"
+    finally:
+        for sock in streams:
+            sock.close()
+        for job_id in (queued, running):
+            httpx.delete(f"{url}/jobs/{job_id}", headers=auth(), timeout=30)
+    deadline = time.monotonic() + 10
+    while (answer := httpx.get(f"{url}/jobs/{queued}/events", headers=auth(), timeout=30)).status_code == 503:
+        assert time.monotonic() < deadline  # closed streams free their places
+        time.sleep(0.1)
+    assert "event: result" in answer.text
+
+
+def rss_bytes(pid: int) -> int:
+    return psutil.Process(pid).memory_info().rss
+
+
+def test_clients_that_never_read_share_one_copy_of_an_answer(server):
+    """20 clients that asked for a finished job's answer and never read it used to hold a copy each
+    (34 MB answer: server RSS 912 -> 1,870 MB)."""
+    inputs = {"prompt": "noise", "height": 512, "width": 512, "num_frames": 17, "num_inference_steps": 2,
+              "seed": 5, "outputs": ["zip"], "async": True}
+    job_id = post(server, inputs).json()["job"]["id"]
+    deadline = time.monotonic() + 120
+    while (answer := httpx.get(f"{server['url']}/jobs/{job_id}", headers=auth(), timeout=60)).json()["job"][
+            "status"] != "succeeded":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    size = len(answer.content)
+    frames = decode_zip(base64.b64decode(answer.json()["outputs"]["zip_base64"])).frames
+    assert frames.shape == (17, 512, 512, 3) and size > 10 * 2**20
+    time.sleep(0.5)
+    before = rss_bytes(server["pid"])
+    readers = [open_request(server, f"/jobs/{job_id}" if i % 2 else f"/jobs/{job_id}/events", rcvbuf=4096)
+               for i in range(20)]
+    time.sleep(3)
+    grown = rss_bytes(server["pid"]) - before
+    for sock in readers:
+        sock.close()
+    REPORT.append(f"20 non-reading clients of a {size / 2**20:.1f} MiB answer: server RSS +{grown / 2**20:.1f} MiB")
+    assert grown < 2 * size, f"RSS grew {grown / 2**20:.1f} MiB for a {size / 2**20:.1f} MiB answer"
+    again = httpx.get(f"{server['url']}/jobs/{job_id}", headers=auth(), timeout=60)
+    np.testing.assert_array_equal(decode_zip(base64.b64decode(again.json()["outputs"]["zip_base64"])).frames, frames)
+
+
+def test_connections_that_never_finish_their_headers_are_closed(server):
+    """300 connections that never finished their headers used to stay open (no token needed)."""
+    port = int(server["url"].rsplit(":", 1)[1])
+    socks = []
+    for _ in range(50):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+        socks.append(sock)
+    time.sleep(3)  # VIDEO_HEADER_TIMEOUT_S=2
+    closed = 0
+    for sock in socks:
+        with contextlib.suppress(ConnectionResetError, TimeoutError):
+            closed += sock.recv(100) == b""
+        sock.close()
+    assert closed == 50
+    assert httpx.get(f"{server['url']}/health", headers=auth(), timeout=5).status_code == 200
