@@ -55,6 +55,7 @@ from handler import EndpointHandler  # noqa: E402
 from pipelines import tiny  # noqa: E402
 from pipelines.base import dtype_argument  # noqa: E402
 from tests.media import psnr, ssim, zip_frames  # noqa: E402
+from video_endpoint import settings  # noqa: E402
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0}  # dense, vendor sheets
 FULL_TEXT_LAYERS = 24  # T5-XXL's and UMT5-XXL's
@@ -308,7 +309,7 @@ def main() -> None:
         default_dir = Path(tempfile.gettempdir()) / f"video-bench-{args.model}-text{args.text_encoder_layers}"
         directory = BUILDERS[args.model](args.model_dir or default_dir, args.text_encoder_layers)
     else:
-        directory = tiny.ensure(model_id=args.model)
+        directory = tiny.ensure(settings.tiny_model_dir(args.model), args.model)
     print(f"model {args.model} at {directory}: ready in {time.perf_counter() - started:.1f} s", flush=True)
     if args.build_only:
         return

@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from handler import EndpointHandler  # noqa: E402
 from pipelines import tiny  # noqa: E402
+from video_endpoint import settings  # noqa: E402
 
 REQUESTS = {
     "small gif (64x96, 8 frames, 2 steps)": {"prompt": "x", "height": 64, "width": 96, "num_frames": 8,
@@ -37,7 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    model_dir = str(tiny.ensure())
+    model_dir = str(tiny.ensure(settings.tiny_model_dir()))
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

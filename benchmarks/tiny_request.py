@@ -24,6 +24,7 @@ import torch
 
 from handler import EndpointHandler
 from pipelines import tiny
+from video_endpoint import settings
 
 
 def main() -> None:
@@ -35,7 +36,7 @@ def main() -> None:
           f"torch_threads={torch.get_num_threads()}")
     print(f"python {platform.python_version()}, torch {torch.__version__}, diffusers {diffusers.__version__}")
     started = time.perf_counter()
-    handler = EndpointHandler(str(tiny.ensure()))
+    handler = EndpointHandler(str(tiny.ensure(settings.tiny_model_dir())))
     print(f"handler start-up (tiny model): {(time.perf_counter() - started) * 1000:.0f} ms")
     runs = []
     for seed in range(args.repeat):

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import diffusers
 import numpy as np
@@ -19,13 +19,9 @@ from packaging.version import Version
 from PIL import Image
 
 from encoders.base import Audio
+from pipelines.errors import OutOfMemory, Refused
 from pipelines.lora import LoraAdapters
 from pipelines.memory import VaeTiling, free_gpu_bytes, set_tiling
-from video_endpoint.errors import InvalidRequest, OutOfMemory
-
-if TYPE_CHECKING:  # both import this module
-    from pipelines.speed import SpeedSettings
-    from video_endpoint.request_schema import RequestFields
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +45,18 @@ def pick_device_and_dtype() -> tuple[torch.device, torch.dtype]:
     if torch.cuda.is_available():
         return torch.device("cuda"), torch.bfloat16
     return torch.device("cpu"), torch.float32
+
+
+@dataclass(frozen=True)
+class SpeedSettings:
+    """What the GPU fast path switches on (`pipelines/speed.py`), as the application read it."""
+
+    compile: bool = False
+    warmup: bool = False
+    step_cache: float | None = None
+    cpu_offload: bool = False
+    vae_tiling: str = "auto"
+    """auto, on or off: see pipelines/memory.py"""
 
 
 @dataclass(frozen=True)
@@ -151,8 +159,8 @@ class ModelFamily(Protocol):
         """t2v and/or i2v, sharing weights where the checkpoint allows (`from_pipe`), None for a
         mode the checkpoint cannot do."""
 
-    def check_request(self, pipelines: LoadedPipelines, request: RequestFields) -> list[str]:
-        """Its own rules (raise `InvalidRequest`); returns notes on what it adjusts or ignores."""
+    def check_request(self, pipelines: LoadedPipelines, job: GenerationJob) -> list[str]:
+        """Its own rules (raise `Refused`); returns notes on what it adjusts or ignores."""
 
     def temporal_ratio(self, pipelines: LoadedPipelines) -> int:
         """Valid frame counts are k * ratio + 1. Most families bind `vae_temporal_ratio`."""
@@ -167,11 +175,11 @@ def vae_temporal_ratio(pipelines: LoadedPipelines) -> int:
     return int(pipelines.any.vae_scale_factor_temporal)
 
 
-def check_size_multiple(request: RequestFields, multiple: int, model_name: str) -> None:
+def check_size_multiple(job: GenerationJob, multiple: int, model_name: str) -> None:
     """Height and width must be multiples of `multiple` (VAE ratio x patch size) for this model."""
     for name in ("height", "width"):
-        if getattr(request, name) % multiple:
-            raise InvalidRequest(f"{name} must be a multiple of {multiple} for {model_name}", field=name)
+        if getattr(job, name) % multiple:
+            raise Refused(f"{name} must be a multiple of {multiple} for {model_name}", field=name)
 
 
 def smallest_valid_frames(num_frames: int, ratio: int) -> int:

@@ -10,8 +10,6 @@ that size named, instead of failing inside the model.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from diffusers import (
     CogVideoXImageToVideoPipeline,
@@ -27,10 +25,7 @@ from pipelines.base import (
     run_pipeline,
     vae_temporal_ratio,
 )
-from video_endpoint.errors import InvalidRequest
-
-if TYPE_CHECKING:
-    from video_endpoint.request_schema import RequestFields
+from pipelines.errors import Refused
 
 FAMILY = "cogvideox"
 CLASS_NAMES = ("CogVideoXPipeline", "CogVideoXImageToVideoPipeline")
@@ -42,15 +37,15 @@ def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype)
     return load_one_mode(CogVideoXPipeline, CogVideoXImageToVideoPipeline, source, class_name, device, dtype)
 
 
-def check_request(pipelines: LoadedPipelines, request: RequestFields) -> list[str]:
+def check_request(pipelines: LoadedPipelines, job: GenerationJob) -> list[str]:
     pipe = pipelines.any
     config = pipe.transformer.config
-    check_size_multiple(request, pipe.vae_scale_factor_spatial * config.patch_size, "CogVideoX")
+    check_size_multiple(job, pipe.vae_scale_factor_spatial * config.patch_size, "CogVideoX")
     if config.use_learned_positional_embeddings:
         scale = pipe.vae_scale_factor_spatial
         size = (config.sample_height * scale, config.sample_width * scale)
-        if (request.height, request.width) != size:
-            raise InvalidRequest(f"this CogVideoX checkpoint generates only at height {size[0]}, width {size[1]} "
+        if (job.height, job.width) != size:
+            raise Refused(f"this CogVideoX checkpoint generates only at height {size[0]}, width {size[1]} "
                                  "(learned positional embeddings)", field="height")
     return []
 

@@ -15,7 +15,7 @@ asked for, so it is asked for 4 more.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from diffusers import (
@@ -36,9 +36,6 @@ from pipelines.base import (
     vae_temporal_ratio,
 )
 
-if TYPE_CHECKING:
-    from video_endpoint.request_schema import RequestFields
-
 FAMILY = "hunyuanvideo"
 CLASS_NAMES = ("HunyuanVideoPipeline", "HunyuanVideoImageToVideoPipeline")
 AUDIO = False
@@ -58,10 +55,10 @@ def _guidance_embedded(pipelines: LoadedPipelines) -> bool:
     return pipelines.any.transformer.config.guidance_embeds
 
 
-def check_request(pipelines: LoadedPipelines, request: RequestFields) -> list[str]:
+def check_request(pipelines: LoadedPipelines, job: GenerationJob) -> list[str]:
     pipe = pipelines.any
-    check_size_multiple(request, pipe.vae_scale_factor_spatial * pipe.transformer.config.patch_size, "HunyuanVideo")
-    if request.negative_prompt and _guidance_embedded(pipelines):
+    check_size_multiple(job, pipe.vae_scale_factor_spatial * pipe.transformer.config.patch_size, "HunyuanVideo")
+    if job.negative_prompt and _guidance_embedded(pipelines):
         return ["negative_prompt is ignored: this HunyuanVideo model is guidance-distilled (guidance_scale "
                 "is its embedded guidance)"]
     return []

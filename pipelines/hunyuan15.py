@@ -13,7 +13,7 @@ and the transformer's `target_size`; the handler generates at exactly the reques
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from diffusers import HunyuanVideo15ImageToVideoPipeline, HunyuanVideo15Pipeline
@@ -28,9 +28,6 @@ from pipelines.base import (
     vae_temporal_ratio,
 )
 
-if TYPE_CHECKING:
-    from video_endpoint.request_schema import RequestFields
-
 FAMILY = "hunyuanvideo-1.5"
 CLASS_NAMES = ("HunyuanVideo15Pipeline", "HunyuanVideo15ImageToVideoPipeline")
 AUDIO = False
@@ -43,9 +40,9 @@ def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype)
 temporal_ratio = vae_temporal_ratio
 
 
-def check_request(pipelines: LoadedPipelines, request: RequestFields) -> list[str]:
+def check_request(pipelines: LoadedPipelines, job: GenerationJob) -> list[str]:
     pipe = pipelines.any
-    check_size_multiple(request, pipe.vae_scale_factor_spatial * pipe.transformer.config.patch_size,
+    check_size_multiple(job, pipe.vae_scale_factor_spatial * pipe.transformer.config.patch_size,
                         "HunyuanVideo 1.5")
     return []
 

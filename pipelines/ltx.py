@@ -8,7 +8,7 @@ is 8) and sizes multiples of 32 (its spatial ratio): the ratios are read from th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from diffusers import (
@@ -17,10 +17,7 @@ from diffusers import (
 )
 
 from pipelines.base import GenerationJob, LoadedPipelines, StepCallback, load_both_modes, run_pipeline
-from video_endpoint.errors import InvalidRequest
-
-if TYPE_CHECKING:
-    from video_endpoint.request_schema import RequestFields
+from pipelines.errors import Refused
 
 FAMILY = "ltx-video"
 CLASS_NAMES = ("LTXPipeline", "LTXImageToVideoPipeline")
@@ -39,11 +36,11 @@ def temporal_ratio(pipelines: LoadedPipelines) -> int:
     return pipelines.any.vae_temporal_compression_ratio
 
 
-def check_request(pipelines: LoadedPipelines, request: RequestFields) -> list[str]:
+def check_request(pipelines: LoadedPipelines, job: GenerationJob) -> list[str]:
     """Family rules beyond the API's own. A scheduler that stretches its sigmas to a terminal
     value (`shift_terminal`, LTX-Video 0.9.1 and later) divides by zero with a single step."""
-    if request.num_inference_steps < 2 and pipelines.any.scheduler.config.get("shift_terminal"):
-        raise InvalidRequest("this model's scheduler needs at least 2 steps", field="num_inference_steps")
+    if job.num_inference_steps < 2 and pipelines.any.scheduler.config.get("shift_terminal"):
+        raise Refused("this model's scheduler needs at least 2 steps", field="num_inference_steps")
     return []
 
 

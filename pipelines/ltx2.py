@@ -13,7 +13,7 @@ needs a large language model and a `processor`) is never used.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from diffusers import LTX2ImageToVideoPipeline, LTX2Pipeline
@@ -27,9 +27,6 @@ from pipelines.base import (
     check_size_multiple,
     load_both_modes,
 )
-
-if TYPE_CHECKING:
-    from video_endpoint.request_schema import RequestFields
 
 FAMILY = "ltx-2"
 CLASS_NAMES = ("LTX2Pipeline", "LTX2ImageToVideoPipeline")
@@ -45,8 +42,8 @@ def temporal_ratio(pipelines: LoadedPipelines) -> int:
     return pipelines.any.vae_temporal_compression_ratio
 
 
-def check_request(pipelines: LoadedPipelines, request: RequestFields) -> list[str]:
-    check_size_multiple(request, pipelines.any.vae_spatial_compression_ratio, "LTX-2")
+def check_request(pipelines: LoadedPipelines, job: GenerationJob) -> list[str]:
+    check_size_multiple(job, pipelines.any.vae_spatial_compression_ratio, "LTX-2")
     return []
 
 

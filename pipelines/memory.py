@@ -6,13 +6,13 @@ outgrow what the transformer needed. Tiled decoding (`vae.enable_tiling()`) work
 spatial (and, for some VAEs, temporal) tiles: slower, bounded memory. Slicing is not used: it
 splits the batch, and a request is one video.
 
-`VIDEO_VAE_TILING` (read at start-up with the other GPU switches, `pipelines/speed.py`):
-- `auto` (default): on CUDA, each untiled decode's memory is measured (its peak above what was
-  allocated before it) per output pixel-frame; a request whose frames x pixels would need more than
-  90% of the free GPU memory at that rate decodes in tiles. Before any measurement (the warm-up
-  request makes one), a decode that runs out of memory is retried once in tiles, and that size
-  counts as not fitting from then on. On CPU nothing is tiled (memory is not the limit there).
-- `1` / `0`: always / never tile.
+The mode comes in as `SpeedSettings.vae_tiling`:
+- `auto`: on CUDA, each untiled decode's memory is measured (its peak above what was allocated
+  before it) per output pixel-frame; a request whose frames x pixels would need more than
+  `HEADROOM` of the free GPU memory at that rate decodes in tiles. Before any measurement (the
+  warm-up request makes one), a decode that runs out of memory is retried once in tiles, and that
+  size counts as not fitting from then on. On CPU nothing is tiled (memory is not the limit there).
+- `on` / `off`: always / never tile.
 """
 
 from __future__ import annotations

@@ -6,16 +6,14 @@ Families are imported explicitly (one line each), like Pillow's `_plugins`; no e
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import torch
 from diffusers import DiffusionPipeline
 
 from pipelines import cogvideox, hunyuan, hunyuan15, lora, ltx, ltx2, memory, speed, tiny, wan
-from pipelines.base import ModelFamily, VideoModel, pick_device_and_dtype
-from video_endpoint import settings
-from video_endpoint.errors import ModelLoadError
+from pipelines.base import ModelFamily, SpeedSettings, VideoModel
+from pipelines.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
 
@@ -24,41 +22,18 @@ BY_CLASS_NAME: dict[str, ModelFamily] = {name: family for family in FAMILIES for
 
 
 
-def resolve_source(path: str | os.PathLike | None, model_id: str | None = None) -> tuple[str, str]:
-    """Where to load from, and why: `path` if it holds a diffusers model, else `model_id` or
-    $VIDEO_MODEL_ID (a Hub id, a local directory, or `tiny`), else the default Hub id."""
-    if path and (Path(path) / "model_index.json").is_file():
-        return str(path), f"{path} holds model_index.json"
-    where = f"{path or '(no path)'} holds no model_index.json"
-    if model_id:
-        named_by = "the model_id argument"
-    else:
-        model_id = settings.read("VIDEO_MODEL_ID")
-        named_by = "VIDEO_MODEL_ID" if settings.is_set("VIDEO_MODEL_ID") else "VIDEO_MODEL_ID unset, the default"
-    model_id = model_id.strip()
-    if model_id in tiny.BUILDERS:
-        return str(tiny.ensure(model_id=model_id)), f"{where}; {named_by}={model_id} (random weights)"
-    if _looks_like_path(model_id) and not Path(model_id).is_dir():  # not a Hub id: never asked of the Hub
-        raise ModelLoadError(f"no model directory {model_id} ({where}; {named_by}); a Hub id is <org>/<name>")
-    return model_id, f"{where}; {named_by}={model_id}"
-
-
-def _looks_like_path(model_id: str) -> bool:
-    """A Hub id is `name` or `org/name`; anything else with a slash (or a leading dot or ~) is a path."""
-    return model_id.startswith(("/", ".", "~")) or model_id.count("/") > 1 or "\\" in model_id
-
-
-def family_for(source: str, why: str) -> tuple[ModelFamily, str]:
+def family_for(source: str, why: str, forced: str = "") -> tuple[ModelFamily, str]:
+    """The family serving `source` (`why`: where it came from, for messages); `forced` names a
+    family for a checkpoint whose `_class_name` is not listed."""
     try:
         config = DiffusionPipeline.load_config(source)
     except Exception as exc:  # any failure to find the model: say exactly what was looked for
         raise ModelLoadError(f"cannot read model_index.json of model '{source}' ({why}): {exc}") from exc
     class_name = config.get("_class_name", "")
-    forced = settings.read("VIDEO_MODEL_FAMILY")
     if forced:
         by_name = {family.FAMILY: family for family in FAMILIES}
         if forced not in by_name:
-            raise ModelLoadError(f"VIDEO_MODEL_FAMILY={forced} names no family; known: {', '.join(by_name)}")
+            raise ModelLoadError(f"no family is named {forced!r}; known: {', '.join(by_name)}")
         return by_name[forced], class_name
     family = BY_CLASS_NAME.get(class_name)
     if family is None:
@@ -68,15 +43,11 @@ def family_for(source: str, why: str) -> tuple[ModelFamily, str]:
     return family, class_name
 
 
-def load_model(path: str | os.PathLike | None, model_id: str | None = None) -> VideoModel:
-    """Load the model once (the handler's start-up)."""
-    source, why = resolve_source(path, model_id)
-    family, class_name = family_for(source, why)
-    device, dtype = pick_device_and_dtype()
-    try:
-        speed_settings = speed.SpeedSettings.from_env(device)
-    except ValueError as exc:
-        raise ModelLoadError(str(exc)) from None
+def load_model(source: str, why: str, device: torch.device, dtype: torch.dtype, speed_settings: SpeedSettings,
+               forced_family: str = "", lora_sources: str = "") -> VideoModel:
+    """Load the model once (the server's start-up): `source` is a directory or a Hub id, `why`
+    says where it came from (for messages), `lora_sources` is "name=<Hub id or path>,..."."""
+    family, class_name = family_for(source, why, forced_family)
     # offloaded weights stay in CPU memory; the offload hooks move each model to the GPU to run
     load_device = torch.device("cpu") if speed_settings.cpu_offload else device
     logger.info("loading %s (%s, %s) on %s as %s: %s", source, family.FAMILY, class_name, load_device, dtype, why)
@@ -86,7 +57,7 @@ def load_model(path: str | os.PathLike | None, model_id: str | None = None) -> V
         raise ModelLoadError(f"cannot load {family.FAMILY} model '{source}' ({why}): {exc}") from exc
     try:  # before compilation: loading an adapter adds peft layers for a moment
         local_dir = source if Path(source).is_dir() else None
-        adapters = lora.load(pipelines.any, lora.available(local_dir, settings.read("VIDEO_LORAS")))
+        adapters = lora.load(pipelines.any, lora.available(local_dir, lora_sources))
     except lora.LoraLoadError as exc:
         raise ModelLoadError(str(exc)) from exc.__cause__
     applied = speed.apply(pipelines, speed_settings)

@@ -3,61 +3,27 @@ repeated blocks (with a warm-up request at start-up), an opt-in first-block step
 opt-in model CPU offload for small GPUs. bf16 weights and PyTorch's SDPA attention are already
 the defaults of the loading code and of diffusers.
 
-Environment (read once at start-up):
-- `VIDEO_COMPILE` (default `1` on CUDA, `0` elsewhere): `torch.compile` each repeated transformer
-  block (`compile_repeated_blocks`): compile's speed for a fraction of its compile time.
-- `VIDEO_WARMUP` (default: on when compiling): four short requests in `__init__` (see
-  `warmup_requests`) that leave a graph compiled for the card's default size and one with dynamic
-  sizes and batch: no user request recompiles, whatever its prompt, seed, steps, guidance or size
-  (tested on CPU). The exceptions: a latent of a single token (e.g. 32x32, 1 frame on LTX), a
-  size torch always specializes, compiles once; before torch 2.11 each size outside the warm-up's
-  compiles once (see `sizes_compile_once_each`).
-- `VIDEO_STEP_CACHE` (default off): a threshold such as `0.05` enables diffusers' first-block cache,
-  which skips the rest of the transformer on steps whose first block barely changed. It trades
-  quality for speed; see docs/benchmarks.md for what it costs.
-- `VIDEO_VAE_TILING` (default `auto`): decode in tiles when a request would not fit; `1` / `0`:
-  always / never. See `pipelines/memory.py`.
-- `VIDEO_CPU_OFFLOAD` (default `0`): `1` keeps the weights in CPU memory and moves each model to the
-  GPU only while it runs (`enable_model_cpu_offload`): fits small GPUs, much slower.
+What is switched on comes in as `SpeedSettings` (the application reads them from its settings:
+`VIDEO_COMPILE`, `VIDEO_WARMUP`, `VIDEO_STEP_CACHE`, `VIDEO_VAE_TILING`, `VIDEO_CPU_OFFLOAD`).
+Compilation is `compile_repeated_blocks` on each repeated transformer block: compile's speed for
+a fraction of its compile time. The warm-up's four short requests (`warmup_requests`) leave a
+graph compiled for the card's default size and one with dynamic sizes and batch, so no user
+request recompiles whatever its prompt, seed, steps, guidance or size (tested on CPU). The
+exceptions: a latent of a single token (e.g. 32x32, 1 frame on LTX), a size torch always
+specializes, compiles once; before torch 2.11 each size outside the warm-up's compiles once (see
+`sizes_compile_once_each`). The step cache trades quality for speed (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from pipelines.base import LoadedPipelines
-from video_endpoint import settings
+from pipelines.base import LoadedPipelines, SpeedSettings
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SpeedSettings:
-    compile: bool = False
-    warmup: bool = False
-    step_cache: float | None = None
-    cpu_offload: bool = False
-    vae_tiling: str = "auto"
-    """auto, on or off: see pipelines/memory.py"""
-
-    @classmethod
-    def from_env(cls, device: torch.device, environ: Mapping[str, str] | None = None) -> SpeedSettings:
-        cuda = device.type == "cuda"
-        compile_blocks = settings.read_flag("VIDEO_COMPILE", environ, default=cuda)
-        tiling = settings.read("VIDEO_VAE_TILING", environ).lower()
-        if tiling != "auto":
-            try:
-                tiling = "on" if settings.read_flag("VIDEO_VAE_TILING", environ) else "off"
-            except ValueError:
-                raise ValueError(f"VIDEO_VAE_TILING must be auto, 1 or 0, got {tiling!r}") from None
-        return cls(compile=compile_blocks, warmup=settings.read_flag("VIDEO_WARMUP", environ, default=compile_blocks),
-                   step_cache=settings.read_float("VIDEO_STEP_CACHE", environ),
-                   cpu_offload=settings.read_flag("VIDEO_CPU_OFFLOAD", environ) and cuda, vae_tiling=tiling)
 
 
 def transformers_of(pipelines: LoadedPipelines) -> list[Any]:

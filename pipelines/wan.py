@@ -13,8 +13,6 @@ Frame counts are 4k+1 (the VAE's temporal ratio); sizes a multiple of VAE ratio 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from diffusers import (
     AutoencoderKLWan,
@@ -31,9 +29,6 @@ from pipelines.base import (
     run_pipeline,
     vae_temporal_ratio,
 )
-
-if TYPE_CHECKING:
-    from video_endpoint.request_schema import RequestFields
 
 FAMILY = "wan"
 CLASS_NAMES = ("WanPipeline", "WanImageToVideoPipeline")
@@ -65,8 +60,8 @@ def _spatial_multiple(pipelines: LoadedPipelines) -> int:
     return pipe.vae_scale_factor_spatial * transformer.config.patch_size[1]
 
 
-def check_request(pipelines: LoadedPipelines, request: RequestFields) -> list[str]:
-    check_size_multiple(request, _spatial_multiple(pipelines), "this Wan model")
+def check_request(pipelines: LoadedPipelines, job: GenerationJob) -> list[str]:
+    check_size_multiple(job, _spatial_multiple(pipelines), "this Wan model")
     return []
 
 

@@ -71,9 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
                                       "0.0.0.0 with one)")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--token", help="bearer token every request must carry (default $VIDEO_API_TOKEN)")
-    serve.add_argument("--queue-depth", type=int, help="requests that may wait (default $VIDEO_QUEUE_DEPTH or 4)")
+    serve.add_argument("--queue-depth", type=int, help="requests that may wait (default $VIDEO_QUEUE_DEPTH or "
+                                                       f"{settings.BY_NAME['VIDEO_QUEUE_DEPTH'].default})")
     serve.add_argument("--max-body-bytes", type=int,
-                       help="largest request body (default $VIDEO_MAX_BODY_BYTES or 32 MiB)")
+                       help="largest request body in bytes (default $VIDEO_MAX_BODY_BYTES or "
+                            f"{settings.BY_NAME['VIDEO_MAX_BODY_BYTES'].default})")
     for command in (generate, serve):
         command.add_argument("--model", default=settings.read("VIDEO_MODEL_ID") if settings.is_set("VIDEO_MODEL_ID")
                              else "tiny",

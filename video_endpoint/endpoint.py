@@ -10,10 +10,10 @@ from typing import Any
 
 from pipelines import speed
 from pipelines.base import StepCallback
-from pipelines.registry import load_model
 from video_endpoint import settings, stages
 from video_endpoint.errors import HandlerError, InvalidRequest
 from video_endpoint.jobs import JobCall, JobQueue, JobSettings, read_job_call
+from video_endpoint.model_loading import load_model
 from video_endpoint.request_schema import Limits
 from video_endpoint.server_logs import redact_request_payloads
 
@@ -30,7 +30,7 @@ class EndpointHandler:
             redact_request_payloads()
         self.model = load_model(path, model_id)
         # asynchronous jobs (`"async": true`): their worker thread starts with the first one
-        self.jobs = JobQueue(run=lambda data, on_step: self.generate(data, on_step), config=JobSettings.from_env())
+        self.jobs = JobQueue(run=lambda decoded, on_step: self.run(decoded, on_step), config=JobSettings.from_env())
         self.warmup_ms: float | None = None
         if self.model.speed.warmup:  # compile now, so the first user request is not the slow one
             self.warmup_ms = 0.0
@@ -51,9 +51,21 @@ class EndpointHandler:
 
     def generate(self, data: Any, on_step: StepCallback | None = None) -> dict[str, Any]:
         """One synchronous request (a body without job keys); never raises."""
-        timer = stages.StageTimer()
         try:
-            request, image = stages.decode(data, self.limits, timer)
+            decoded = self.decode(data)
+        except HandlerError as exc:
+            return exc.envelope()
+        return self.run(decoded, on_step)
+
+    def decode(self, data: Any) -> stages.Decoded:
+        """The body parsed and its image decoded, once; raises HandlerError for bad input."""
+        return stages.decode(data, self.limits)
+
+    def run(self, decoded: stages.Decoded, on_step: StepCallback | None = None) -> dict[str, Any]:
+        """Generate and encode what `decode` returned; never raises."""
+        request, image, timer = decoded.request, decoded.image, decoded.timer
+        timer.resume()
+        try:
             job, notes = stages.plan(request, image, self.model)
             generated = stages.generate(self.model, request, job, timer, on_step)
             outputs, outputs_info = stages.encode(generated, request, job, timer)
@@ -80,11 +92,11 @@ class EndpointHandler:
                 return self.jobs.status(call.job_id)
             if call.kind == "cancel":
                 return self.jobs.cancel(call.job_id)
-            request_fields, image = stages.decode(call.data, self.limits, stages.StageTimer())
-            if not request_fields.return_base64:
+            decoded = self.decode(call.data)
+            if not decoded.request.return_base64:
                 raise InvalidRequest("a job's answer is JSON, fetched later: return_base64 false is for "
                                      "synchronous requests", field="return_base64")
-            stages.plan(request_fields, image, self.model)  # mode, family rules, adapters: refused now
-            return self.jobs.submit(call.data, call.webhook)
+            stages.plan(decoded.request, decoded.image, self.model)  # mode, family rules, adapters: refused now
+            return self.jobs.submit(decoded, call.webhook)  # runs from what was decoded here
         except HandlerError as exc:
             return exc.envelope()

@@ -9,6 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipelines import errors as model_errors
+from pipelines.errors import ModelLoadError
+
+__all__ = ["ModelLoadError"]  # raised from `EndpointHandler.__init__`; defined with the families
+
 
 class HandlerError(Exception):
     """A failure that is reported to the client as `ok: false` (never raised out of the handler)."""
@@ -64,8 +69,8 @@ class Busy(HandlerError):
     type = "busy"
 
 
-class ModelLoadError(RuntimeError):
-    """Raised from `EndpointHandler.__init__`: the Endpoint must not start without a model.
-
-    The message names exactly what was looked for (path, environment variable, model id).
-    """
+def from_model(exc: model_errors.Refused | model_errors.OutOfMemory) -> HandlerError:
+    """The answer for what a family or the model runtime raised."""
+    if isinstance(exc, model_errors.OutOfMemory):
+        return OutOfMemory(exc.message)
+    return InvalidRequest(exc.message, field=exc.field)

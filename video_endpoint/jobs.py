@@ -172,7 +172,8 @@ class _NotSent(Exception):
 @dataclass
 class Job:
     id: str
-    data: dict[str, Any]
+    data: Any
+    """the request as submitted (the handler's: parsed, image decoded), dropped once it ends"""
     webhook: WebhookTarget | None
     submitted: float = field(default_factory=time.monotonic)
     status: str = QUEUED
@@ -192,7 +193,8 @@ class Job:
 class JobQueue:
     """The jobs of one handler: a FIFO of waiting jobs, one worker, the finished ones for `ttl_s`."""
 
-    def __init__(self, run: Callable[[dict[str, Any], StepCallback], dict[str, Any]], config: JobSettings) -> None:
+    def __init__(self, run: Callable[[Any, StepCallback], dict[str, Any]], config: JobSettings) -> None:
+        """`run(request, on_step)` serves a submitted request (whatever `submit` was given)."""
         self.run = run
         self.config = config
         self.jobs: dict[str, Job] = {}  # every kept job, by id
@@ -206,7 +208,7 @@ class JobQueue:
 
     # -- the protocol ------------------------------------------------------------------------
 
-    def submit(self, data: dict[str, Any], webhook: str | None) -> dict[str, Any]:
+    def submit(self, data: Any, webhook: str | None) -> dict[str, Any]:
         target = self.check_webhook(webhook) if webhook is not None else None
         with self.changed:
             self._evict()
@@ -329,7 +331,7 @@ class JobQueue:
         if body is None:
             body = self._final(job, status, answer)
         job.status, job.finished, job.answer = status, time.monotonic(), body
-        job.data = {}  # the request (its image) is not kept
+        job.data = None  # the request (its image) is not kept
         self.finished[job.id] = job
         self.finished_bytes += len(body)
         self._evict()

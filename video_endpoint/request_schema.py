@@ -282,7 +282,7 @@ def check_limits(request: RequestFields, limits: Limits) -> None:
 
 
 def markdown_table() -> str:
-    """The README's API table, generated from the fields above (`python -m request_schema`)."""
+    """The README's API table, generated from the fields above (`python -m video_endpoint.request_schema`)."""
     json_types = {"string": "string", "integer": "int", "number": "float", "boolean": "bool", "array": "array"}
     properties = VideoRequest.model_json_schema()["properties"]
     rows = ["| field | type | default | description |", "|---|---|---|---|"]

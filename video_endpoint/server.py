@@ -36,9 +36,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from encoders.registry import FORMATS
 from video_endpoint import settings
 from video_endpoint.endpoint import EndpointHandler
-from video_endpoint.errors import Cancelled, InvalidRequest
+from video_endpoint.errors import Cancelled, HandlerError, InvalidRequest
 from video_endpoint.jobs import JobCall, read_job_call
-from video_endpoint.request_schema import RequestFields, parse_payload
+from video_endpoint.stages import Decoded
 
 logger = logging.getLogger(__name__)
 
@@ -177,11 +177,12 @@ class _Service:
             return JSONResponse(exc.envelope(), status_code=400, headers={"X-Request-Id": request_id})
         if call.kind != "generate":
             return await self.job_answer(call, request_id)  # quick: never waits for the model
-        data = call.data
-        try:  # cheap checks here (off the event loop), so a bad request never waits in the queue
-            parsed = await anyio.to_thread.run_sync(parse_payload, data, self.loaded.limits)
-        except InvalidRequest as exc:
-            return JSONResponse(exc.envelope(), status_code=400, headers={"X-Request-Id": request_id})
+        try:  # parsed and decoded once, here (off the event loop): a bad request never waits in the queue
+            decoded = await anyio.to_thread.run_sync(self.loaded.decode, call.data)
+        except HandlerError as exc:
+            return JSONResponse(exc.envelope(), status_code=_STATUS.get(exc.type, 400),
+                                headers={"X-Request-Id": request_id})
+        parsed = decoded.request
         if not parsed.return_base64 and len(parsed.outputs) != 1:
             return _error(400, "return_base64 false sends one raw file: ask for exactly one output",
                           request_id, field="return_base64")
@@ -191,11 +192,11 @@ class _Service:
                           kind="busy", headers={"Retry-After": str(retry)})
         self.in_flight += 1
         try:
-            return await self._generate(request, data, parsed, request_id)
+            return await self._generate(request, decoded, request_id)
         finally:
             self.in_flight -= 1
 
-    async def _generate(self, request: Request, data: Any, parsed: RequestFields, request_id: str) -> Response:
+    async def _generate(self, request: Request, decoded: Decoded, request_id: str) -> Response:
         started = time.perf_counter()
         client_gone = threading.Event()
 
@@ -213,7 +214,7 @@ class _Service:
                     generation.cancel()
 
                 watchers.start_soon(watch_for_disconnect)
-                result = await anyio.to_thread.run_sync(partial(self.loaded, data, on_step=on_step),
+                result = await anyio.to_thread.run_sync(partial(self.loaded.run, decoded, on_step=on_step),
                                                         limiter=self.model_slot)
             watchers.cancel_scope.cancel()
         elapsed = time.perf_counter() - started
@@ -228,7 +229,7 @@ class _Service:
             return JSONResponse(result, status_code=_STATUS.get(error["type"], 500), headers=headers)
         logger.info("request %s: ok, %s, %d frames in %.2f s", request_id, result["diagnostics"]["mode"],
                     result["diagnostics"]["num_frames"], elapsed)
-        if parsed.return_base64:
+        if decoded.request.return_base64:
             return JSONResponse(result, headers=headers)
         (name, content), = result["outputs"].items()
         headers["X-Diagnostics"] = json.dumps(result["diagnostics"], separators=(",", ":"))

@@ -11,6 +11,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+    from pipelines.base import SpeedSettings
 
 
 @dataclass(frozen=True)
@@ -29,15 +36,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VIDEO_MODEL_ID", "Lightricks/LTX-Video", "the model when the repository directory holds no "
             "`model_index.json`: a Hub id, a local diffusers directory, or `tiny` (the random-weight test model; "
             "the CLI's default)", "model"),
-    Setting("VIDEO_MODEL_FAMILY", "", "force a family by its name in [Model families](#model-families) for a "
-            "checkpoint whose `_class_name` is not listed", "model", shown_default="(from `_class_name`)"),
+    Setting("VIDEO_MODEL_FAMILY", "", "force a family by its name in [Model families](families.md#model-families) "
+            "for a checkpoint whose `_class_name` is not listed", "model", shown_default="(from `_class_name`)"),
     Setting("VIDEO_LORAS", "", "LoRA adapters besides those in `<model dir>/loras/*.safetensors`: "
             "`name=<Hub id or path>,...` (safetensors only); loaded at start-up, chosen per request "
-            "(see [LoRA adapters](#lora-adapters))", "model", shown_default="(none)"),
+            "(see [LoRA adapters](families.md#lora-adapters))", "model", shown_default="(none)"),
     Setting("HF_TOKEN", "", "the CLI client's token for `--url` when neither `--token-file` nor `--token` is given "
             "(huggingface_hub reads it too, for downloads)", "jobs", shown_default="(unset)"),
     Setting("VIDEO_JOB_TTL_S", "3600", "seconds a finished job's answer is kept for polling (see "
-            "[Jobs](#jobs-submit-poll-cancel))", "jobs"),
+            "[Jobs](api.md#jobs-submit-poll-cancel))", "jobs"),
     Setting("VIDEO_JOB_MAX_BYTES", "1073741824", "the kept jobs' outputs together, at most (bytes); the oldest "
             "finished job goes first", "jobs"),
     Setting("VIDEO_MAX_KEPT_JOBS", "1000", "finished jobs kept at most, however small (cancelled ones too); the "
@@ -140,6 +147,30 @@ def read_flag(name: str, environ: Mapping[str, str] | None = None, default: bool
     if value in _FALSE:
         return False
     raise ValueError(f"environment variable {name} must be 0 or 1, got {value!r}")
+
+
+def speed_settings(device: torch.device, environ: Mapping[str, str] | None = None) -> SpeedSettings:
+    """The GPU switches (`pipelines.base.SpeedSettings`) for a model on `device`."""
+    from pipelines.base import SpeedSettings  # imported here: the CLI's --help needs no torch
+
+    cuda = device.type == "cuda"
+    compile_blocks = read_flag("VIDEO_COMPILE", environ, default=cuda)
+    tiling = read("VIDEO_VAE_TILING", environ).lower()
+    if tiling != "auto":
+        try:
+            tiling = "on" if read_flag("VIDEO_VAE_TILING", environ) else "off"
+        except ValueError:
+            raise ValueError(f"VIDEO_VAE_TILING must be auto, 1 or 0, got {tiling!r}") from None
+    return SpeedSettings(compile=compile_blocks, warmup=read_flag("VIDEO_WARMUP", environ, default=compile_blocks),
+                         step_cache=read_float("VIDEO_STEP_CACHE", environ),
+                         cpu_offload=read_flag("VIDEO_CPU_OFFLOAD", environ) and cuda, vae_tiling=tiling)
+
+
+def tiny_model_dir(model_id: str = "tiny", environ: Mapping[str, str] | None = None) -> Path:
+    """Where the tiny model `model_id` is built and cached."""
+    from pipelines import tiny
+
+    return tiny.default_cache_dir(model_id, read("VIDEO_TINY_MODEL_DIR", environ), read("XDG_CACHE_HOME", environ))
 
 
 def markdown_table(*sections: str) -> str:

@@ -1,6 +1,6 @@
-"""The steps of one request, each a small function: decode -> generate -> encode -> respond.
-
-`handler.EndpointHandler` strings them together; each is usable (and tested) on its own.
+"""The steps of one request, each a small function: decode -> plan -> generate -> encode ->
+diagnostics. `video_endpoint.endpoint.EndpointHandler` strings them together; each is usable (and
+tested) on its own.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -19,7 +20,9 @@ from PIL import Image
 from encoders.base import Clip, FormatOptions
 from encoders.registry import FORMATS
 from pipelines.base import Generated, GenerationJob, StepCallback, VideoModel, smallest_valid_frames
-from video_endpoint.errors import EncodeFailed, InvalidRequest, Unsupported
+from pipelines.errors import OutOfMemory as ModelOutOfMemory
+from pipelines.errors import Refused
+from video_endpoint.errors import EncodeFailed, InvalidRequest, Unsupported, from_model
 from video_endpoint.image_input import decode_image
 from video_endpoint.request_schema import Limits, RequestFields, format_options, output_fps, parse_payload
 
@@ -42,19 +45,35 @@ class StageTimer:
         finally:
             self.timing_ms[name] = round((time.perf_counter() - begun) * 1000, 2)
 
+    def resume(self) -> None:
+        """Count from now on, as if the stages so far had just run: a wait in a queue is not the
+        request's time."""
+        self.started = time.perf_counter() - sum(self.timing_ms.values()) / 1000
+
     def total(self) -> dict[str, float]:
         return {**self.timing_ms, "total": round((time.perf_counter() - self.started) * 1000, 2)}
 
 
-def decode(data: Any, limits: Limits, timer: StageTimer) -> tuple[RequestFields, Image.Image | None]:
+@dataclass
+class Decoded:
+    """A request once parsed and its image decoded: what the rest of the stages (and a queued
+    job) work from, so neither happens twice."""
+
+    request: RequestFields
+    image: Image.Image | None
+    timer: StageTimer
+
+
+def decode(data: Any, limits: Limits) -> Decoded:
     """Validate the body and decode the input image; the job is planned by `plan`."""
+    timer = StageTimer()
     with timer.stage("parse"):
         request = parse_payload(data, limits)
     image = None
     if request.image is not None:
         with timer.stage("image_decode"):
             image = decode_image(request.image, request.width, request.height, limits)
-    return request, image
+    return Decoded(request, image, timer)
 
 
 def plan(request: RequestFields, image: Image.Image | None, model: VideoModel) -> tuple[GenerationJob, list[str]]:
@@ -69,12 +88,8 @@ def plan(request: RequestFields, image: Image.Image | None, model: VideoModel) -
         if FORMATS[name].NEEDS_AUDIO and not model.family.AUDIO:
             raise Unsupported(f"{name} is the soundtrack alone, and model '{model.name}' ({model.family.FAMILY}) "
                               "generates none", field=f"outputs.{name}")
-    notes = model.family.check_request(model.pipelines, request)
     ratio = model.family.temporal_ratio(model.pipelines)
     generated = smallest_valid_frames(request.num_frames, ratio)
-    if generated != request.num_frames:
-        notes.append(f"generated {generated} frames ({model.family.FAMILY} needs {ratio}k+1 frames) and "
-                     f"returned the first {request.num_frames}")
     seed = request.seed if request.seed is not None else secrets.randbits(SEED_BITS)
     loras = check_loras(request, model)
     job = GenerationJob(
@@ -82,7 +97,21 @@ def plan(request: RequestFields, image: Image.Image | None, model: VideoModel) -
         height=request.height, width=request.width, num_frames=generated, fps=request.fps,
         num_inference_steps=request.num_inference_steps, guidance_scale=request.guidance_scale,
         seed=seed, loras=loras)
+    with model_errors_answered():
+        notes = model.family.check_request(model.pipelines, job)
+    if generated != request.num_frames:
+        notes.append(f"generated {generated} frames ({model.family.FAMILY} needs {ratio}k+1 frames) and "
+                     f"returned the first {request.num_frames}")
     return job, notes
+
+
+@contextmanager
+def model_errors_answered() -> Iterator[None]:
+    """What a family or the model runtime raises, as this endpoint's errors."""
+    try:
+        yield
+    except (Refused, ModelOutOfMemory) as exc:
+        raise from_model(exc) from None
 
 
 def check_loras(request: RequestFields, model: VideoModel) -> tuple[tuple[str, float], ...]:
@@ -104,7 +133,7 @@ def check_loras(request: RequestFields, model: VideoModel) -> tuple[tuple[str, f
 
 def generate(model: VideoModel, request: RequestFields, job: GenerationJob, timer: StageTimer,
              on_step: StepCallback | None) -> Generated:
-    with timer.stage("generate"):
+    with timer.stage("generate"), model_errors_answered():
         return model.generate(job, keep_frames=request.num_frames, on_step=on_step)
 
 

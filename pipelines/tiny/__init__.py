@@ -17,8 +17,6 @@ from pathlib import Path
 
 import torch
 
-from video_endpoint import settings
-
 TINY_ID = "tiny"
 MARKER = "RANDOM_WEIGHTS.txt"  # written beside model_index.json: diagnostics then say "noise"
 _VERSION = 4  # bump when a tiny model changes, so stale caches are rebuilt
@@ -45,13 +43,13 @@ def _builder(model_id: str) -> Callable[[Path], None]:
     return getattr(importlib.import_module(f"pipelines.tiny.{module}"), function)
 
 
-def default_cache_dir(model_id: str = TINY_ID) -> Path:
-    """$VIDEO_TINY_MODEL_DIR (for `tiny`; other tiny ids in folders beside it), else ~/.cache."""
-    configured = settings.read("VIDEO_TINY_MODEL_DIR")
+def default_cache_dir(model_id: str = TINY_ID, configured: str = "", cache_home: str = "") -> Path:
+    """Where `model_id` is cached: `configured` (for `tiny`; other tiny ids in folders beside it),
+    else `<cache_home or ~/.cache>/video-endpoint/`. The application passes its settings' values."""
     if configured:
         root = Path(configured)
         return root if model_id == TINY_ID else root.with_name(f"{root.name}-{model_id}")
-    base = Path(settings.read("XDG_CACHE_HOME") or Path.home() / ".cache")
+    base = Path(cache_home) if cache_home else Path.home() / ".cache"
     return base / "video-endpoint" / f"{model_id}-v{_VERSION}"
 
 
@@ -73,9 +71,9 @@ def build(directory: Path, model_id: str = TINY_ID) -> Path:
     return directory
 
 
-def ensure(directory: Path | None = None, model_id: str = TINY_ID) -> Path:
+def ensure(directory: Path, model_id: str = TINY_ID) -> Path:
     """The tiny model's directory, built first if it is not there yet."""
-    directory = Path(directory) if directory else default_cache_dir(model_id)
+    directory = Path(directory)
     if not (directory / "model_index.json").is_file():
         build(directory, model_id)
     return directory

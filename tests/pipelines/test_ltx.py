@@ -7,13 +7,14 @@ import pytest
 import torch
 from PIL import Image
 
-from pipelines import ltx, registry
+from pipelines import ltx
 from pipelines.base import GenerationJob, smallest_valid_frames
+from video_endpoint import model_loading
 
 
 @pytest.fixture(scope="module")
 def model(tiny_model_dir):
-    return registry.load_model(str(tiny_model_dir))
+    return model_loading.load_model(str(tiny_model_dir))
 
 
 def job(**overrides) -> GenerationJob:

@@ -7,11 +7,10 @@ import pytest
 import torch
 
 from handler import EndpointHandler
-from pipelines import registry
 from pipelines.memory import HEADROOM, VaeTiling
-from pipelines.speed import SpeedSettings
 from tests.conftest import SMALL
 from tests.media import zip_frames
+from video_endpoint import model_loading, settings
 from video_endpoint.errors import ModelLoadError
 
 REQUEST = {"inputs": {"prompt": "x", **SMALL, "num_frames": 9, "seed": 4, "outputs": ["zip"]}}
@@ -21,13 +20,13 @@ GIB = 2**30
 @pytest.mark.parametrize(("value", "mode"), [("", "auto"), ("auto", "auto"), ("1", "on"), ("0", "off"),
                                              ("OFF", "off")])
 def test_mode_from_environment(value, mode):
-    assert SpeedSettings.from_env(torch.device("cpu"), {"VIDEO_VAE_TILING": value}).vae_tiling == mode
+    assert settings.speed_settings(torch.device("cpu"), {"VIDEO_VAE_TILING": value}).vae_tiling == mode
 
 
 def test_bad_environment_value_stops_start_up(monkeypatch, tiny_model_dir):
     monkeypatch.setenv("VIDEO_VAE_TILING", "sometimes")
     with pytest.raises(ModelLoadError, match="VIDEO_VAE_TILING must be auto, 1 or 0"):
-        registry.load_model(tiny_model_dir)
+        model_loading.load_model(tiny_model_dir)
 
 
 def test_auto_tiles_what_would_not_fit_at_the_measured_rate():

@@ -7,16 +7,18 @@ import pytest
 import torch
 
 from pipelines import registry, tiny
-from video_endpoint import settings
-from video_endpoint.errors import ModelLoadError
+from pipelines.base import ModelFamily, SpeedSettings
+from pipelines.errors import ModelLoadError
 
 
 def test_every_family_module_is_registered():
     modules = {p.stem for p in Path(registry.__file__).parent.glob("*.py")} - {
-        "__init__", "base", "registry", "speed", "memory", "lora"}  # shared helpers, not families
+        "__init__", "base", "errors", "registry", "speed", "memory", "lora"}  # shared helpers, not families
     assert {family.__name__.rsplit(".", 1)[1] for family in registry.FAMILIES} == modules
+    members = [name for name in vars(ModelFamily) if not name.startswith("_")]  # the Protocol's own list
+    assert {"FAMILY", "CLASS_NAMES", "AUDIO", "load", "check_request", "temporal_ratio", "generate"} <= set(members)
     for family in registry.FAMILIES:
-        for part in ("FAMILY", "CLASS_NAMES", "load", "check_request", "temporal_ratio", "generate"):
+        for part in members:
             assert hasattr(family, part), (family, part)
         for class_name in family.CLASS_NAMES:
             assert registry.BY_CLASS_NAME[class_name] is family
@@ -28,19 +30,10 @@ def test_every_tiny_model_is_served_by_its_family(tiny_models):
         assert class_name in registry.BY_CLASS_NAME
 
 
-def test_source_prefers_the_path_then_the_environment_then_the_default(tmp_path, monkeypatch):
-    monkeypatch.delenv("VIDEO_MODEL_ID", raising=False)
-    assert registry.resolve_source(tmp_path)[0] == settings.BY_NAME["VIDEO_MODEL_ID"].default
-    monkeypatch.setenv("VIDEO_MODEL_ID", "someone/some-ltx")
-    assert registry.resolve_source(tmp_path)[0] == "someone/some-ltx"
-    (tmp_path / "model_index.json").write_text("{}")
-    assert registry.resolve_source(tmp_path)[0] == str(tmp_path)
-
-
 def test_unknown_pipeline_class_names_the_supported_ones(tmp_path):
     (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
     with pytest.raises(ModelLoadError, match=r"StableDiffusionPipeline.*HunyuanVideoPipeline, LTX2ImageToVideo"):
-        registry.load_model(tmp_path)
+        registry.load_model(str(tmp_path), "test", torch.device("cpu"), torch.float32, SpeedSettings())
 
 
 def test_tiny_build_is_cached(tmp_path):
@@ -51,13 +44,11 @@ def test_tiny_build_is_cached(tmp_path):
     assert (built / tiny.MARKER).is_file()
 
 
-def test_family_can_be_forced_by_environment(tiny_models, monkeypatch):
+def test_family_can_be_forced(tiny_models):
     directory = str(tiny_models("tiny"))
-    monkeypatch.setenv("VIDEO_MODEL_FAMILY", "ltx-video")
-    assert registry.family_for(directory, "test")[0].FAMILY == "ltx-video"
-    monkeypatch.setenv("VIDEO_MODEL_FAMILY", "sora")
-    with pytest.raises(ModelLoadError, match=r"VIDEO_MODEL_FAMILY=sora.*ltx-video, wan, cogvideox, hunyuanvideo"):
-        registry.family_for(directory, "test")
+    assert registry.family_for(directory, "test", forced="ltx-video")[0].FAMILY == "ltx-video"
+    with pytest.raises(ModelLoadError, match=r"'sora'.*ltx-video, wan, cogvideox, hunyuanvideo"):
+        registry.family_for(directory, "test", forced="sora")
 
 
 @pytest.mark.parametrize("model_id", sorted(tiny.BUILDERS))

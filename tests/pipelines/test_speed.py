@@ -19,18 +19,6 @@ REQUEST = {"inputs": {"prompt": "a red balloon", "height": 64, "width": 96, "num
                       "num_inference_steps": 8, "seed": 4, "outputs": ["zip"]}}
 
 
-def test_defaults_fast_on_cuda_plain_on_cpu():
-    assert speed.SpeedSettings.from_env(CPU, {}) == speed.SpeedSettings()
-    assert speed.SpeedSettings.from_env(CUDA, {}) == speed.SpeedSettings(compile=True, warmup=True)
-    settings = speed.SpeedSettings.from_env(CUDA, {"VIDEO_COMPILE": "0", "VIDEO_STEP_CACHE": "0.05",
-                                                   "VIDEO_CPU_OFFLOAD": "1"})
-    assert settings == speed.SpeedSettings(compile=False, warmup=False, step_cache=0.05, cpu_offload=True)
-    assert not speed.SpeedSettings.from_env(CPU, {"VIDEO_CPU_OFFLOAD": "1"}).cpu_offload  # GPU only
-    for bad in ({"VIDEO_COMPILE": "maybe"}, {"VIDEO_STEP_CACHE": "fast"}):
-        with pytest.raises(ValueError):
-            speed.SpeedSettings.from_env(CPU, bad)
-
-
 @pytest.mark.skipif(shutil.which("c++") is None, reason="torch.compile on CPU needs a C++ compiler")
 @pytest.mark.parametrize("step_cache", [None, "0.05"])
 def test_after_warm_up_no_request_recompiles(tiny_model_dir, monkeypatch, step_cache):

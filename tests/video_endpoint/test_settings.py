@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipelines.speed import SpeedSettings
+from pipelines.base import SpeedSettings
 from video_endpoint import settings
 from video_endpoint.request_schema import Limits
 from video_endpoint.server import ServerSettings
@@ -46,7 +46,7 @@ def test_each_reader_takes_its_defaults_from_the_one_table():
     assert server.queue_depth == int(settings.BY_NAME["VIDEO_QUEUE_DEPTH"].default)
     assert server.max_body_bytes == int(settings.BY_NAME["VIDEO_MAX_BODY_BYTES"].default)
     assert server.token is None
-    speed = SpeedSettings.from_env(torch.device("cpu"), environ)
+    speed = settings.speed_settings(torch.device("cpu"), environ)
     assert speed.vae_tiling == settings.BY_NAME["VIDEO_VAE_TILING"].default
     # set values win, and blank ones count as unset
     assert Limits.from_env({"VIDEO_MAX_FRAMES": "16", "VIDEO_MAX_STEPS": " "}).max_frames == 16
@@ -54,9 +54,22 @@ def test_each_reader_takes_its_defaults_from_the_one_table():
 
 
 def test_the_tiny_cache_folder_readme_names_is_the_one_used(monkeypatch):
-    from pipelines import tiny
 
     monkeypatch.delenv("VIDEO_TINY_MODEL_DIR", raising=False)
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     shown = settings.BY_NAME["VIDEO_TINY_MODEL_DIR"].shown_default or ""
-    assert str(tiny.default_cache_dir()).replace(str(Path.home()), "~") in shown
+    assert str(settings.tiny_model_dir()).replace(str(Path.home()), "~") in shown
+    assert settings.tiny_model_dir("tiny-wan", {"VIDEO_TINY_MODEL_DIR": "/srv/tiny"}) == Path("/srv/tiny-tiny-wan")
+
+
+def test_speed_defaults_fast_on_cuda_plain_on_cpu():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert settings.speed_settings(cpu, {}) == SpeedSettings()
+    assert settings.speed_settings(cuda, {}) == SpeedSettings(compile=True, warmup=True)
+    switched = settings.speed_settings(cuda, {"VIDEO_COMPILE": "0", "VIDEO_STEP_CACHE": "0.05",
+                                              "VIDEO_CPU_OFFLOAD": "1"})
+    assert switched == SpeedSettings(compile=False, warmup=False, step_cache=0.05, cpu_offload=True)
+    assert not settings.speed_settings(cpu, {"VIDEO_CPU_OFFLOAD": "1"}).cpu_offload  # GPU only
+    for bad in ({"VIDEO_COMPILE": "maybe"}, {"VIDEO_STEP_CACHE": "fast"}):
+        with pytest.raises(ValueError):
+            settings.speed_settings(cpu, bad)

@@ -236,3 +236,47 @@ def test_hostile_inputs_get_a_small_answer_at_once(handler, case):
     assert "<script>" not in answer and "k" * 41 not in answer and "100000" not in answer and "0" * 50 not in answer
     assert elapsed < 1.0, elapsed
     assert handler(GOOD_SMALL_REQUEST)["ok"] is True
+
+
+@pytest.fixture()
+def counted(monkeypatch):
+    """Counts of the request parses and image decodes that happen (each still runs)."""
+    from video_endpoint import request_schema, stages
+
+    counts = {"parse": 0, "image": 0}
+    validate, decode_image = request_schema.VideoRequest.model_validate, stages.decode_image
+
+    def counting_validate(*args, **kwargs):
+        counts["parse"] += 1
+        return validate(*args, **kwargs)
+
+    def counting_decode_image(*args, **kwargs):
+        counts["image"] += 1
+        return decode_image(*args, **kwargs)
+
+    monkeypatch.setattr(request_schema.VideoRequest, "model_validate", counting_validate)
+    monkeypatch.setattr(stages, "decode_image", counting_decode_image)
+    return counts
+
+
+def test_a_request_is_parsed_and_its_image_decoded_once(handler, counted):
+    """The server parsed a request and the handler parsed it again; a job was decoded at
+    submission and again, image included, when it ran."""
+    from starlette.testclient import TestClient
+
+    from video_endpoint.server import ServerSettings, create_app
+
+    request = {"prompt": "once", "image": jpeg_base64(96, 64), **SMALL, "num_frames": 4, "outputs": ["zip"]}
+    assert handler({"inputs": request})["ok"] is True
+    assert counted == {"parse": 1, "image": 1}
+    with TestClient(create_app(lambda: handler, ServerSettings())) as client:
+        counted.update(parse=0, image=0)
+        assert client.post("/", json={"inputs": request}).status_code == 200
+        assert counted == {"parse": 1, "image": 1}
+    counted.update(parse=0, image=0)
+    job_id = handler({"inputs": {**request, "async": True}})["job"]["id"]
+    deadline = time.monotonic() + 60
+    while (answer := handler({"inputs": {"job_id": job_id}}))["job"]["status"] != "succeeded":
+        assert time.monotonic() < deadline, answer
+        time.sleep(0.02)
+    assert counted == {"parse": 1, "image": 1}
