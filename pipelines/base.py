@@ -1,27 +1,21 @@
-"""What every family shares: device and dtype choice, the job a family runs, and `VideoModel`,
-the loaded model the handler talks to (one copy of the weights, generation serialized)."""
+"""The kit of a family author: device and dtype choice, the job a family runs, the pipelines it
+loads, the `ModelFamily` contract and the shared pipeline call. The loaded model the application
+talks to (`VideoModel`) is in `pipelines/model.py`."""
 
 from __future__ import annotations
 
 import logging
 import math
-import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import diffusers
-import numpy as np
 import torch
 from packaging.version import Version
 from PIL import Image
 
-from encoders.base import Audio
-from pipelines.errors import OutOfMemory, Refused
-from pipelines.lora import LoraAdapters
-from pipelines.memory import VaeTiling, free_gpu_bytes, set_tiling
+from pipelines.errors import Refused
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +70,8 @@ class GenerationJob:
     seed: int
     loras: tuple[tuple[str, float], ...] = ()
     """(adapter name, scale) pairs, names checked against the model's adapters."""
+    keep_frames: int | None = None
+    """frames returned: the first this many of `num_frames` (None: all of them)."""
 
     @property
     def mode(self) -> str:
@@ -219,187 +215,3 @@ def common_args(job: GenerationJob) -> dict[str, Any]:
     if job.image is not None:
         args["image"] = job.image
     return args
-
-
-@dataclass
-class Generated:
-    frames: np.ndarray
-    """`(num_frames, H, W, 3)` uint8: exactly the frames the request asked for."""
-    generated_frames: int
-    timing_ms: dict[str, float] = field(default_factory=dict)
-    peak_gpu_memory_mb: float | None = None
-    """the request's peak GPU memory (CUDA only)"""
-    vae_decode_gpu_memory_mb: float | None = None
-    """what decoding needed above what was allocated before it (CUDA only)"""
-    vae_tiling: bool = False
-    notes: list[str] = field(default_factory=list)
-    audio: Audio | None = None
-    """the soundtrack as generated (its own length; each output fits it to its duration)"""
-
-
-def frames_to_uint8(video: torch.Tensor, keep: int) -> np.ndarray:
-    """`(1, F, C, H, W)` floats in [0, 1] -> the first `keep` frames as `(keep, H, W, 3)` uint8.
-
-    Converted where the frames are (the GPU), in place, and moved once, 4x smaller than float32.
-    """
-    frames = video[0, :keep].mul_(255).round_().clamp_(0, 255).to(torch.uint8)  # in place: we own it
-    return frames.permute(0, 2, 3, 1).contiguous().cpu().numpy()
-
-
-class PromptRedaction(logging.Filter):
-    """Prompts never reach the logs. diffusers' pipelines log the part of a prompt that their text
-    encoder cut off ("The following part of your input was truncated because ... tokens: <text>"):
-    the text is replaced by its length. Installed on each loaded pipeline's module logger."""
-
-    MARK = "part of your input was truncated"
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if self.MARK in message:
-            head, _, cut = message.partition("tokens: ")
-            record.msg, record.args = f"{head}tokens: ({len(cut)} characters of the prompt, not logged)", ()
-        return True
-
-
-def redact_prompts_in_logs(pipelines: LoadedPipelines) -> None:
-    for pipe in (pipelines.t2v, pipelines.i2v):
-        if pipe is not None:
-            pipeline_logger = logging.getLogger(type(pipe).__module__)
-            if not any(isinstance(f, PromptRedaction) for f in pipeline_logger.filters):
-                pipeline_logger.addFilter(PromptRedaction())
-
-
-class VideoModel:
-    """A loaded family with its pipelines; what `EndpointHandler` generates with."""
-
-    def __init__(self, family: ModelFamily, pipelines: LoadedPipelines, source: str,
-                 device: torch.device, dtype: torch.dtype, speed: SpeedSettings, random_weights: bool = False,
-                 speed_applied: list[str] | None = None, vae_tiling: VaeTiling | None = None,
-                 loras: LoraAdapters | None = None) -> None:
-        self.family = family
-        self.loras = loras
-        redact_prompts_in_logs(pipelines)
-        self.vae_tiling = vae_tiling or VaeTiling()
-        self.speed = speed  # in effect; `speed_applied` says what it switched on
-        self.speed_applied = speed_applied or []
-        self.pipelines = pipelines
-        self.source = source
-        # what clients see: the Hub id, or a local directory's own name, never a filesystem path
-        self.name = Path(source).name if Path(source).is_dir() else source
-        self.device = device
-        self.dtype = dtype
-        self.random_weights = random_weights
-        # The pipelines hold per-call state (scheduler timesteps, interrupt flags): one call at a time.
-        self._lock = threading.Lock()
-
-    @property
-    def modes(self) -> list[str]:
-        return [mode for mode in ("t2v", "i2v") if getattr(self.pipelines, mode) is not None]
-
-    def describe(self) -> dict[str, Any]:
-        info = {
-            "id": self.name,
-            "family": self.family.FAMILY,
-            "class_name": self.pipelines.class_name,
-            "modes": self.modes,
-            "speed": self.speed_applied,
-            "loras": self.loras.describe() if self.loras is not None else [],
-        }
-        if self.random_weights:
-            info["note"] = "tiny random-weight test model: its output is noise"
-        return info
-
-    def generate(self, job: GenerationJob, keep_frames: int,
-                 on_step: StepCallback | None = None) -> Generated:
-        with self._lock:
-            if self.loras is not None:
-                try:
-                    self.loras.apply(job.loras)  # all or nothing: W0 again if it fails
-                except torch.cuda.OutOfMemoryError:
-                    merge_failed = True
-                else:
-                    merge_failed = False
-                if merge_failed:  # outside the except block: the failed merge's tensors are free
-                    torch.cuda.empty_cache()
-                    raise OutOfMemory(f"out of GPU memory merging the LoRA adapters "
-                                      f"{', '.join(name for name, _ in job.loras)}; ask for fewer adapters")
-            free = free_gpu_bytes(self.device)
-            tiled = self.vae_tiling.decide(job.pixel_frames, free)
-            attempt = self._generate_once(job, keep_frames, on_step, tiled)
-            retry = not tiled and self.vae_tiling.mode == "auto"
-            if isinstance(attempt, _OutOfMemory) and attempt.in_decode and retry:
-                self.vae_tiling.did_not_fit(job.pixel_frames, free)
-                attempt = self._generate_once(job, keep_frames, on_step, tiled=True)
-                if isinstance(attempt, Generated):
-                    attempt.notes.append("ran out of GPU memory decoding all frames at once: generated again "
-                                         "and decoded in tiles (larger requests are tiled from now on)")
-        if isinstance(attempt, _OutOfMemory):
-            raise OutOfMemory(
-                f"out of GPU memory {'decoding' if attempt.in_decode else 'generating'} {job.num_frames} frames "
-                f"at {job.width}x{job.height}; ask for fewer frames or a smaller size")
-        return attempt
-
-    def _generate_once(self, job: GenerationJob, keep_frames: int, on_step: StepCallback | None,
-                       tiled: bool) -> Generated | _OutOfMemory:
-        cuda = self.device.type == "cuda"
-        step_ends: list[float] = []
-        denoised = False  # set after the last step
-        decode_start_bytes = denoise_peak = 0
-
-        def record_step(step: int, total: int) -> None:
-            nonlocal decode_start_bytes, denoise_peak, denoised
-            if step == total and cuda:
-                # the host runs ahead of the GPU: wait for the last step's kernels, so that "denoise"
-                # and "vae_decode" split where the GPU's work did (the decode waits for them anyway)
-                torch.cuda.synchronize(self.device)
-            step_ends.append(time.perf_counter())
-            if step == total:  # what follows is the decode: its memory is measured on its own
-                denoised = True
-                if cuda:
-                    denoise_peak = torch.cuda.max_memory_allocated()
-                    decode_start_bytes = torch.cuda.memory_allocated()
-                    torch.cuda.reset_peak_memory_stats()
-            if on_step is not None:
-                on_step(step, total)
-
-        set_tiling(self.pipelines.for_job(job).vae, tiled)
-        if cuda:
-            torch.cuda.reset_peak_memory_stats()
-        started = time.perf_counter()
-        out_of_memory = False
-        try:
-            output = self.family.generate(self.pipelines, job, record_step)
-            video, audio = output, None
-            if isinstance(output, VideoWithAudio):
-                video, audio = output.video, Audio(output.audio.float().cpu().numpy(), output.sample_rate)
-            assert isinstance(video, torch.Tensor)
-            frames = frames_to_uint8(video, keep_frames)
-        except torch.cuda.OutOfMemoryError:
-            out_of_memory = True
-        if out_of_memory:
-            # Outside the except block the failed call's tensors are unreachable: free them.
-            if cuda:
-                torch.cuda.empty_cache()
-            return _OutOfMemory(in_decode=denoised)
-        finished = time.perf_counter()
-        peak = decode_mb = None
-        if cuda:
-            decode_peak = torch.cuda.max_memory_allocated()
-            peak = max(denoise_peak, decode_peak) / 2**20
-            decode_mb = (decode_peak - decode_start_bytes) / 2**20
-            if not tiled:
-                self.vae_tiling.measured(job.pixel_frames, decode_peak - decode_start_bytes)
-        decode_started = step_ends[-1] if step_ends else finished
-        timing = {
-            "denoise": (decode_started - started) * 1000,  # text encoding and latent set-up included
-            "vae_decode": (finished - decode_started) * 1000,  # and the uint8 conversion
-        }
-        return Generated(frames=frames, generated_frames=job.num_frames, timing_ms=timing,
-                         peak_gpu_memory_mb=peak, vae_decode_gpu_memory_mb=decode_mb, vae_tiling=tiled,
-                         audio=audio)
-
-
-@dataclass(frozen=True)
-class _OutOfMemory:
-    in_decode: bool
-    """every denoising step had finished: the VAE decode ran out"""

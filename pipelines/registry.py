@@ -12,8 +12,9 @@ import torch
 from diffusers import DiffusionPipeline
 
 from pipelines import cogvideox, hunyuan, hunyuan15, lora, ltx, ltx2, memory, speed, tiny, wan
-from pipelines.base import ModelFamily, SpeedSettings, VideoModel
+from pipelines.base import ModelFamily, SpeedSettings
 from pipelines.errors import ModelLoadError
+from pipelines.model import VideoModel
 
 logger = logging.getLogger(__name__)
 

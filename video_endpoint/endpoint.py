@@ -67,13 +67,13 @@ class EndpointHandler:
         timer.resume()
         try:
             job, notes = stages.plan(request, image, self.model)
-            generated = stages.generate(self.model, request, job, timer, on_step)
+            generated = stages.generate(self.model, job, timer, on_step)
             outputs, outputs_info = stages.encode(generated, request, job, timer)
             return {
                 "ok": True,
                 "outputs": outputs,
-                "diagnostics": stages.diagnostics(self.model, request, job, generated, notes,
-                                                  outputs_info, timer),
+                "diagnostics": stages.diagnostics(
+                    self.model, stages.Outcome(request, job, notes, generated, outputs_info, timer)),
             }
         except HandlerError as exc:
             if exc.__cause__ is not None:

@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pipelines import registry, tiny
-from pipelines.base import VideoModel, pick_device_and_dtype
+from pipelines.base import pick_device_and_dtype
 from pipelines.errors import ModelLoadError
+from pipelines.model import VideoModel
 from video_endpoint import settings
 
 

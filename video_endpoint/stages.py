@@ -19,9 +19,10 @@ from PIL import Image
 
 from encoders.base import Clip, FormatOptions
 from encoders.registry import FORMATS
-from pipelines.base import Generated, GenerationJob, StepCallback, VideoModel, smallest_valid_frames
+from pipelines.base import GenerationJob, StepCallback, smallest_valid_frames
 from pipelines.errors import OutOfMemory as ModelOutOfMemory
 from pipelines.errors import Refused
+from pipelines.model import Generated, VideoModel
 from video_endpoint.errors import EncodeFailed, InvalidRequest, Unsupported, from_model
 from video_endpoint.image_input import decode_image
 from video_endpoint.request_schema import Limits, RequestFields, format_options, output_fps, parse_payload
@@ -96,7 +97,7 @@ def plan(request: RequestFields, image: Image.Image | None, model: VideoModel) -
         prompt=request.prompt, negative_prompt=request.negative_prompt, image=image,
         height=request.height, width=request.width, num_frames=generated, fps=request.fps,
         num_inference_steps=request.num_inference_steps, guidance_scale=request.guidance_scale,
-        seed=seed, loras=loras)
+        seed=seed, loras=loras, keep_frames=request.num_frames)
     with model_errors_answered():
         notes = model.family.check_request(model.pipelines, job)
     if generated != request.num_frames:
@@ -131,10 +132,9 @@ def check_loras(request: RequestFields, model: VideoModel) -> tuple[tuple[str, f
     return tuple((choice.name, choice.scale) for choice in request.loras)
 
 
-def generate(model: VideoModel, request: RequestFields, job: GenerationJob, timer: StageTimer,
-             on_step: StepCallback | None) -> Generated:
+def generate(model: VideoModel, job: GenerationJob, timer: StageTimer, on_step: StepCallback | None) -> Generated:
     with timer.stage("generate"), model_errors_answered():
-        return model.generate(job, keep_frames=request.num_frames, on_step=on_step)
+        return model.generate(job, on_step=on_step)
 
 
 def _encode_one(name: str, clip: Clip, options: FormatOptions) -> tuple[bytes, float]:
@@ -173,8 +173,21 @@ def encode(generated: Generated, request: RequestFields, job: GenerationJob,
         return {f"{name}_base64": base64.b64encode(data).decode("ascii") for name, data in files.items()}, info
 
 
-def diagnostics(model: VideoModel, request: RequestFields, job: GenerationJob, generated: Generated,
-                notes: list[str], outputs_info: dict[str, Any], timer: StageTimer) -> dict[str, Any]:
+@dataclass
+class Outcome:
+    """What one request went through, stage by stage: what `diagnostics` reports."""
+
+    request: RequestFields
+    job: GenerationJob
+    notes: list[str]
+    """what the family and the stages adjusted"""
+    generated: Generated
+    outputs_info: dict[str, Any]
+    timer: StageTimer
+
+
+def diagnostics(model: VideoModel, outcome: Outcome) -> dict[str, Any]:
+    request, job, generated, timer = outcome.request, outcome.job, outcome.generated, outcome.timer
     result = {
         "mode": job.mode,
         "seed": job.seed,
@@ -189,8 +202,8 @@ def diagnostics(model: VideoModel, request: RequestFields, job: GenerationJob, g
         "model": model.describe(),
         "device": str(model.device),
         "dtype": str(model.dtype).removeprefix("torch."),
-        "outputs": outputs_info,
-        "adjusted": notes + generated.notes,
+        "outputs": outcome.outputs_info,
+        "adjusted": outcome.notes + generated.notes,
         "vae_tiling": generated.vae_tiling,
         "timing_ms": {**timer.total(), **{f"generate.{k}": round(v, 2)
                                           for k, v in generated.timing_ms.items()}},

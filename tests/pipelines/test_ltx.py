@@ -58,7 +58,7 @@ def test_image_to_video_uses_the_shared_pipeline_and_reports_steps(model):
 
 
 def test_uint8_frames_keep_exactly_the_requested_count(model):
-    generated = model.generate(job(num_frames=17), keep_frames=12)
+    generated = model.generate(job(num_frames=17, keep_frames=12))
     assert generated.frames.shape == (12, 64, 96, 3) and generated.frames.dtype == np.uint8
     assert generated.frames.flags.c_contiguous
     assert generated.generated_frames == 17

@@ -1,0 +1,75 @@
+"""The stages of one request, each on its own, on the tiny LTX model: decode, plan, generate,
+encode, and how the model's own errors become the endpoint's."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import pytest
+
+from pipelines import errors as model_errors
+from tests.conftest import SMALL, jpeg_base64
+from tests.media import decode_gif, decode_zip
+from video_endpoint import stages
+from video_endpoint.errors import InvalidRequest, OutOfMemory, Unsupported
+
+REQUEST = {"prompt": "stages", **SMALL, "num_frames": 10, "seed": 3, "outputs": ["gif", "zip"]}
+
+
+def decoded(handler, **change):
+    return stages.decode({"inputs": {**REQUEST, **change}}, handler.limits)
+
+
+def test_decode_parses_once_and_decodes_the_image_to_the_video_size(handler):
+    plain = decoded(handler)
+    assert plain.image is None and set(plain.timer.timing_ms) == {"parse"}
+    with_image = decoded(handler, image=jpeg_base64(40, 24))
+    assert with_image.image.size == (96, 64) and set(with_image.timer.timing_ms) == {"parse", "image_decode"}
+    with pytest.raises(InvalidRequest) as refused:
+        decoded(handler, height=100)
+    assert refused.value.field == "height"
+
+
+def test_plan_rounds_frames_up_for_the_family_and_says_so(handler):
+    ten = decoded(handler)
+    job, notes = stages.plan(ten.request, ten.image, handler.model)
+    assert (job.num_frames, job.seed, job.mode) == (17, 3, "t2v")  # LTX: 8k+1 frames
+    assert notes == ["generated 17 frames (ltx-video needs 8k+1 frames) and returned the first 10"]
+    nine = decoded(handler, num_frames=9, seed=None)
+    job, notes = stages.plan(nine.request, nine.image, handler.model)
+    assert job.num_frames == 9 and notes == [] and 0 <= job.seed < 2**stages.SEED_BITS
+    with pytest.raises(InvalidRequest) as refused:
+        unknown = decoded(handler, loras=[{"name": "../etc/passwd"}])
+        stages.plan(unknown.request, unknown.image, handler.model)
+    assert refused.value.field == "loras.0.name"
+    with pytest.raises(Unsupported) as refused:
+        wav = decoded(handler, outputs=["wav"])
+        stages.plan(wav.request, wav.image, handler.model)  # LTX-Video makes no sound
+    assert refused.value.field == "outputs.wav"
+
+
+def test_generate_keeps_the_asked_frames_and_encode_writes_each_format_from_them(handler):
+    request = decoded(handler)
+    job, _ = stages.plan(request.request, request.image, handler.model)
+    steps = []
+    generated = stages.generate(handler.model, job, request.timer, lambda done, total: steps.append((done, total)))
+    assert generated.frames.shape == (10, 64, 96, 3) and generated.generated_frames == 17
+    assert steps == [(1, 2), (2, 2)]  # after each denoising step
+    outputs, info = stages.encode(generated, request.request, job, request.timer)
+    gif = decode_gif(base64.b64decode(outputs["gif_base64"]))
+    frames = decode_zip(base64.b64decode(outputs["zip_base64"])).frames
+    np.testing.assert_array_equal(frames, generated.frames)
+    assert gif.frames.shape == frames.shape and info["gif"]["mime"] == "image/gif"
+    assert {"encode.gif", "encode.zip", "base64"} <= set(request.timer.timing_ms)
+
+
+@pytest.mark.parametrize(("raised", "answered"), [
+    (model_errors.Refused("this model needs more", field="height"), InvalidRequest),
+    (model_errors.OutOfMemory("out of GPU memory generating"), OutOfMemory),
+])
+def test_the_model_s_errors_become_the_endpoint_s(raised, answered):
+    with pytest.raises(answered) as caught, stages.model_errors_answered():
+        raise raised
+    assert caught.value.message == raised.message
+    assert caught.value.field == getattr(raised, "field", None)
