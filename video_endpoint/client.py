@@ -17,10 +17,10 @@ import socket
 import sys
 import threading
 import time
-import urllib.parse
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from video_endpoint.http_url import BadUrl, HttpTarget, parse_http_url
 
 FINISHED = ("succeeded", "failed", "cancelled")  # as video_endpoint.jobs says; not imported: it would load torch
 MAX_ANSWER_BYTES = 1024 * 2**20  # an answer carries base64 video: generous, but never unbounded
@@ -31,29 +31,13 @@ class EndpointError(Exception):
     """The endpoint could not be reached or did not answer what this client can read."""
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    url: str
-    scheme: str
-    host: str
-    port: int
-    target: str
-
-
-def parse_url(url: str) -> Endpoint:
+def parse_url(url: str) -> HttpTarget:
     """The endpoint's address; raises EndpointError for anything but a plain http(s) URL."""
-    parts = urllib.parse.urlsplit(url) if url.isascii() and url.isprintable() and " " not in url else None
     try:
-        port = parts.port if parts is not None else None
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise EndpointError(f"--url must be an http(s) URL such as https://xyz.endpoints.huggingface.cloud, "
-                            f"not {url[:200]!r}")
-    if "@" in parts.netloc:
-        raise EndpointError("--url must not carry a user name or password (the token goes in $HF_TOKEN)")
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return Endpoint(url, parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80), target)
+        return parse_http_url(url)
+    except BadUrl as exc:  # the URL is not echoed: it may hold a password
+        raise EndpointError(f"--url {exc} (such as https://xyz.endpoints.huggingface.cloud; the token goes in "
+                            "$HF_TOKEN)") from None
 
 
 def call(url: str, token: str | None, body: dict[str, Any], timeout: float = TIMEOUT_S,
@@ -63,8 +47,7 @@ def call(url: str, token: str | None, body: dict[str, Any], timeout: float = TIM
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    connection_class = http.client.HTTPSConnection if endpoint.scheme == "https" else http.client.HTTPConnection
-    connection = connection_class(endpoint.host, endpoint.port, timeout=timeout)
+    connection = endpoint.connection(timeout)
     deadline = _Deadline(connection, timeout)
     try:
         connection.request("POST", endpoint.target, body=json.dumps(body).encode(), headers=headers)

@@ -21,13 +21,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
-import http.client
 import json
 import logging
 import secrets
 import threading
 import time
-import urllib.parse
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +35,7 @@ from typing import Any, Literal
 from pipelines.base import StepCallback
 from video_endpoint import settings
 from video_endpoint.errors import Busy, Cancelled, InvalidRequest
+from video_endpoint.http_url import BadUrl, HttpTarget, parse_http_url
 from video_endpoint.request_schema import shown_name
 
 logger = logging.getLogger(__name__)
@@ -115,35 +114,18 @@ def read_job_call(data: Any) -> JobCall:
 
 # -- webhooks: one reading of the URL, for the check and for the sending ----------------------------
 
-@dataclass(frozen=True)
-class WebhookTarget:
-    scheme: str
-    host: str
-    port: int
-    target: str
-    """path and query, as sent in the request line"""
-
-
-def parse_webhook(url: Any, allowed_hosts: tuple[str, ...]) -> WebhookTarget:
+def parse_webhook(url: Any, allowed_hosts: tuple[str, ...]) -> HttpTarget:
     """The address a webhook goes to, only on a host the operator listed; the sender connects to
     exactly this host and port (no request may make this server call any other address)."""
-    if not isinstance(url, str) or len(url) > 2000 or not url.isascii() or not url.isprintable() or " " in url:
-        raise InvalidRequest("webhook must be an http(s) URL of printable ASCII, 2,000 characters at most",
-                             field="webhook")
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidRequest("webhook must be an http(s) URL", field="webhook")
-    if "@" in parts.netloc:
-        raise InvalidRequest("webhook must not carry a user name or password", field="webhook")
+    if not isinstance(url, str) or len(url) > 2000:
+        raise InvalidRequest("webhook must be an http(s) URL of 2,000 characters at most", field="webhook")
     try:
-        port = parts.port
-    except ValueError:
-        raise InvalidRequest("webhook must be an http(s) URL with a valid port", field="webhook") from None
-    host = parts.hostname.lower()
-    if host not in allowed_hosts and f"{host}:{port}" not in allowed_hosts:
+        target = parse_http_url(url)
+    except BadUrl as exc:
+        raise InvalidRequest(f"webhook {exc}", field="webhook") from None
+    if target.host not in allowed_hosts and f"{target.host}:{target.port}" not in allowed_hosts:
         raise InvalidRequest("webhook host is not one this server sends to (VIDEO_WEBHOOK_HOSTS)", field="webhook")
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return WebhookTarget(parts.scheme, host, port or (443 if parts.scheme == "https" else 80), target)
+    return target
 
 
 def signature_of(body: bytes, secret: str, timestamp: int) -> str:
@@ -174,7 +156,7 @@ class Job:
     id: str
     data: Any
     """the request as submitted (the handler's: parsed, image decoded), dropped once it ends"""
-    webhook: WebhookTarget | None
+    webhook: HttpTarget | None
     submitted: float = field(default_factory=time.monotonic)
     status: str = QUEUED
     started: float | None = None
@@ -319,7 +301,7 @@ class JobQueue:
         """The job's final answer as JSON, as polls will see it once it is published."""
         ended = dataclasses.replace(job, status=status, finished=time.monotonic())
         with self.changed:
-            final: dict[str, Any] = {"ok": True, "job": self._describe(ended)}
+            final = self.answer_for(ended)
         if status == SUCCEEDED:
             final.update(outputs=answer["outputs"], diagnostics=answer["diagnostics"])
         else:
@@ -413,19 +395,19 @@ class JobQueue:
 
     # -- webhooks ----------------------------------------------------------------------------
 
-    def check_webhook(self, url: Any) -> WebhookTarget:
+    def check_webhook(self, url: Any) -> HttpTarget:
         if not self.config.webhook_hosts or not self.config.webhook_secret:
             raise InvalidRequest("webhooks are off on this server (VIDEO_WEBHOOK_HOSTS and VIDEO_WEBHOOK_SECRET)",
                                  field="webhook")
         return parse_webhook(url, self.config.webhook_hosts)
 
-    def _deliver(self, target: WebhookTarget, job_id: str, body: bytes) -> None:
+    def _deliver(self, target: HttpTarget, job_id: str, body: bytes) -> None:
         try:
             self.send_webhook(target, job_id, body)
         except Exception:  # a sender thread outlives any one delivery
             logger.exception("webhook for job %s failed", job_id)
 
-    def send_webhook(self, target: WebhookTarget, job_id: str, body: bytes, attempts: int = 3) -> bool:
+    def send_webhook(self, target: HttpTarget, job_id: str, body: bytes, attempts: int = 3) -> bool:
         """POST the final answer, signed. Tried again only when the receiver was not reached or
         answered 5xx: once the body is sent, a slow answer is not a reason to send it twice.
         Redirects are not followed (they could lead anywhere)."""
@@ -448,9 +430,8 @@ class JobQueue:
                 time.sleep(min(2.0**attempt, 10.0))
         return False
 
-    def _post(self, target: WebhookTarget, job_id: str, body: bytes) -> int:
-        connection_class = http.client.HTTPSConnection if target.scheme == "https" else http.client.HTTPConnection
-        connection = connection_class(target.host, target.port, timeout=WEBHOOK_TIMEOUT_S)
+    def _post(self, target: HttpTarget, job_id: str, body: bytes) -> int:
+        connection = target.connection(WEBHOOK_TIMEOUT_S)
         try:
             try:
                 connection.connect()

@@ -83,6 +83,12 @@ def _error(status: int, message: str, request_id: str, field: str | None = None,
     return JSONResponse(body, status_code=status, headers={"X-Request-Id": request_id, **(headers or {})})
 
 
+def _refused(exc: HandlerError, request_id: str, status: int | None = None) -> JSONResponse:
+    """The handler's own envelope for `exc`, with its HTTP status (or `status`: 404 for a job id)."""
+    return JSONResponse(exc.envelope(), status_code=status or _STATUS.get(exc.type, 500),
+                        headers={"X-Request-Id": request_id})
+
+
 def _unauthorized(request_id: str) -> JSONResponse:
     return _error(401, "missing or wrong bearer token", request_id, field="authorization",
                   headers={"WWW-Authenticate": "Bearer"})
@@ -174,14 +180,13 @@ class _Service:
         try:  # the body's job keys, read as the handler reads them: one path per kind, whatever they say
             call = read_job_call(data)
         except InvalidRequest as exc:
-            return JSONResponse(exc.envelope(), status_code=400, headers={"X-Request-Id": request_id})
+            return _refused(exc, request_id)
         if call.kind != "generate":
             return await self.job_answer(call, request_id)  # quick: never waits for the model
         try:  # parsed and decoded once, here (off the event loop): a bad request never waits in the queue
             decoded = await anyio.to_thread.run_sync(self.loaded.decode, call.data)
         except HandlerError as exc:
-            return JSONResponse(exc.envelope(), status_code=_STATUS.get(exc.type, 400),
-                                headers={"X-Request-Id": request_id})
+            return _refused(exc, request_id)
         parsed = decoded.request
         if not parsed.return_base64 and len(parsed.outputs) != 1:
             return _error(400, "return_base64 false sends one raw file: ask for exactly one output",
@@ -246,7 +251,7 @@ class _Service:
         try:  # a lookup: a finished job's answer is the JSON the queue keeps, sent without a copy
             body = self.loaded.jobs.status_json(call.job_id, cancel=call.kind == "cancel")
         except InvalidRequest as exc:
-            return JSONResponse(exc.envelope(), status_code=404, headers=headers)
+            return _refused(exc, request_id, status=404)
         return _shared_json(body, headers)
 
     async def submit_job(self, request: Request) -> Response:
@@ -260,7 +265,7 @@ class _Service:
         try:
             call = read_job_call({**data, "inputs": {**inputs, "async": True}})
         except InvalidRequest as exc:
-            return JSONResponse(exc.envelope(), status_code=400, headers={"X-Request-Id": request_id})
+            return _refused(exc, request_id)
         return await self.job_answer(call, request_id, status=202)
 
     async def job_status(self, request: Request) -> Response:
@@ -285,7 +290,7 @@ class _Service:
         try:
             jobs.watch(job_id, wake)
         except InvalidRequest as exc:
-            return JSONResponse(exc.envelope(), status_code=404, headers={"X-Request-Id": request_id})
+            return _refused(exc, request_id, status=404)
         self.event_streams += 1
 
         async def stream() -> AsyncIterator[bytes | memoryview]:
