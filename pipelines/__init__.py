@@ -8,7 +8,8 @@
   checkpoint allows (`from_pipe`), None for a mode the checkpoint cannot do;
 - `check_request(pipelines, job) -> list[str]`: its own rules on a `GenerationJob` (raise
   `pipelines.errors.Refused`), returning notes on what it adjusts or ignores;
-- `temporal_ratio(pipelines)`: valid frame counts are k * ratio + 1 (every family so far);
+- `frame_count(pipelines, requested) -> FrameCount`: the frames it generates for a request (the
+  first `requested` are returned); `base.vae_frame_count` (k * VAE ratio + 1) unless it binds its own;
 - `generate(pipelines, job, on_step) -> (1, F, 3, H, W)` floats in [0, 1];
 and, for tests and the demo, a tiny random-weight builder in `pipelines/tiny/` (listed in
 `pipelines.tiny.BUILDERS`).

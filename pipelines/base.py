@@ -158,17 +158,34 @@ class ModelFamily(Protocol):
     def check_request(self, pipelines: LoadedPipelines, job: GenerationJob) -> list[str]:
         """Its own rules (raise `Refused`); returns notes on what it adjusts or ignores."""
 
-    def temporal_ratio(self, pipelines: LoadedPipelines) -> int:
-        """Valid frame counts are k * ratio + 1. Most families bind `vae_temporal_ratio`."""
+    def frame_count(self, pipelines: LoadedPipelines, requested: int) -> FrameCount:
+        """How many frames to generate for a request of `requested` (at least that many; the first
+        `requested` are returned), and the rule in words. Most families bind `vae_frame_count`."""
 
     def generate(self, pipelines: LoadedPipelines, job: GenerationJob,
                  on_step: StepCallback) -> torch.Tensor | VideoWithAudio:
         """`(1, F, 3, H, W)` floats in [0, 1] (with the soundtrack where the family has one)."""
 
 
-def vae_temporal_ratio(pipelines: LoadedPipelines) -> int:
-    """The default `temporal_ratio`: the VAE's temporal compression, as the pipelines name it."""
-    return int(pipelines.any.vae_scale_factor_temporal)
+@dataclass(frozen=True)
+class FrameCount:
+    """The frames a family generates for a request, and why that many."""
+
+    generated: int
+    rule: str
+    """the counts the family can make, in words for the answer's notes: "8k+1"."""
+
+
+def causal_vae_frames(requested: int, ratio: int) -> FrameCount:
+    """The smallest k * ratio + 1 >= requested: the counts a causal video VAE with temporal
+    compression `ratio` decodes to."""
+    return FrameCount(max(0, math.ceil((requested - 1) / ratio)) * ratio + 1, f"{ratio}k+1")
+
+
+def vae_frame_count(pipelines: LoadedPipelines, requested: int) -> FrameCount:
+    """The default `frame_count`: `causal_vae_frames` at the VAE's temporal compression, as most
+    pipelines name it."""
+    return causal_vae_frames(requested, int(pipelines.any.vae_scale_factor_temporal))
 
 
 def check_size_multiple(job: GenerationJob, multiple: int, model_name: str) -> None:
@@ -176,12 +193,6 @@ def check_size_multiple(job: GenerationJob, multiple: int, model_name: str) -> N
     for name in ("height", "width"):
         if getattr(job, name) % multiple:
             raise Refused(f"{name} must be a multiple of {multiple} for {model_name}", field=name)
-
-
-def smallest_valid_frames(num_frames: int, ratio: int) -> int:
-    """The smallest k * ratio + 1 >= num_frames: the counts a causal video VAE with temporal
-    compression `ratio` decodes to."""
-    return max(0, math.ceil((num_frames - 1) / ratio)) * ratio + 1
 
 
 def run_pipeline(pipe: Any, job: GenerationJob, on_step: StepCallback, **family_args: Any) -> torch.Tensor:

@@ -23,7 +23,7 @@ from pipelines.base import (
     check_size_multiple,
     load_one_mode,
     run_pipeline,
-    vae_temporal_ratio,
+    vae_frame_count,
 )
 from pipelines.errors import Refused
 
@@ -50,7 +50,7 @@ def check_request(pipelines: LoadedPipelines, job: GenerationJob) -> list[str]:
     return []
 
 
-temporal_ratio = vae_temporal_ratio
+frame_count = vae_frame_count
 
 
 def generate(pipelines: LoadedPipelines, job: GenerationJob, on_step: StepCallback) -> torch.Tensor:

@@ -25,7 +25,7 @@ from pipelines.base import (
     check_size_multiple,
     common_args,
     load_one_mode,
-    vae_temporal_ratio,
+    vae_frame_count,
 )
 
 FAMILY = "hunyuanvideo-1.5"
@@ -37,7 +37,7 @@ def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype)
     return load_one_mode(HunyuanVideo15Pipeline, HunyuanVideo15ImageToVideoPipeline, source, class_name, device, dtype)
 
 
-temporal_ratio = vae_temporal_ratio
+frame_count = vae_frame_count
 
 
 def check_request(pipelines: LoadedPipelines, job: GenerationJob) -> list[str]:

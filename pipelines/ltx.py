@@ -16,7 +16,15 @@ from diffusers import (
     LTXPipeline,
 )
 
-from pipelines.base import GenerationJob, LoadedPipelines, StepCallback, load_both_modes, run_pipeline
+from pipelines.base import (
+    FrameCount,
+    GenerationJob,
+    LoadedPipelines,
+    StepCallback,
+    causal_vae_frames,
+    load_both_modes,
+    run_pipeline,
+)
 from pipelines.errors import Refused
 
 FAMILY = "ltx-video"
@@ -31,9 +39,9 @@ def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype)
     return load_both_modes(LTXPipeline, LTXImageToVideoPipeline, source, class_name, device, dtype)
 
 
-def temporal_ratio(pipelines: LoadedPipelines) -> int:
-    """Valid frame counts are k * ratio + 1."""
-    return pipelines.any.vae_temporal_compression_ratio
+def frame_count(pipelines: LoadedPipelines, requested: int) -> FrameCount:
+    # the LTX pipelines name the VAE's temporal compression differently from the others
+    return causal_vae_frames(requested, pipelines.any.vae_temporal_compression_ratio)
 
 
 def check_request(pipelines: LoadedPipelines, job: GenerationJob) -> list[str]:

@@ -19,11 +19,13 @@ import torch
 from diffusers import LTX2ImageToVideoPipeline, LTX2Pipeline
 
 from pipelines.base import (
+    FrameCount,
     GenerationJob,
     LoadedPipelines,
     StepCallback,
     VideoWithAudio,
     call_pipeline,
+    causal_vae_frames,
     check_size_multiple,
     load_both_modes,
 )
@@ -38,8 +40,9 @@ def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype)
     return load_both_modes(LTX2Pipeline, LTX2ImageToVideoPipeline, source, class_name, device, dtype)
 
 
-def temporal_ratio(pipelines: LoadedPipelines) -> int:
-    return pipelines.any.vae_temporal_compression_ratio
+def frame_count(pipelines: LoadedPipelines, requested: int) -> FrameCount:
+    # the LTX pipelines name the VAE's temporal compression differently from the others
+    return causal_vae_frames(requested, pipelines.any.vae_temporal_compression_ratio)
 
 
 def check_request(pipelines: LoadedPipelines, job: GenerationJob) -> list[str]:

@@ -12,9 +12,9 @@ from pipelines import speed
 from pipelines.base import StepCallback
 from video_endpoint import settings, stages
 from video_endpoint.errors import HandlerError, InvalidRequest
-from video_endpoint.jobs import JobCall, JobQueue, JobSettings, read_job_call
+from video_endpoint.jobs import JobQueue, JobSettings
 from video_endpoint.model_loading import load_model
-from video_endpoint.request_schema import Limits
+from video_endpoint.request_schema import JobCall, Limits, read_job_call
 from video_endpoint.server_logs import redact_request_payloads
 
 logger = logging.getLogger(__name__)

@@ -7,8 +7,8 @@ handler call at a time and streams nothing):
     {"inputs": {"job_id": "..."}}                                          -> status (+ the answer when done)
     {"inputs": {"job_id": "...", "cancel": true}}                         -> stops it at its next step
 
-`read_job_call` is the one reading of those keys: the handler and the local server both route a
-body by what it says (`"async": false` is a plain synchronous request, with every guard of one).
+`request_schema.read_job_call` is the one reading of those keys: the handler and the local server
+both route a body by what it says (`"async": false` is a plain synchronous request, with every guard of one).
 
 Jobs run one at a time, in order, on a worker thread of their own; synchronous requests take their
 turn on the same model lock. A job lives in this process's memory only: behind several replicas a
@@ -30,19 +30,17 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from pipelines.base import StepCallback
 from video_endpoint import settings
 from video_endpoint.errors import Busy, Cancelled, InvalidRequest
 from video_endpoint.http_url import BadUrl, HttpTarget, parse_http_url
-from video_endpoint.request_schema import shown_name
 
 logger = logging.getLogger(__name__)
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 FINISHED = (SUCCEEDED, FAILED, CANCELLED)
-JOB_KEYS = ("async", "webhook", "job_id", "cancel")  # the job protocol's keys in `inputs`
 SIGNATURE_HEADER = "X-Video-Signature"  # "sha256=<hex HMAC-SHA256 of '<timestamp>.<body>'>"
 TIMESTAMP_HEADER = "X-Video-Timestamp"  # unix seconds when the webhook was signed
 WEBHOOK_TIMEOUT_S = 10.0  # per attempt: connecting, and waiting for the receiver's answer
@@ -73,43 +71,6 @@ class JobSettings:
                    max_queued=settings.read_int("VIDEO_MAX_QUEUED", environ),
                    webhook_hosts=tuple(h.strip().lower() for h in hosts.split(",") if h.strip()),
                    webhook_secret=settings.read("VIDEO_WEBHOOK_SECRET", environ))
-
-
-# -- what a body asks for ------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class JobCall:
-    """What a body asks of the job protocol; `generate` is a plain synchronous request."""
-
-    kind: Literal["generate", "submit", "poll", "cancel"]
-    data: Any = None
-    """generate / submit: the body with the job keys taken out (what the model is asked)"""
-    job_id: Any = None
-    webhook: str | None = None
-
-
-def read_job_call(data: Any) -> JobCall:
-    """Route a body by its job keys; raises InvalidRequest for a mistake in them."""
-    inputs = data.get("inputs") if isinstance(data, dict) else None
-    if not isinstance(inputs, dict) or not any(key in inputs for key in JOB_KEYS):
-        return JobCall("generate", data)
-    if "job_id" in inputs:
-        extra = sorted(set(inputs) - {"job_id", "cancel"}, key=str)
-        if extra:
-            raise InvalidRequest("a job poll takes only job_id (and cancel)", field=shown_name(extra[0]))
-        cancel = inputs.get("cancel", False)
-        if not isinstance(cancel, bool):
-            raise InvalidRequest("cancel must be true or false", field="cancel")
-        return JobCall("cancel" if cancel else "poll", job_id=inputs["job_id"])
-    run_async, webhook = inputs.get("async", False), inputs.get("webhook")
-    if not isinstance(run_async, bool):
-        raise InvalidRequest("async must be true or false", field="async")
-    if "cancel" in inputs:
-        raise InvalidRequest("cancel needs the job_id of the job to stop", field="cancel")
-    if webhook is not None and not run_async:
-        raise InvalidRequest("a webhook is sent when a job ends: add \"async\": true", field="webhook")
-    request = {**data, "inputs": {k: v for k, v in inputs.items() if k not in ("async", "webhook")}}
-    return JobCall("submit" if run_async else "generate", request, webhook=webhook)
 
 
 # -- webhooks: one reading of the URL, for the check and for the sending ----------------------------

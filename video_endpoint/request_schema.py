@@ -4,6 +4,7 @@ The defaults are exactly the API card's. Model families may only adjust a value 
 rules (e.g. LTX-Video generates 8k+1 frames) and report it in diagnostics; they never change a
 default. Per-format options (`"gif": {...}`, `"webm": {...}`) are declared by each encoder module
 and collected here from the encoder registry, so a new format adds its options with its module.
+`read_job_call` reads the other body shapes (a job submission, poll or cancel) before any of this.
 
 Named `request_schema` (not `schema`): the Endpoint puts this repository first on `sys.path`,
 where a top-level `schema.py` would hide the PyPI package of that name.
@@ -279,6 +280,47 @@ def check_limits(request: RequestFields, limits: Limits) -> None:
         if fps > max_fps:
             raise InvalidRequest(f"{name} plays at most {max_fps} fps; set {name}.fps to {max_fps} or less",
                                  field=f"{name}.fps")
+
+
+# ---------------------------------------------------------------------------------------------
+# The body shapes: a generation, a job submission, a job poll or cancel (`video_endpoint.jobs`)
+
+JOB_KEYS = ("async", "webhook", "job_id", "cancel")  # the job protocol's keys in `inputs`
+
+
+@dataclass(frozen=True)
+class JobCall:
+    """What a body asks of the job protocol; `generate` is a plain synchronous request."""
+
+    kind: Literal["generate", "submit", "poll", "cancel"]
+    data: Any = None
+    """generate / submit: the body with the job keys taken out (what the model is asked)"""
+    job_id: Any = None
+    webhook: str | None = None
+
+
+def read_job_call(data: Any) -> JobCall:
+    """Route a body by its job keys; raises InvalidRequest for a mistake in them."""
+    inputs = data.get("inputs") if isinstance(data, dict) else None
+    if not isinstance(inputs, dict) or not any(key in inputs for key in JOB_KEYS):
+        return JobCall("generate", data)
+    if "job_id" in inputs:
+        extra = sorted(set(inputs) - {"job_id", "cancel"}, key=str)
+        if extra:
+            raise InvalidRequest("a job poll takes only job_id (and cancel)", field=shown_name(extra[0]))
+        cancel = inputs.get("cancel", False)
+        if not isinstance(cancel, bool):
+            raise InvalidRequest("cancel must be true or false", field="cancel")
+        return JobCall("cancel" if cancel else "poll", job_id=inputs["job_id"])
+    run_async, webhook = inputs.get("async", False), inputs.get("webhook")
+    if not isinstance(run_async, bool):
+        raise InvalidRequest("async must be true or false", field="async")
+    if "cancel" in inputs:
+        raise InvalidRequest("cancel needs the job_id of the job to stop", field="cancel")
+    if webhook is not None and not run_async:
+        raise InvalidRequest("a webhook is sent when a job ends: add \"async\": true", field="webhook")
+    request = {**data, "inputs": {k: v for k, v in inputs.items() if k not in ("async", "webhook")}}
+    return JobCall("submit" if run_async else "generate", request, webhook=webhook)
 
 
 def markdown_table() -> str:

@@ -37,7 +37,7 @@ from encoders.registry import FORMATS
 from video_endpoint import settings
 from video_endpoint.endpoint import EndpointHandler
 from video_endpoint.errors import Cancelled, HandlerError, InvalidRequest
-from video_endpoint.jobs import JobCall, read_job_call
+from video_endpoint.request_schema import JobCall, read_job_call
 from video_endpoint.stages import Decoded
 
 logger = logging.getLogger(__name__)

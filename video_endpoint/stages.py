@@ -19,7 +19,7 @@ from PIL import Image
 
 from encoders.base import Clip, FormatOptions
 from encoders.registry import FORMATS
-from pipelines.base import GenerationJob, StepCallback, smallest_valid_frames
+from pipelines.base import GenerationJob, StepCallback
 from pipelines.errors import OutOfMemory as ModelOutOfMemory
 from pipelines.errors import Refused
 from pipelines.model import Generated, VideoModel
@@ -89,19 +89,18 @@ def plan(request: RequestFields, image: Image.Image | None, model: VideoModel) -
         if FORMATS[name].NEEDS_AUDIO and not model.family.AUDIO:
             raise Unsupported(f"{name} is the soundtrack alone, and model '{model.name}' ({model.family.FAMILY}) "
                               "generates none", field=f"outputs.{name}")
-    ratio = model.family.temporal_ratio(model.pipelines)
-    generated = smallest_valid_frames(request.num_frames, ratio)
+    count = model.family.frame_count(model.pipelines, request.num_frames)
     seed = request.seed if request.seed is not None else secrets.randbits(SEED_BITS)
     loras = check_loras(request, model)
     job = GenerationJob(
         prompt=request.prompt, negative_prompt=request.negative_prompt, image=image,
-        height=request.height, width=request.width, num_frames=generated, fps=request.fps,
+        height=request.height, width=request.width, num_frames=count.generated, fps=request.fps,
         num_inference_steps=request.num_inference_steps, guidance_scale=request.guidance_scale,
         seed=seed, loras=loras, keep_frames=request.num_frames)
     with model_errors_answered():
         notes = model.family.check_request(model.pipelines, job)
-    if generated != request.num_frames:
-        notes.append(f"generated {generated} frames ({model.family.FAMILY} needs {ratio}k+1 frames) and "
+    if count.generated != request.num_frames:
+        notes.append(f"generated {count.generated} frames ({model.family.FAMILY} needs {count.rule} frames) and "
                      f"returned the first {request.num_frames}")
     return job, notes
 

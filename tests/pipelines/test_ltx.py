@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from pipelines import ltx
-from pipelines.base import GenerationJob, smallest_valid_frames
+from pipelines.base import GenerationJob, causal_vae_frames
 from video_endpoint import model_loading
 
 
@@ -32,9 +32,10 @@ def test_tiny_model_is_a_real_diffusers_checkpoint(tiny_model_dir):
 
 def test_frame_counts_are_the_smallest_valid_8k_plus_1(model):
     assert model.pipelines.t2v.vae_temporal_compression_ratio == 8  # the real LTX-Video ratio
-    assert ltx.temporal_ratio(model.pipelines) == 8
     for requested in range(1, 60):
-        generated = smallest_valid_frames(requested, 8)
+        count = ltx.frame_count(model.pipelines, requested)
+        assert count == causal_vae_frames(requested, 8) and count.rule == "8k+1"
+        generated = count.generated
         assert generated >= requested and (generated - 1) % 8 == 0 and generated - requested < 8
 
 

@@ -16,7 +16,7 @@ def test_every_family_module_is_registered():
         "__init__", "base", "errors", "model", "registry", "speed", "memory", "lora"}  # shared helpers, not families
     assert {family.__name__.rsplit(".", 1)[1] for family in registry.FAMILIES} == modules
     members = [name for name in vars(ModelFamily) if not name.startswith("_")]  # the Protocol's own list
-    assert {"FAMILY", "CLASS_NAMES", "AUDIO", "load", "check_request", "temporal_ratio", "generate"} <= set(members)
+    assert {"FAMILY", "CLASS_NAMES", "AUDIO", "load", "check_request", "frame_count", "generate"} <= set(members)
     for family in registry.FAMILIES:
         for part in members:
             assert hasattr(family, part), (family, part)
@@ -62,3 +62,8 @@ def test_every_family_loads_in_the_dtype_asked_for(tiny_models, model_id):
             assert pipe.transformer.dtype == torch.bfloat16, (model_id, pipe.transformer.dtype)
             # Wan keeps its VAE in float32 (its model card's recipe); the others decode in bfloat16
             assert pipe.vae.dtype == (torch.float32 if family.FAMILY == "wan" else torch.bfloat16)
+    # the frame rule: never fewer than asked, and a count the family made is one it makes as is
+    for requested in range(1, 42):
+        count = family.frame_count(pipelines, requested)
+        assert count.generated >= requested, (model_id, requested, count)
+        assert family.frame_count(pipelines, count.generated).generated == count.generated, (model_id, count)
