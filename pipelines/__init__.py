@@ -2,7 +2,8 @@
 `model_index.json` `_class_name`. A family module provides (`pipelines.base.ModelFamily`):
 
 - `FAMILY`: its name in diagnostics; `CLASS_NAMES`: the diffusers pipeline classes it serves;
-  `AUDIO`: whether it generates a soundtrack;
+  `AUDIO`: whether it generates a soundtrack; `CONDITIONING`: which of `base.CONDITIONING_FIELDS`
+  (last_image, keyframes, video, extend) it can serve;
 - `load(source, class_name, device, dtype) -> LoadedPipelines` (`class_name` as the registry read
   it from `model_index.json`): t2v and/or i2v, sharing weights where the
   checkpoint allows (`from_pipe`), None for a mode the checkpoint cannot do;

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import diffusers
@@ -53,6 +53,19 @@ class SpeedSettings:
     """auto, on or off: see pipelines/memory.py"""
 
 
+CONDITIONING_FIELDS = ("last_image", "keyframes", "video", "extend")
+"""What a request may condition a video on beyond `image`; each family lists those it serves."""
+
+
+@dataclass(frozen=True)
+class Keyframe:
+    """An image that frame `frame` of the generated video should be."""
+
+    image: Image.Image
+    frame: int
+    strength: float = 1.0
+
+
 @dataclass(frozen=True)
 class GenerationJob:
     """One generation, after validation and the family's adjustments."""
@@ -71,10 +84,41 @@ class GenerationJob:
     loras: tuple[tuple[str, float], ...] = ()
     """(adapter name, scale) pairs, names checked against the model's adapters."""
     keep_frames: int | None = None
-    """frames returned: the first this many of `num_frames` (None: all of them)."""
+    """frames returned: this many of `num_frames`, from `first_frame` on (None: all of them)."""
+    first_frame: int = 0
+    """the first generated frame returned (`extend`: the one after the context)"""
+    last_image: Image.Image | None = None
+    """the image the returned video ends on"""
+    keyframes: tuple[Keyframe, ...] = ()
+    video: tuple[Image.Image, ...] = ()
+    """video-to-video: the frames to transform, one per generated frame"""
+    strength: float = 1.0
+    """video-to-video: how much may change (0: nothing, 1: everything)"""
+    context: tuple[Image.Image, ...] = ()
+    """extend: the frames the video continues; they are generated frames 0 .. len - 1"""
+
+    @property
+    def returned_frames(self) -> int:
+        return self.keep_frames if self.keep_frames is not None else self.num_frames - self.first_frame
+
+    @property
+    def conditioning(self) -> list[str]:
+        """Which of `CONDITIONING_FIELDS` this job uses."""
+        used = {"last_image": self.last_image is not None, "keyframes": bool(self.keyframes),
+                "video": bool(self.video), "extend": bool(self.context)}
+        return [name for name in CONDITIONING_FIELDS if used[name]]
 
     @property
     def mode(self) -> str:
+        """t2v, i2v, flf2v (first and last frame), keyframes, v2v or extend."""
+        if self.context:
+            return "extend"
+        if self.video:
+            return "v2v"
+        if self.keyframes or (self.last_image is not None and self.image is None):
+            return "keyframes"
+        if self.last_image is not None:
+            return "flf2v"
         return "i2v" if self.image is not None else "t2v"
 
     @property
@@ -90,6 +134,15 @@ class LoadedPipelines:
     t2v: Any | None
     i2v: Any | None
     class_name: str
+    derived: dict[str, Any] = field(default_factory=dict)
+    """further pipelines on the same weights (`from_pipe`), by the use a family names them for
+    (e.g. "condition", "v2v")"""
+
+    @property
+    def all(self) -> list[Any]:
+        """Every distinct pipeline: for what is set on each (progress bars, log filters)."""
+        pipes = [self.t2v, self.i2v, *self.derived.values()]
+        return [pipe for i, pipe in enumerate(pipes) if pipe is not None and all(pipe is not p for p in pipes[:i])]
 
     @property
     def any(self) -> Any:
@@ -110,6 +163,14 @@ def load_both_modes(t2v_class: Any, i2v_class: Any, source: str, class_name: str
     i2v = i2v_class.from_pipe(t2v, **dtype_argument(dtype))
     i2v.set_progress_bar_config(disable=True)
     return LoadedPipelines(t2v=t2v, i2v=i2v, class_name=class_name)
+
+
+def derive(pipeline_class: Any, pipe: Any, dtype: torch.dtype, **components: Any) -> Any:
+    """Another pipeline on `pipe`'s weights (`from_pipe`: no copy), kept in `dtype`; `components`
+    replace some of them."""
+    derived = pipeline_class.from_pipe(pipe, **components, **dtype_argument(dtype))
+    derived.set_progress_bar_config(disable=True)
+    return derived
 
 
 def load_one_mode(t2v_class: Any, i2v_class: Any, source: str, class_name: str, device: torch.device,
@@ -150,6 +211,11 @@ class ModelFamily(Protocol):
     @property
     def AUDIO(self) -> bool:
         """Whether it generates a soundtrack with the frames (`generate` returns `VideoWithAudio`)."""
+
+    @property
+    def CONDITIONING(self) -> frozenset[str]:
+        """Which of `CONDITIONING_FIELDS` its pipelines can serve (`check_request` refuses what the loaded
+        checkpoint cannot)."""
 
     def load(self, source: str, class_name: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelines:
         """t2v and/or i2v, sharing weights where the checkpoint allows (`from_pipe`), None for a
@@ -195,6 +261,16 @@ def check_size_multiple(job: GenerationJob, multiple: int, model_name: str) -> N
             raise Refused(f"{name} must be a multiple of {multiple} for {model_name}", field=name)
 
 
+OMIT: Any = object()
+"""A family argument of this value removes that argument (a pipeline that does not take it)."""
+
+
+def video_to_video_args(job: GenerationJob) -> dict[str, Any]:
+    """What diffusers' video-to-video pipelines (Wan, CogVideoX) take instead of a frame count:
+    the video, one frame per generated frame, and how much of it may change."""
+    return {"video": list(job.video), "strength": job.strength, "num_frames": OMIT, "image": OMIT}
+
+
 def run_pipeline(pipe: Any, job: GenerationJob, on_step: StepCallback, **family_args: Any) -> torch.Tensor:
     """Call a diffusers video pipeline for `job`: `(1, F, 3, H, W)` floats in [0, 1] on its device.
     `family_args` add to (or override) the arguments every video pipeline takes.
@@ -206,14 +282,15 @@ def run_pipeline(pipe: Any, job: GenerationJob, on_step: StepCallback, **family_
 def call_pipeline(pipe: Any, job: GenerationJob, on_step: StepCallback, **family_args: Any) -> Any:
     """As `run_pipeline`, but the pipeline's whole output (LTX-2's has `.audio` beside `.frames`)."""
 
-    def step_end(_pipe: Any, step: int, _timestep: Any, callback_kwargs: dict) -> dict:
-        on_step(step + 1, job.num_inference_steps)
+    def step_end(pipe_: Any, step: int, _timestep: Any, callback_kwargs: dict) -> dict:
+        # video-to-video runs only the last `strength` of the steps: the pipeline counts them
+        on_step(step + 1, pipe_.num_timesteps if job.video else job.num_inference_steps)
         return callback_kwargs
 
     args = {**common_args(job), "height": job.height, "width": job.width, "guidance_scale": job.guidance_scale,
             "callback_on_step_end": step_end}
-    args.update(family_args)  # a family may add or override arguments
-    return pipe(**args)
+    args.update(family_args)  # a family may add, override or OMIT arguments
+    return pipe(**{name: value for name, value in args.items() if value is not OMIT})
 
 
 def common_args(job: GenerationJob) -> dict[str, Any]:

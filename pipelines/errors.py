@@ -13,6 +13,11 @@ class Refused(ValueError):
         self.field = field
 
 
+class CannotServe(Refused):
+    """What the loaded checkpoint cannot do at all, whatever the values (e.g. video-to-video on
+    an image-to-video checkpoint); `field` names the input that asks for it."""
+
+
 class OutOfMemory(RuntimeError):
     """The accelerator ran out of memory; the message says how to make the request smaller."""
 

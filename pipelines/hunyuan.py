@@ -39,6 +39,7 @@ from pipelines.base import (
 FAMILY = "hunyuanvideo"
 CLASS_NAMES = ("HunyuanVideoPipeline", "HunyuanVideoImageToVideoPipeline")
 AUDIO = False
+CONDITIONING: frozenset[str] = frozenset()  # last_image, keyframes, video, extend: none
 
 
 def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelines:

@@ -31,6 +31,7 @@ from pipelines.base import (
 FAMILY = "hunyuanvideo-1.5"
 CLASS_NAMES = ("HunyuanVideo15Pipeline", "HunyuanVideo15ImageToVideoPipeline")
 AUDIO = False
+CONDITIONING: frozenset[str] = frozenset()  # last_image, keyframes, video, extend: none
 
 
 def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelines:

@@ -4,6 +4,11 @@ Both pipelines have exactly the same components, so image-to-video is derived fr
 text-to-video pipeline with `from_pipe` (no second copy of the weights), whichever of the two
 classes the checkpoint names. Frame counts must be 8k+1 (the VAE's temporal compression ratio
 is 8) and sizes multiples of 32 (its spatial ratio): the ratios are read from the loaded VAE.
+
+Conditioning beyond a first image runs `LTXConditionPipeline`, derived the same way: `image`,
+`last_image`, `keyframes` and `extend` become its `LTXVideoCondition`s (an image at any frame,
+the extended video's last 8k+1 frames at frame 0); `video` is video-to-video as diffusers does
+it there: the video's latents noised to `strength` (`denoise_strength`) and denoised from there.
 """
 
 from __future__ import annotations
@@ -12,9 +17,11 @@ from typing import Any
 
 import torch
 from diffusers import (
+    LTXConditionPipeline,
     LTXImageToVideoPipeline,
     LTXPipeline,
 )
+from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
 
 from pipelines.base import (
     FrameCount,
@@ -22,6 +29,7 @@ from pipelines.base import (
     LoadedPipelines,
     StepCallback,
     causal_vae_frames,
+    derive,
     load_both_modes,
     run_pipeline,
 )
@@ -30,13 +38,21 @@ from pipelines.errors import Refused
 FAMILY = "ltx-video"
 CLASS_NAMES = ("LTXPipeline", "LTXImageToVideoPipeline")
 AUDIO = False
+CONDITIONING = frozenset({"last_image", "keyframes", "video", "extend"})
 # Recommended by Lightricks for the VAEs that condition decoding on a timestep (0.9.1 and later).
 _DECODE_TIMESTEP, _DECODE_NOISE_SCALE = 0.05, 0.025
 
 
 def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelines:
     """Load from a local diffusers directory or a Hub id (safetensors only, no remote code)."""
-    return load_both_modes(LTXPipeline, LTXImageToVideoPipeline, source, class_name, device, dtype)
+    pipelines = load_both_modes(LTXPipeline, LTXImageToVideoPipeline, source, class_name, device, dtype)
+    scheduler = pipelines.any.scheduler
+    if scheduler.config.get("use_dynamic_shifting"):
+        # LTXConditionPipeline sets its own timesteps without the `mu` a dynamically shifting
+        # scheduler needs (it would raise): it gets a copy that does not shift by resolution
+        scheduler = type(scheduler).from_config(scheduler.config, use_dynamic_shifting=False)
+    pipelines.derived["condition"] = derive(LTXConditionPipeline, pipelines.any, dtype, scheduler=scheduler)
+    return pipelines
 
 
 def frame_count(pipelines: LoadedPipelines, requested: int) -> FrameCount:
@@ -53,8 +69,33 @@ def check_request(pipelines: LoadedPipelines, job: GenerationJob) -> list[str]:
 
 
 def generate(pipelines: LoadedPipelines, job: GenerationJob, on_step: StepCallback) -> torch.Tensor:
-    pipe = pipelines.for_job(job)
+    pipe = pipelines.derived["condition"] if job.conditioning else pipelines.for_job(job)
     extra: dict[str, Any] = {"frame_rate": job.fps}  # LTX scales its rotary position embedding in time by it
     if pipe.vae.config.get("timestep_conditioning"):
         extra.update(decode_timestep=_DECODE_TIMESTEP, decode_noise_scale=_DECODE_NOISE_SCALE)
+    if job.video:
+        extra.update(image=None, latents=video_latents(pipe, job), denoise_strength=job.strength)
+    elif job.conditioning:
+        extra.update(image=None, conditions=conditions(job))
     return run_pipeline(pipe, job, on_step, **extra)
+
+
+def conditions(job: GenerationJob) -> list[LTXVideoCondition]:
+    """The job's images and context as `LTXConditionPipeline` takes them, at generated frames."""
+    placed = [LTXVideoCondition(image=job.image, frame_index=0)] if job.image is not None else []
+    if job.context:
+        placed.append(LTXVideoCondition(video=list(job.context), frame_index=0))
+    if job.last_image is not None:
+        placed.append(LTXVideoCondition(image=job.last_image, frame_index=job.first_frame + job.returned_frames - 1))
+    placed += [LTXVideoCondition(image=k.image, frame_index=k.frame, strength=k.strength) for k in job.keyframes]
+    return placed
+
+
+def video_latents(pipe: Any, job: GenerationJob) -> torch.Tensor:
+    """The video to transform as the normalized latents `LTXConditionPipeline` starts from (the
+    mean of the VAE's posterior: no noise of its own)."""
+    frames = pipe.video_processor.preprocess_video(list(job.video), job.height, job.width)
+    frames = frames.to(pipe._execution_device, dtype=pipe.vae.dtype)
+    with torch.no_grad():
+        latents = pipe.vae.encode(frames).latent_dist.mode()
+    return pipe._normalize_latents(latents, pipe.vae.latents_mean, pipe.vae.latents_std)

@@ -9,16 +9,25 @@ Spatio-temporal guidance and modality guidance are off (`stg_scale` 0, `modality
 `use_cross_timestep` false: one batched pass per step, diffusers 0.39's behaviour, passed
 explicitly because later diffusers versions change these defaults. The prompt enhancer (which
 needs a large language model and a `processor`) is never used.
+
+Conditioning (`last_image`, `keyframes`, `video`, `extend`) runs `LTX2ConditionPipeline` on the
+same weights. It places an image by *latent* index, so an image can only be at frame 0 or 8k+1; an
+image asked elsewhere goes to the nearest such frame, and `adjusted` says where. Video-to-video
+starts from the video's latents and the last `strength` of the schedule's sigmas (the pipeline
+noises the latents to the first of them), as diffusers' two-stage LTX-2 recipe refines a video.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
-from diffusers import LTX2ImageToVideoPipeline, LTX2Pipeline
+from diffusers import LTX2ConditionPipeline, LTX2ImageToVideoPipeline, LTX2Pipeline
+from diffusers.pipelines.ltx2.pipeline_ltx2_condition import LTX2VideoCondition
 
 from pipelines.base import (
+    OMIT,
     FrameCount,
     GenerationJob,
     LoadedPipelines,
@@ -27,17 +36,22 @@ from pipelines.base import (
     call_pipeline,
     causal_vae_frames,
     check_size_multiple,
+    derive,
     load_both_modes,
 )
+from pipelines.errors import Refused
 
 FAMILY = "ltx-2"
 CLASS_NAMES = ("LTX2Pipeline", "LTX2ImageToVideoPipeline")
 AUDIO = True
+CONDITIONING = frozenset({"last_image", "keyframes", "video", "extend"})
 _DECODE_TIMESTEP, _DECODE_NOISE_SCALE = 0.05, 0.025  # for a VAE that conditions decoding on a timestep
 
 
 def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelines:
-    return load_both_modes(LTX2Pipeline, LTX2ImageToVideoPipeline, source, class_name, device, dtype)
+    pipelines = load_both_modes(LTX2Pipeline, LTX2ImageToVideoPipeline, source, class_name, device, dtype)
+    pipelines.derived["condition"] = derive(LTX2ConditionPipeline, pipelines.any, dtype)
+    return pipelines
 
 
 def frame_count(pipelines: LoadedPipelines, requested: int) -> FrameCount:
@@ -47,17 +61,68 @@ def frame_count(pipelines: LoadedPipelines, requested: int) -> FrameCount:
 
 def check_request(pipelines: LoadedPipelines, job: GenerationJob) -> list[str]:
     check_size_multiple(job, pipelines.any.vae_spatial_compression_ratio, "LTX-2")
-    return []
+    ratio = pipelines.any.vae_temporal_compression_ratio
+    notes: list[str] = []
+    taken: dict[int, str] = {}
+    for name, frame, _, _ in placed_images(job):
+        at = image_frame(latent_index(frame, job.num_frames, ratio), ratio)
+        if at in taken:
+            raise Refused(f"{name} and {taken[at]} would both be at frame {at - job.first_frame} (LTX-2 places images "
+                          f"at frames 0 and {ratio}k+1): move one", field=f"{name}.frame" if "." in name else name)
+        taken[at] = name
+        if at != frame:
+            notes.append(f"{name} asked at frame {frame - job.first_frame} is at frame {at - job.first_frame}: "
+                         f"LTX-2 places images at frames 0 and {ratio}k+1")
+    return notes
+
+
+def placed_images(job: GenerationJob) -> list[tuple[str, int, Any, float]]:
+    """(field, generated frame, image, strength) of each image the job places."""
+    placed = [("image", 0, job.image, 1.0)] if job.image is not None else []
+    if job.last_image is not None:
+        placed.append(("last_image", job.first_frame + job.returned_frames - 1, job.last_image, 1.0))
+    placed += [(f"keyframes.{i}", k.frame, k.image, k.strength) for i, k in enumerate(job.keyframes)]
+    return placed
+
+
+def latent_index(frame: int, num_frames: int, ratio: int) -> int:
+    """The latent frame whose image position (`image_frame`) is nearest `frame`."""
+    last = (num_frames - 1) // ratio
+    return min(range(last + 1), key=lambda index: (abs(image_frame(index, ratio) - frame), index))
+
+
+def image_frame(index: int, ratio: int) -> int:
+    """Where LTX2ConditionPipeline shows an image conditioned at latent `index`: 0, then (index-1)*ratio+1."""
+    return 0 if index == 0 else (index - 1) * ratio + 1
 
 
 def generate(pipelines: LoadedPipelines, job: GenerationJob, on_step: StepCallback) -> VideoWithAudio:
-    pipe = pipelines.for_job(job)
+    pipe = pipelines.derived["condition"] if job.conditioning else pipelines.for_job(job)
     extra: dict[str, Any] = {
         "frame_rate": float(job.fps), "audio_guidance_scale": job.guidance_scale,
         "stg_scale": 0.0, "modality_scale": 1.0, "audio_stg_scale": 0.0, "audio_modality_scale": 1.0,
         "use_cross_timestep": False}
     if pipe.vae.config.get("timestep_conditioning"):
         extra.update(decode_timestep=_DECODE_TIMESTEP, decode_noise_scale=_DECODE_NOISE_SCALE)
+    if job.video:
+        extra.update(image=OMIT, **video_start(pipe, job))
+    elif job.conditioning:
+        ratio = pipe.vae_temporal_compression_ratio
+        conditions = [LTX2VideoCondition(frames=list(job.context), index=0)] if job.context else []
+        conditions += [LTX2VideoCondition(frames=image, index=latent_index(frame, job.num_frames, ratio),
+                                          strength=strength) for _, frame, image, strength in placed_images(job)]
+        extra.update(image=OMIT, conditions=conditions)
     output = call_pipeline(pipe, job, on_step, **extra)
     return VideoWithAudio(video=output.frames, audio=output.audio[0],
                           sample_rate=int(pipe.vocoder.config.output_sampling_rate))
+
+
+def video_start(pipe: Any, job: GenerationJob) -> dict[str, Any]:
+    """Video-to-video: the video's latents (the pipeline normalizes them) and the sigmas to run."""
+    frames = pipe.video_processor.preprocess_video(list(job.video), job.height, job.width)
+    with torch.no_grad():
+        latents = pipe.vae.encode(frames.to(pipe._execution_device, dtype=pipe.vae.dtype)).latent_dist.mode()
+    steps = job.num_inference_steps
+    kept = int(steps * job.strength)  # diffusers' rule for img2img-style strength
+    sigmas = np.linspace(1.0, 1 / steps, steps)[steps - kept:]
+    return {"latents": latents, "sigmas": [float(sigma) for sigma in sigmas], "num_inference_steps": kept}

@@ -39,12 +39,12 @@ class Generated:
     """the soundtrack as generated (its own length; each output fits it to its duration)"""
 
 
-def frames_to_uint8(video: torch.Tensor, keep: int) -> np.ndarray:
-    """`(1, F, C, H, W)` floats in [0, 1] -> the first `keep` frames as `(keep, H, W, 3)` uint8.
+def frames_to_uint8(video: torch.Tensor, keep: int, first: int = 0) -> np.ndarray:
+    """`(1, F, C, H, W)` floats in [0, 1] -> `keep` frames from `first` on as `(keep, H, W, 3)` uint8.
 
     Converted where the frames are (the GPU), in place, and moved once, 4x smaller than float32.
     """
-    frames = video[0, :keep].mul_(255).round_().clamp_(0, 255).to(torch.uint8)  # in place: we own it
+    frames = video[0, first:first + keep].mul_(255).round_().clamp_(0, 255).to(torch.uint8)  # in place: we own it
     return frames.permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 
@@ -64,11 +64,10 @@ class PromptRedaction(logging.Filter):
 
 
 def redact_prompts_in_logs(pipelines: LoadedPipelines) -> None:
-    for pipe in (pipelines.t2v, pipelines.i2v):
-        if pipe is not None:
-            pipeline_logger = logging.getLogger(type(pipe).__module__)
-            if not any(isinstance(f, PromptRedaction) for f in pipeline_logger.filters):
-                pipeline_logger.addFilter(PromptRedaction())
+    for pipe in pipelines.all:
+        pipeline_logger = logging.getLogger(type(pipe).__module__)
+        if not any(isinstance(f, PromptRedaction) for f in pipeline_logger.filters):
+            pipeline_logger.addFilter(PromptRedaction())
 
 
 class VideoModel:
@@ -104,6 +103,7 @@ class VideoModel:
             "family": self.family.FAMILY,
             "class_name": self.pipelines.class_name,
             "modes": self.modes,
+            "conditioning": sorted(self.family.CONDITIONING),  # what it may serve beyond `image`
             "speed": self.speed_applied,
             "loras": self.loras.describe() if self.loras is not None else [],
         }
@@ -173,9 +173,12 @@ class VideoModel:
             output = self.family.generate(self.pipelines, job, record_step)
             video, audio = output, None
             if isinstance(output, VideoWithAudio):
-                video, audio = output.video, Audio(output.audio.float().cpu().numpy(), output.sample_rate)
+                samples = output.audio.float().cpu().numpy()
+                # the sound of the returned frames: from the first one on (`extend` skips the context)
+                skip = round(job.first_frame / job.fps * output.sample_rate)
+                video, audio = output.video, Audio(np.ascontiguousarray(samples[:, skip:]), output.sample_rate)
             assert isinstance(video, torch.Tensor)
-            frames = frames_to_uint8(video, job.keep_frames or job.num_frames)
+            frames = frames_to_uint8(video, job.returned_frames, job.first_frame)
         except torch.cuda.OutOfMemoryError:
             out_of_memory = True
         if out_of_memory:

@@ -29,9 +29,9 @@ logger = logging.getLogger(__name__)
 def transformers_of(pipelines: LoadedPipelines) -> list[Any]:
     """Each distinct denoising transformer (Wan 2.2 A14B has two), once."""
     found: dict[int, Any] = {}
-    for pipe in (pipelines.t2v, pipelines.i2v):
+    for pipe in pipelines.all:
         for name in ("transformer", "transformer_2"):
-            module = getattr(pipe, name, None) if pipe is not None else None
+            module = getattr(pipe, name, None)
             if module is not None:
                 found[id(module)] = module
     return list(found.values())

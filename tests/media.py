@@ -169,3 +169,25 @@ def decode_zip(data: bytes) -> DecodedZip:
         stored = {info.compress_type for info in archive.infolist()}
     assert stored == {zipfile.ZIP_STORED}
     return DecodedZip(np.stack(frames), names, manifest)
+
+
+def encoded_video(frames: np.ndarray, fps: int, fmt: str = "mp4") -> bytes:
+    """`frames` as an MP4, WebM or GIF file, written by this project's own encoders."""
+    from encoders.base import Clip
+    from encoders.registry import FORMATS
+
+    return FORMATS[fmt].encode(Clip(np.ascontiguousarray(frames), fps), FORMATS[fmt].Options())
+
+
+def video_base64(frames: np.ndarray, fps: int, fmt: str = "mp4") -> str:
+    import base64
+
+    return base64.b64encode(encoded_video(frames, fps, fmt)).decode()
+
+
+def pipeline_frames(video) -> np.ndarray:
+    """A diffusers pipeline's `output_type="pt"` frames `(1, F, 3, H, W)` as the handler returns them:
+    `(F, H, W, 3)` uint8, rounded."""
+    import torch
+
+    return video[0].mul(255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()

@@ -23,8 +23,12 @@ from video_endpoint.request_schema import VideoRequest
 
 # Short spellings users type; the schema's own names work too.
 ALIASES = {"num_frames": ["--frames"], "num_inference_steps": ["--steps"], "guidance_scale": ["--guidance"]}
-# Fields that are not plain flags: the image is a path here, outputs come from -o, loras from --lora.
-NOT_FLAGS = {"image", "outputs", "return_base64", "loras", *FORMATS}
+# Fields that are not plain flags: images and videos are paths here, outputs come from -o, loras from
+# --lora, keyframes from --keyframe.
+FILE_FLAGS = {"image": "input image file: image-to-video", "last_image": "image file the video ends on",
+              "video": "video file (MP4, WebM, GIF) to transform: video-to-video",
+              "extend": "video file (MP4, WebM, GIF) to continue"}
+NOT_FLAGS = {*FILE_FLAGS, "outputs", "return_base64", "loras", "keyframes", *FORMATS}
 # --quality: the formats whose options have a quality, and its choices, as their schema says
 WITH_QUALITY = [name for name, module in FORMATS.items() if "quality" in module.Options.model_fields]
 QUALITIES = list(get_args(VideoOptions.model_fields["quality"].annotation))
@@ -34,9 +38,8 @@ def _scalar_flags(parser: argparse.ArgumentParser) -> None:
     for name, info in VideoRequest.model_fields.items():
         if name in NOT_FLAGS:
             continue
-        kind = {"int": int, "float": float}.get(getattr(info.annotation, "__name__", ""), str)
-        if name == "seed":
-            kind = int
+        declared = [info.annotation, *get_args(info.annotation)]  # `float | None` declares float
+        kind = next((k for k in (int, float) if k in declared), str)
         flags = [f"--{name.replace('_', '-')}", *ALIASES.get(name, [])]
         default = "required" if info.is_required() else f"default {info.default!r}"
         parser.add_argument(*flags, dest=name, type=kind, default=None,
@@ -49,7 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     generate = commands.add_parser("generate", help="generate one video and write it to files")
     _scalar_flags(generate)
-    generate.add_argument("--image", type=Path, help="input image file: image-to-video")
+    for name, text in FILE_FLAGS.items():
+        generate.add_argument(f"--{name.replace('_', '-')}", dest=name, type=Path, help=text)
+    generate.add_argument("--keyframe", dest="keyframes", action="append", type=_keyframe,
+                          metavar="FRAME:PATH[:STRENGTH]",
+                          help="an image at an output frame (repeat for more), e.g. --keyframe 16:middle.png:0.8")
     generate.add_argument("-o", "--output", nargs="+", type=Path, default=[Path("output.gif")],
                           help=f"files to write; the extension picks the format ({', '.join(FORMATS)})")
     generate.add_argument("--lora", dest="loras", action="append", type=_lora_choice, metavar="NAME[=SCALE]",
@@ -93,6 +100,19 @@ def _lora_choice(text: str) -> dict[str, Any]:
         raise argparse.ArgumentTypeError(f"--lora {text}: the scale after '=' must be a number") from None
 
 
+def _keyframe(text: str) -> dict[str, Any]:
+    """FRAME:PATH[:STRENGTH]; a path may hold ':' itself (the strength is a number after the last one)."""
+    frame, _, rest = text.partition(":")
+    path, _, strength = rest.rpartition(":")
+    try:
+        choice: dict[str, Any] = {"frame": int(frame), "path": Path(path), "strength": float(strength)}
+    except ValueError:
+        choice = {"frame": int(frame) if frame.isdigit() else -1, "path": Path(rest)}
+    if choice["frame"] < 0 or not str(choice["path"]) or str(choice["path"]) == ".":
+        raise argparse.ArgumentTypeError(f"--keyframe {text}: give FRAME:PATH or FRAME:PATH:STRENGTH")
+    return choice
+
+
 class UsageError(Exception):
     """A file the command cannot read or write: said in one line before any model is loaded."""
 
@@ -114,6 +134,13 @@ def _check_output(path: Path, overwrite: bool) -> str:
     return name
 
 
+def _file_base64(path: Path, flag: str) -> str:
+    try:
+        return base64.b64encode(path.read_bytes()).decode("ascii")
+    except OSError as exc:
+        raise UsageError(f"cannot read {flag} {path}: {exc.strerror or exc}") from None
+
+
 def request_from(args: argparse.Namespace) -> dict[str, Any]:
     """The request, with every file checked: raises UsageError before anything is generated."""
     inputs = {name: getattr(args, name) for name in VideoRequest.model_fields
@@ -133,11 +160,12 @@ def request_from(args: argparse.Namespace) -> dict[str, Any]:
         except client.EndpointError as exc:
             raise UsageError(str(exc)) from None
     inputs["outputs"] = formats
-    if args.image is not None:
-        try:
-            inputs["image"] = base64.b64encode(args.image.read_bytes()).decode("ascii")
-        except OSError as exc:
-            raise UsageError(f"cannot read --image {args.image}: {exc.strerror or exc}") from None
+    for name in FILE_FLAGS:
+        if getattr(args, name) is not None:
+            inputs[name] = _file_base64(getattr(args, name), f"--{name.replace('_', '-')}")
+    if args.keyframes:
+        inputs["keyframes"] = [{"image": _file_base64(choice["path"], "--keyframe"),
+                                **{k: v for k, v in choice.items() if k != "path"}} for choice in args.keyframes]
     if args.loras:
         inputs["loras"] = args.loras
     if args.quality:  # every requested format that has the option (WebM and MP4 so far)

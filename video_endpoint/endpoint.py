@@ -58,22 +58,23 @@ class EndpointHandler:
         return self.run(decoded, on_step)
 
     def decode(self, data: Any) -> stages.Decoded:
-        """The body parsed and its image decoded, once; raises HandlerError for bad input."""
+        """The body parsed and its images and videos decoded, once; raises HandlerError for bad input."""
         return stages.decode(data, self.limits)
 
     def run(self, decoded: stages.Decoded, on_step: StepCallback | None = None) -> dict[str, Any]:
         """Generate and encode what `decode` returned; never raises."""
-        request, image, timer = decoded.request, decoded.image, decoded.timer
+        request, timer = decoded.request, decoded.timer
         timer.resume()
         try:
-            job, notes = stages.plan(request, image, self.model)
+            job, notes = stages.plan(decoded, self.model)
             generated = stages.generate(self.model, job, timer, on_step)
             outputs, outputs_info = stages.encode(generated, request, job, timer)
             return {
                 "ok": True,
                 "outputs": outputs,
                 "diagnostics": stages.diagnostics(
-                    self.model, stages.Outcome(request, job, notes, generated, outputs_info, timer)),
+                    self.model, stages.Outcome(request, job, notes, generated, outputs_info, timer,
+                                               decoded.video, decoded.extend)),
             }
         except HandlerError as exc:
             if exc.__cause__ is not None:
@@ -96,7 +97,7 @@ class EndpointHandler:
             if not decoded.request.return_base64:
                 raise InvalidRequest("a job's answer is JSON, fetched later: return_base64 false is for "
                                      "synchronous requests", field="return_base64")
-            stages.plan(decoded.request, decoded.image, self.model)  # mode, family rules, adapters: refused now
+            stages.plan(decoded, self.model)  # mode, family rules, adapters: refused now
             return self.jobs.submit(decoded, call.webhook)  # runs from what was decoded here
         except HandlerError as exc:
             return exc.envelope()

@@ -64,7 +64,7 @@ class Cancelled(HandlerError):
 
 
 class Busy(HandlerError):
-    """Too much is waiting already (VIDEO_MAX_QUEUED jobs); retry later."""
+    """Too much is waiting already (VIDEO_MAX_QUEUED jobs, or every input-video reader); retry later."""
 
     type = "busy"
 
@@ -73,4 +73,6 @@ def from_model(exc: model_errors.Refused | model_errors.OutOfMemory) -> HandlerE
     """The answer for what a family or the model runtime raised."""
     if isinstance(exc, model_errors.OutOfMemory):
         return OutOfMemory(exc.message)
+    if isinstance(exc, model_errors.CannotServe):
+        return Unsupported(exc.message, field=exc.field)
     return InvalidRequest(exc.message, field=exc.field)

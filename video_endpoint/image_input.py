@@ -26,48 +26,50 @@ _WHITESPACE = re.compile(r"\s+")
 _JPEG_MAX_PIXELS_PER_BYTE = 1000
 
 
-def decode_base64(text: str, max_bytes: int) -> bytes:
+def decode_base64(text: str, max_bytes: int, field: str = "image", setting: str = "VIDEO_MAX_IMAGE_BYTES") -> bytes:
+    """The bytes `text` holds, refused by `field` when its length alone says they exceed `max_bytes`."""
     text = _DATA_URL.sub("", text.strip(), count=1)
     # 4 characters per 3 bytes, plus room for line breaks every 76 characters
     if len(text) > (max_bytes + 2) // 3 * 4 * 78 // 76 + 4:
-        raise InvalidRequest(f"image is larger than this server's limit of {max_bytes} bytes "
-                             "(setting VIDEO_MAX_IMAGE_BYTES)", field="image")
+        raise InvalidRequest(f"{field} is larger than this server's limit of {max_bytes} bytes "
+                             f"(setting {setting})", field=field)
     compact = _WHITESPACE.sub("", text).rstrip("=")
     if not compact:
-        raise InvalidRequest("image is empty", field="image")
+        raise InvalidRequest(f"{field} is empty", field=field)
     try:
         return base64.b64decode(compact + "=" * (-len(compact) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
-        raise InvalidRequest("image is not valid base64", field="image") from None
+        raise InvalidRequest(f"{field} is not valid base64", field=field) from None
 
 
-def decode_image(text: str, width: int, height: int, limits: Limits) -> Image.Image:
-    """Decode, apply EXIF orientation, convert to RGB, resize to cover and centre-crop to width x height."""
-    data = decode_base64(text, limits.max_image_bytes)
+def decode_image(text: str, width: int, height: int, limits: Limits, field: str = "image") -> Image.Image:
+    """Decode, apply EXIF orientation, convert to RGB, resize to cover and centre-crop to width x height;
+    a refusal names `field` (`image`, `last_image`, `keyframes.2.image`)."""
+    data = decode_base64(text, limits.max_image_bytes, field)
     try:
         image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except Image.DecompressionBombError:
-        raise _too_many_pixels(limits) from None
+        raise _too_many_pixels(limits, field) from None
     except Exception:  # whatever Pillow raises for bytes that are no (allowed) image
-        raise InvalidRequest(f"image is not a decodable image (accepted: {', '.join(ALLOWED_FORMATS)})",
-                             field="image") from None
+        raise InvalidRequest(f"{field} is not a decodable image (accepted: {', '.join(ALLOWED_FORMATS)})",
+                             field=field) from None
     with image:
         if image.width * image.height > limits.max_image_pixels:
-            raise _too_many_pixels(limits, image.size)
+            raise _too_many_pixels(limits, field, image.size)
         if image.format == "JPEG" and image.width * image.height > _JPEG_MAX_PIXELS_PER_BYTE * len(data):
-            raise InvalidRequest("image data is truncated: its header claims more pixels than its data holds",
-                                 field="image")
+            raise InvalidRequest(f"{field} data is truncated: its header claims more pixels than its data holds",
+                                 field=field)
         try:
             # JPEG can decode at 1/2, 1/4, 1/8 scale directly: no bigger than needed (still covers)
             side = max(width, height)
             image.draft("RGB", (side, side))
             upright = ImageOps.exif_transpose(image).convert("RGB")
         except Exception:
-            raise InvalidRequest("image data is truncated or corrupt", field="image") from None
+            raise InvalidRequest(f"{field} data is truncated or corrupt", field=field) from None
     return ImageOps.fit(upright, (width, height), method=Image.Resampling.LANCZOS, centering=(0.5, 0.5))
 
 
-def _too_many_pixels(limits: Limits, size: tuple[int, int] | None = None) -> InvalidRequest:
+def _too_many_pixels(limits: Limits, field: str, size: tuple[int, int] | None = None) -> InvalidRequest:
     got = f" ({size[0]}x{size[1]})" if size else ""
-    return InvalidRequest(f"image has more pixels{got} than this server's limit of "
-                          f"{limits.max_image_pixels} (setting VIDEO_MAX_IMAGE_PIXELS)", field="image")
+    return InvalidRequest(f"{field} has more pixels{got} than this server's limit of "
+                          f"{limits.max_image_pixels} (setting VIDEO_MAX_IMAGE_PIXELS)", field=field)

@@ -57,6 +57,19 @@ class Limits:
     max_image_pixels: int = _default("VIDEO_MAX_IMAGE_PIXELS")
     """largest input image (width x height, read from its header)"""
 
+    max_video_bytes: int = _default("VIDEO_MAX_INPUT_VIDEO_BYTES")
+    """largest decoded input video file"""
+    max_video_frame_pixels: int = _default("VIDEO_MAX_INPUT_VIDEO_PIXELS")
+    """largest input video frame (its header's width x height)"""
+    max_video_seconds: int = _default("VIDEO_MAX_INPUT_VIDEO_S")
+    """longest input video (its header's duration)"""
+    max_video_frames: int = _default("VIDEO_MAX_INPUT_VIDEO_FRAMES")
+    """most frames of an input video (duration x frame rate)"""
+    max_video_pixel_rate: int = _default("VIDEO_MAX_INPUT_PIXEL_RATE")
+    """most pixels per second of an input video"""
+    video_decode_timeout_s: int = _default("VIDEO_INPUT_DECODE_TIMEOUT_S")
+    """seconds the ffmpeg process reading an input video may run"""
+
     ENV: ClassVar[dict[str, str]] = {
         "max_frames": "VIDEO_MAX_FRAMES",
         "max_pixels": "VIDEO_MAX_PIXELS",
@@ -65,6 +78,12 @@ class Limits:
         "max_prompt_chars": "VIDEO_MAX_PROMPT_CHARS",
         "max_image_bytes": "VIDEO_MAX_IMAGE_BYTES",
         "max_image_pixels": "VIDEO_MAX_IMAGE_PIXELS",
+        "max_video_bytes": "VIDEO_MAX_INPUT_VIDEO_BYTES",
+        "max_video_frame_pixels": "VIDEO_MAX_INPUT_VIDEO_PIXELS",
+        "max_video_seconds": "VIDEO_MAX_INPUT_VIDEO_S",
+        "max_video_frames": "VIDEO_MAX_INPUT_VIDEO_FRAMES",
+        "max_video_pixel_rate": "VIDEO_MAX_INPUT_PIXEL_RATE",
+        "video_decode_timeout_s": "VIDEO_INPUT_DECODE_TIMEOUT_S",
     }
 
     @classmethod
@@ -83,6 +102,21 @@ class LoraChoice(BaseModel):
     name: str = Field(..., min_length=1, max_length=64, description="The adapter's name as `/health` lists it.")
     scale: float = Field(1.0, ge=-2, le=2, allow_inf_nan=False,
                          description="How strongly it applies: 0 = not at all, 1 = as trained.")
+
+
+MAX_KEYFRAMES = 8  # images one request may place
+V2V_STRENGTH = 0.6  # video-to-video: how much may change when the request does not say
+
+
+class KeyframeChoice(BaseModel):
+    """An image placed at one frame of the output."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    image: str = Field(..., description="Base64-encoded image (or a data: URL).")
+    frame: int = Field(..., ge=0, description="Index of the output frame it is (0 = the first).")
+    strength: float = Field(1.0, ge=0, le=1, allow_inf_nan=False,
+                            description="How closely that frame follows the image: 1 = exactly.")
 
 
 class RequestFields(BaseModel):
@@ -114,6 +148,21 @@ class RequestFields(BaseModel):
                     "names from `/health`; none = the model's own weights.")
     return_base64: bool = Field(
         True, description="Outputs as base64 strings (`<format>_base64`); false = raw bytes (Python callers).")
+    last_image: str | None = Field(
+        None, description="Base64 image the video ends on; with `image`, a first-and-last-frame video.")
+    keyframes: list[KeyframeChoice] = Field(
+        [], max_length=MAX_KEYFRAMES,
+        description=f"Images at output frames, at most {MAX_KEYFRAMES}: "
+                    "`[{\"image\": ..., \"frame\": 16, \"strength\": 1.0}]`.")
+    video: str | None = Field(
+        None, description="Base64 video (MP4: H.264/HEVC/AV1/VP9/MPEG-4; WebM: VP8/VP9/AV1; GIF) to transform: "
+                          "video-to-video, its first `num_frames` frames at `fps`.")
+    strength: float | None = Field(
+        None, ge=0, le=1, allow_inf_nan=False,
+        description=f"With `video`: how much may change, 0 = nothing, 1 = all; null = {V2V_STRENGTH}.")
+    extend: str | None = Field(
+        None, description="Base64 video to continue (formats as `video`): the answer's `num_frames` frames follow "
+                          "its last frame.")
 
     @field_validator("prompt")
     @classmethod
@@ -173,7 +222,36 @@ def parse_payload(data: Any, limits: Limits) -> RequestFields:
     except ValidationError as exc:
         raise _invalid_from(exc) from None
     check_limits(request, limits)
+    check_conditioning(request)
     return request
+
+
+def check_conditioning(request: RequestFields) -> None:
+    """Which conditioning fields go together, and keyframes inside the clip, one image a frame."""
+    if request.video is not None:
+        given = [name for name in ("image", "last_image", "extend") if getattr(request, name) is not None]
+        given += ["keyframes"] if request.keyframes else []
+        if given:
+            raise InvalidRequest(f"video (video-to-video) cannot be combined with {given[0]}", field=given[0])
+    elif request.strength is not None:
+        raise InvalidRequest("strength is for video-to-video: send it with video", field="strength")
+    if request.extend is not None:
+        given = [name for name in ("image", "last_image") if getattr(request, name) is not None]
+        given += ["keyframes"] if request.keyframes else []
+        if given:
+            raise InvalidRequest(f"extend continues a video from its last frames: it takes no {given[0]}",
+                                 field=given[0])
+    taken: set[int] = {0} if request.image is not None else set()
+    if request.last_image is not None:
+        taken.add(request.num_frames - 1)
+    for index, keyframe in enumerate(request.keyframes):
+        field = f"keyframes.{index}.frame"
+        if keyframe.frame >= request.num_frames:
+            raise InvalidRequest(f"frame must be below num_frames ({request.num_frames})", field=field)
+        if keyframe.frame in taken:
+            raise InvalidRequest(f"frame {keyframe.frame} already has an image (image is frame 0, last_image "
+                                 "the last frame, each keyframe its own)", field=field)
+        taken.add(keyframe.frame)
 
 
 def _inputs_of(data: Any) -> dict[str, Any]:

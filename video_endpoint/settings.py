@@ -72,6 +72,17 @@ SETTINGS: tuple[Setting, ...] = (
             "decoding)", "limits"),
     Setting("VIDEO_MAX_IMAGE_PIXELS", "40000000", "largest input image, read from its header before decoding "
             "pixels", "limits"),
+    Setting("VIDEO_MAX_INPUT_VIDEO_BYTES", "20971520", "largest input video file (`video`, `extend`), checked on "
+            "the base64 length before decoding; its base64 must also fit the server's body limit", "limits"),
+    Setting("VIDEO_MAX_INPUT_VIDEO_PIXELS", "8294400", "largest input video frame (width x height, from its "
+            "header; 3840x2160)", "limits"),
+    Setting("VIDEO_MAX_INPUT_VIDEO_S", "60", "longest input video (seconds, from its header)", "limits"),
+    Setting("VIDEO_MAX_INPUT_VIDEO_FRAMES", "3600", "most frames in an input video (its duration x frame rate, "
+            "from its header)", "limits"),
+    Setting("VIDEO_MAX_INPUT_PIXEL_RATE", "497664000", "most pixels per second of an input video (width x height "
+            "x frame rate, from its header; 3840x2160 at 60 fps)", "limits"),
+    Setting("VIDEO_INPUT_DECODE_TIMEOUT_S", "20", "seconds the ffmpeg process that reads an input video may take "
+            "(it runs apart from the server, memory-capped)", "limits"),
     Setting("VIDEO_COMPILE", "", "regional compilation of the transformer's repeated blocks", "gpu",
             shown_default="`1` on CUDA, `0` elsewhere"),
     Setting("VIDEO_WARMUP", "", "the four warm-up requests at start-up (2 steps each)", "gpu",

@@ -19,13 +19,21 @@ from PIL import Image
 
 from encoders.base import Clip, FormatOptions
 from encoders.registry import FORMATS
-from pipelines.base import GenerationJob, StepCallback
+from pipelines.base import CONDITIONING_FIELDS, FrameCount, GenerationJob, Keyframe, StepCallback
 from pipelines.errors import OutOfMemory as ModelOutOfMemory
 from pipelines.errors import Refused
 from pipelines.model import Generated, VideoModel
 from video_endpoint.errors import EncodeFailed, InvalidRequest, Unsupported, from_model
 from video_endpoint.image_input import decode_image
-from video_endpoint.request_schema import Limits, RequestFields, format_options, output_fps, parse_payload
+from video_endpoint.request_schema import (
+    V2V_STRENGTH,
+    Limits,
+    RequestFields,
+    format_options,
+    output_fps,
+    parse_payload,
+)
+from video_endpoint.video_input import InputVideo, read_video
 
 SEED_BITS = 31  # drawn seeds fit every client's integer type
 
@@ -55,32 +63,64 @@ class StageTimer:
         return {**self.timing_ms, "total": round((time.perf_counter() - self.started) * 1000, 2)}
 
 
+EXTEND_CONTEXT_FRAMES = 17  # the last frames of an `extend` video read; a family uses those its rule allows
+FRAME_ROUNDING_ROOM = 16  # a video-to-video source is read this far past num_frames: a family may round up
+
+
 @dataclass
 class Decoded:
-    """A request once parsed and its image decoded: what the rest of the stages (and a queued
-    job) work from, so neither happens twice."""
+    """A request once parsed and its images and videos decoded: what the rest of the stages (and
+    a queued job) work from, so none of it happens twice."""
 
     request: RequestFields
     image: Image.Image | None
     timer: StageTimer
+    last_image: Image.Image | None = None
+    keyframe_images: tuple[Image.Image, ...] = ()
+    video: InputVideo | None = None
+    extend: InputVideo | None = None
 
 
 def decode(data: Any, limits: Limits) -> Decoded:
-    """Validate the body and decode the input image; the job is planned by `plan`."""
+    """Validate the body and decode its images and videos; the job is planned by `plan`."""
     timer = StageTimer()
     with timer.stage("parse"):
         request = parse_payload(data, limits)
-    image = None
-    if request.image is not None:
+    size = request.width, request.height
+    images = {"image": request.image, "last_image": request.last_image,
+              **{f"keyframes.{i}.image": k.image for i, k in enumerate(request.keyframes)}}
+    decoded: dict[str, Image.Image] = {}
+    if any(text is not None for text in images.values()):
         with timer.stage("image_decode"):
-            image = decode_image(request.image, request.width, request.height, limits)
-    return Decoded(request, image, timer)
+            decoded = {field: decode_image(text, *size, limits, field)
+                       for field, text in images.items() if text is not None}
+    video = extend = None
+    if request.video is not None:
+        with timer.stage("video_decode"):
+            video = read_video(request.video, "video", *size, request.fps, limits,
+                               count=request.num_frames + FRAME_ROUNDING_ROOM)
+        if len(video.frames) < request.num_frames:
+            raise InvalidRequest(f"video holds {len(video.frames)} frames at {request.fps} fps: ask for that many "
+                                 "num_frames at most, or a lower fps", field="video")
+    if request.extend is not None:
+        with timer.stage("video_decode"):
+            extend = read_video(request.extend, "extend", *size, request.fps, limits, count=EXTEND_CONTEXT_FRAMES,
+                                keep="last")
+    return Decoded(request, decoded.get("image"), timer, decoded.get("last_image"),
+                   tuple(decoded[f"keyframes.{i}.image"] for i in range(len(request.keyframes))), video, extend)
 
 
-def plan(request: RequestFields, image: Image.Image | None, model: VideoModel) -> tuple[GenerationJob, list[str]]:
+def plan(decoded: Decoded, model: VideoModel) -> tuple[GenerationJob, list[str]]:
     """The family's adjustments (e.g. 8k+1 frames) and a seed; notes say what was adjusted."""
+    request, image = decoded.request, decoded.image
+    asked = [name for name in CONDITIONING_FIELDS if getattr(request, name) not in (None, [])]
+    for name in asked:
+        if name not in model.family.CONDITIONING:
+            served = ", ".join(sorted(model.family.CONDITIONING)) or "none of them"
+            raise Unsupported(f"model '{model.name}' ({model.family.FAMILY}) cannot use {name} (of last_image, "
+                              f"keyframes, video and extend it serves {served})", field=name)
     mode = "t2v" if image is None else "i2v"
-    if mode not in model.modes:
+    if not asked and mode not in model.modes:
         raise Unsupported(
             f"model '{model.name}' ({model.family.FAMILY} {model.pipelines.class_name}) cannot do "
             + ("image-to-video: send the request without an image" if image is not None
@@ -89,20 +129,53 @@ def plan(request: RequestFields, image: Image.Image | None, model: VideoModel) -
         if FORMATS[name].NEEDS_AUDIO and not model.family.AUDIO:
             raise Unsupported(f"{name} is the soundtrack alone, and model '{model.name}' ({model.family.FAMILY}) "
                               "generates none", field=f"outputs.{name}")
-    count = model.family.frame_count(model.pipelines, request.num_frames)
+    context, count, video, notes = frames_to_generate(decoded, model)
+    strength = request.strength if request.strength is not None else V2V_STRENGTH
+    if video and int(request.num_inference_steps * strength) < 1:  # diffusers runs int(steps x strength) steps
+        raise InvalidRequest(f"strength {strength} of {request.num_inference_steps} steps runs none: raise strength "
+                             "or num_inference_steps", field="strength")
     seed = request.seed if request.seed is not None else secrets.randbits(SEED_BITS)
     loras = check_loras(request, model)
     job = GenerationJob(
         prompt=request.prompt, negative_prompt=request.negative_prompt, image=image,
         height=request.height, width=request.width, num_frames=count.generated, fps=request.fps,
         num_inference_steps=request.num_inference_steps, guidance_scale=request.guidance_scale,
-        seed=seed, loras=loras, keep_frames=request.num_frames)
+        seed=seed, loras=loras, keep_frames=request.num_frames, first_frame=len(context),
+        last_image=decoded.last_image,
+        keyframes=tuple(Keyframe(picture, choice.frame + len(context), choice.strength)
+                        for picture, choice in zip(decoded.keyframe_images, request.keyframes, strict=True)),
+        video=video, strength=strength,
+        context=context)
     with model_errors_answered():
-        notes = model.family.check_request(model.pipelines, job)
-    if count.generated != request.num_frames:
+        notes += model.family.check_request(model.pipelines, job)
+    if count.generated != len(context) + request.num_frames:
+        kept = f"returned the first {request.num_frames}" if not context else (
+            f"returned the {request.num_frames} after the {len(context)} of the extended video")
         notes.append(f"generated {count.generated} frames ({model.family.FAMILY} needs {count.rule} frames) and "
-                     f"returned the first {request.num_frames}")
+                     + kept)
     return job, notes
+
+
+def frames_to_generate(decoded: Decoded, model: VideoModel) -> tuple[
+        tuple[Image.Image, ...], FrameCount, tuple[Image.Image, ...], list[str]]:
+    """The frames the family generates: an extended video's last frames (as many as its frame rule
+    allows) then the request's; with a video to transform, one of its frames per generated frame."""
+    request, notes = decoded.request, []
+    context: tuple[Image.Image, ...] = ()
+    if decoded.extend is not None:
+        available = len(decoded.extend.frames)
+        used = next(n for n in range(available, 0, -1)
+                    if model.family.frame_count(model.pipelines, n).generated == n)
+        context = tuple(decoded.extend.frames[-used:])
+    count = model.family.frame_count(model.pipelines, len(context) + request.num_frames)
+    video: tuple[Image.Image, ...] = ()
+    if decoded.video is not None:
+        video = tuple(decoded.video.frames[:count.generated])
+        if len(video) < count.generated:
+            notes.append(f"video holds {len(video)} frames at {request.fps} fps; its last frame was repeated to "
+                         f"the {count.generated} generated")
+            video += (video[-1],) * (count.generated - len(video))
+    return context, count, video, notes
 
 
 @contextmanager
@@ -183,12 +256,15 @@ class Outcome:
     generated: Generated
     outputs_info: dict[str, Any]
     timer: StageTimer
+    video: InputVideo | None = None
+    extend: InputVideo | None = None
 
 
 def diagnostics(model: VideoModel, outcome: Outcome) -> dict[str, Any]:
     request, job, generated, timer = outcome.request, outcome.job, outcome.generated, outcome.timer
     result = {
         "mode": job.mode,
+        **({"conditioning": conditioning(outcome)} if job.conditioning else {}),
         "seed": job.seed,
         "num_frames": request.num_frames,
         "generated_frames": generated.generated_frames,
@@ -215,3 +291,19 @@ def diagnostics(model: VideoModel, outcome: Outcome) -> dict[str, Any]:
         result["peak_gpu_memory_mb"] = round(generated.peak_gpu_memory_mb, 1)
         result["vae_decode_gpu_memory_mb"] = round(generated.vae_decode_gpu_memory_mb or 0.0, 1)
     return result
+
+
+def conditioning(outcome: Outcome) -> dict[str, Any]:
+    """What the video was conditioned on beyond `image`, as frames of the answer."""
+    request, job = outcome.request, outcome.job
+    used: dict[str, Any] = {}
+    if request.last_image is not None:
+        used["last_image"] = {"frame": request.num_frames - 1}
+    if request.keyframes:
+        used["keyframes"] = [{"frame": k.frame, "strength": k.strength} for k in request.keyframes]
+    if outcome.video is not None:
+        used["video"] = {**outcome.video.describe(), "strength": job.strength, "frames_used": len(job.video)}
+    if outcome.extend is not None:
+        used["extend"] = {**outcome.extend.describe(), "frames_used": len(job.context),
+                          "continues_after_frame": len(job.context) - 1}
+    return used

@@ -26,6 +26,7 @@ BUILDERS = {
     "tiny": "ltx:build_tiny",
     "tiny-wan": "wan:build_tiny_t2v",
     "tiny-wan-i2v": "wan:build_tiny_i2v",
+    "tiny-wan-flf2v": "wan:build_tiny_flf2v",
     "tiny-wan-ti2v": "wan:build_tiny_ti2v",
     "tiny-cogvideox": "cogvideox:build_tiny_t2v",
     "tiny-cogvideox-i2v": "cogvideox:build_tiny_i2v",

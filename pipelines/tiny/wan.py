@@ -1,5 +1,6 @@
-"""Tiny random-weight Wan checkpoints of the three kinds: 2.1 T2V, 2.1 I2V (CLIP image
-encoder), 2.2 TI2V (one set of weights for both modes)."""
+"""Tiny random-weight Wan checkpoints of the four kinds: 2.1 T2V, 2.1 I2V (CLIP image
+encoder), 2.1 FLF2V (I2V whose transformer takes two images' embeddings: first and last frame),
+2.2 TI2V (one set of weights for both modes)."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def build_tiny_t2v(directory: Path) -> None:
     _parts.save(pipe, directory)
 
 
-def build_tiny_i2v(directory: Path) -> None:
+def build_tiny_i2v(directory: Path, **transformer: Any) -> None:
     """Wan 2.1 I2V shape: image latents and a CLIP image encoder; image-to-video only."""
     # imported here: without torchvision, transformers warns at import that it uses the PIL backend
     from transformers import CLIPImageProcessor
@@ -56,11 +57,17 @@ def build_tiny_i2v(directory: Path) -> None:
         hidden_size=8, projection_dim=8, num_hidden_layers=2, num_attention_heads=2, image_size=32,
         intermediate_size=16, patch_size=8))
     pipe = WanImageToVideoPipeline(
-        vae=_wan21_vae(), scheduler=_scheduler(), transformer=_tiny_transformer(36, 16, image_dim=8),
-        image_encoder=image_encoder,
+        vae=_wan21_vae(), scheduler=_scheduler(),
+        transformer=_tiny_transformer(36, 16, image_dim=8, **transformer), image_encoder=image_encoder,
         image_processor=CLIPImageProcessor(crop_size={"height": 32, "width": 32}, size={"shortest_edge": 32}),
         **_tiny_text())
     _parts.save(pipe, directory)
+
+
+def build_tiny_flf2v(directory: Path) -> None:
+    """Wan 2.1 FLF2V shape: as I2V, with a position embedding over both images' CLIP tokens
+    (2 x 17 here, as 2 x 257 in the real one)."""
+    build_tiny_i2v(directory, pos_embed_seq_len=2 * 17)
 
 
 def build_tiny_ti2v(directory: Path) -> None:

@@ -258,7 +258,7 @@ def check_every_family(python: Path, repo: Path, models: dict[str, str], by_path
     done = run(command, 900, env={"PATH": os.environ["PATH"], "HOME": str(home), "HF_HUB_OFFLINE": "1"}, cwd="/")
     answers = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert {answer["model"] for answer in answers} == set(models)
-    assert {answer["mode"] for answer in answers} == {"t2v", "i2v"}
+    assert {answer["mode"] for answer in answers} == {"t2v", "i2v", "flf2v"}
     for answer in answers:
         result = answer["result"]
         assert result["ok"] is True, answer

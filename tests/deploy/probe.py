@@ -1,5 +1,6 @@
 """Run by an emulated container's Python (tests/deploy/), not collected by pytest: loads each tiny
-checkpoint with the repository's handler, and sends one small request per mode it serves. Prints
+checkpoint with the repository's handler, and sends one small request per mode it serves (with
+`last_image` too where the checkpoint makes only first-and-last-frame videos). Prints
 one JSON line per request with the handler's answer. The handler file is imported the toolkit's way
 (the repository first on sys.path), or with --by-path hf-serve's way (by file path, the repository
 not on sys.path).
@@ -42,7 +43,10 @@ def main() -> None:
                       "num_inference_steps": 2, "seed": 1, "outputs": ["zip"]}
             if mode == "i2v":
                 inputs["image"] = image
-            print(json.dumps({"model": model_id, "mode": mode, "result": handler({"inputs": inputs})}), flush=True)
+            result = handler({"inputs": inputs})
+            if not result["ok"] and result["error"]["field"] == "last_image":  # a first-and-last-frame checkpoint
+                mode, result = "flf2v", handler({"inputs": {**inputs, "last_image": image}})
+            print(json.dumps({"model": model_id, "mode": mode, "result": result}), flush=True)
 
 
 if __name__ == "__main__":

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from pipelines import cogvideox, registry
 from tests.conftest import jpeg_base64
-from tests.media import zip_frames
+from tests.media import pipeline_frames, zip_frames
 
 SMALL = {"height": 64, "width": 96, "num_inference_steps": 2, "seed": 5, "outputs": ["zip"]}
 
@@ -51,3 +52,30 @@ def test_learned_positional_embeddings_fix_the_size(family_handlers):
     # the text-to-video checkpoint (sinusoidal embeddings) takes any size
     assert family_handlers("tiny-cogvideox")({"inputs": {"prompt": "x", **SMALL, "height": 128,
                                                          "num_frames": 1}})["ok"] is True
+
+
+def test_video_to_video_on_text_to_video_weights_only(family_handlers):
+    from diffusers import CogVideoXVideoToVideoPipeline
+
+    from tests.media import synthetic_clip, video_base64
+    from video_endpoint.request_schema import Limits
+    from video_endpoint.video_input import read_video
+
+    handler = family_handlers("tiny-cogvideox")
+    clip = video_base64(synthetic_clip(12, 64, 96, seed=4), 12)
+    answer = handler({"inputs": {"prompt": "a red balloon", **SMALL, "num_frames": 9, "video": clip,
+                                 "strength": 0.5}})
+    pipe = handler.model.pipelines.derived["v2v"]
+    assert isinstance(pipe, CogVideoXVideoToVideoPipeline)
+    source = read_video(clip, "video", 96, 64, 12, Limits(), count=9).frames
+    expected = pipe(video=source, strength=0.5, prompt="a red balloon", negative_prompt="", height=64, width=96,
+                    num_inference_steps=2, guidance_scale=7.5, generator=torch.Generator("cpu").manual_seed(5),
+                    output_type="pt", max_sequence_length=226).frames
+    np.testing.assert_array_equal(zip_frames(answer), pipeline_frames(expected))
+    assert answer["diagnostics"]["mode"] == "v2v"
+    image_only = family_handlers("tiny-cogvideox-i2v")
+    refused = image_only({"inputs": {"prompt": "x", **SMALL, "num_frames": 9, "video": clip}})
+    assert (refused["error"]["type"], refused["error"]["field"]) == ("unsupported", "video")
+    for field, value in (("last_image", jpeg_base64()), ("extend", clip)):
+        refused = handler({"inputs": {"prompt": "x", **SMALL, field: value}})
+        assert (refused["error"]["type"], refused["error"]["field"]) == ("unsupported", field)

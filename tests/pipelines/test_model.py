@@ -38,6 +38,7 @@ def test_describe_names_the_directory_not_its_path(model, tiny_model_dir):
     assert described["id"] == tiny_model_dir.name and str(tiny_model_dir.parent) not in str(described)
     assert (described["family"], described["class_name"], described["modes"]) == (
         "ltx-video", "LTXPipeline", ["t2v", "i2v"])
+    assert described["conditioning"] == ["extend", "keyframes", "last_image", "video"]
     assert "random-weight" in described["note"]
 
 

@@ -87,3 +87,28 @@ def test_lora_flags_reach_the_request(tiny_model_dir, tmp_path, capsys):
     with pytest.raises(SystemExit) as exited:
         cli.main([*common, "--lora", "style=strong"])
     assert exited.value.code == 2 and "must be a number" in capsys.readouterr().err
+
+
+def test_conditioning_flags_reach_the_request(tiny_model_dir, tmp_path, capsys):
+    from tests.media import encoded_video, synthetic_clip
+
+    last, middle, clip = tmp_path / "last.jpg", tmp_path / "middle.jpg", tmp_path / "clip.mp4"
+    last.write_bytes(base64.b64decode(jpeg_base64()))
+    middle.write_bytes(base64.b64decode(jpeg_base64(64, 64)))
+    clip.write_bytes(encoded_video(synthetic_clip(24, 64, 96), 12))
+    common = ["generate", "--model", str(tiny_model_dir), "--prompt", "waves", "--frames", "9", "--height", "64",
+              "--width", "96", "--steps", "2", "--seed", "3", "--fps", "12"]
+    runs = {"keyframes": ["--last-image", str(last), "--keyframe", f"4:{middle}:0.5"],
+            "v2v": ["--video", str(clip), "--strength", "0.5"], "extend": ["--extend", str(clip)]}
+    for mode, flags in runs.items():
+        out = tmp_path / f"{mode}.gif"
+        assert cli.main([*common, *flags, "-o", str(out)]) == 0, capsys.readouterr().err
+        diagnostics = json.loads(capsys.readouterr().out)
+        assert diagnostics["mode"] == mode and decode_gif(out.read_bytes()).frames.shape == (9, 64, 96, 3)
+        if mode == "keyframes":
+            assert diagnostics["conditioning"]["keyframes"] == [{"frame": 4, "strength": 0.5}]
+        if mode == "v2v":
+            assert diagnostics["conditioning"]["video"]["strength"] == 0.5
+    with pytest.raises(SystemExit) as usage:  # argparse's own usage error
+        cli.main([*common, "--keyframe", "four:x.png", "-o", str(tmp_path / "x.gif")])
+    assert usage.value.code == 2 and "FRAME:PATH" in capsys.readouterr().err

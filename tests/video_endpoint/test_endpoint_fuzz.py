@@ -17,10 +17,14 @@ from hypothesis import strategies as st
 
 from encoders.registry import FORMATS
 from tests.conftest import GOOD_SMALL_REQUEST, REPORT, jpeg_base64
-from tests.media import decode_gif, decode_video, decode_zip
+from tests.media import decode_gif, decode_video, decode_zip, encoded_video, synthetic_clip
 from video_endpoint.request_schema import VideoRequest
 
 FIELDS = list(VideoRequest.model_fields)
+_CLIP = encoded_video(synthetic_clip(10, 24, 40), 12)
+# a valid clip, the same cut short, its first bytes on a GIF, and a still image as a video
+FUZZ_VIDEOS = [base64.b64encode(data).decode() for data in (_CLIP, _CLIP[: len(_CLIP) // 2], b"GIF89a" + _CLIP[6:])]
+FUZZ_VIDEOS.append(jpeg_base64(40, 24))
 TALLY: collections.Counter = collections.Counter()  # answers, by kind
 SENT = collections.Counter()  # payloads sent, by test
 
@@ -47,6 +51,17 @@ plausible = {
     "outputs": st.one_of(st.lists(st.sampled_from([*FORMATS, "mp3", ""]), max_size=4), json_values),
     "return_base64": st.one_of(st.booleans(), json_values),
     "negative_prompt": st.one_of(st.text(max_size=20), json_values),
+    # conditioning: images as the image field, videos valid, cut, mislabelled or garbage
+    "last_image": st.one_of(st.just(jpeg_base64(40, 24)), st.text(max_size=40), json_values),
+    "keyframes": st.one_of(st.lists(st.fixed_dictionaries(
+        {"image": st.one_of(st.just(jpeg_base64(40, 24)), json_values), "frame": st.one_of(st.integers(-2, 12),
+                                                                                            json_values)},
+        optional={"strength": st.one_of(st.floats(-1, 2), json_values), "junk": json_values}), max_size=3),
+        json_values),
+    "video": st.one_of(st.sampled_from(FUZZ_VIDEOS), st.binary(max_size=64).map(lambda b: base64.b64encode(b).decode()),
+                       json_values),
+    "strength": st.one_of(st.floats(-1, 2), st.just(float("nan")), json_values),
+    "extend": st.one_of(st.sampled_from(FUZZ_VIDEOS), json_values),
 }
 # the job protocol's keys: a body is routed by them (a mistake in one is answered, never raised)
 job_keys = {
@@ -111,6 +126,7 @@ valid_requests = st.fixed_dictionaries(
      "num_inference_steps": st.integers(2, 3), "seed": st.integers(0, 2**63 - 1)},
     optional={"fps": st.integers(1, 50), "negative_prompt": st.text(max_size=20),
               "guidance_scale": st.floats(0, 20, allow_subnormal=False), "image": st.just(jpeg_base64(40, 24)),
+              "last_image": st.just(jpeg_base64(24, 40)),
               "gif": st.fixed_dictionaries({}, optional={"fps": st.integers(1, 50)}),
               "webm": st.fixed_dictionaries({}, optional={"fps": st.integers(1, 60),
                                                           "quality": st.sampled_from(["fast", "good"])}),

@@ -329,3 +329,23 @@ def test_a_cancel_after_the_last_step_says_the_answer_was_kept():
     ended = queue.status(job_id)
     assert ended["job"]["status"] == "succeeded" and ended["outputs"] == {"gif_base64": "R0lG"}
     assert ended["job"]["cancel_requested"] is True and "after the last step" in ended["job"]["note"]
+
+
+def test_a_conditioned_job_is_decoded_once_at_submission_and_equals_the_synchronous_answer(handler, monkeypatch):
+    from tests.media import synthetic_clip, video_base64
+    from video_endpoint import stages
+
+    with_jobs(handler)
+    clip = video_base64(synthetic_clip(12, 64, 96), 12)
+    reads = []
+    read_video = stages.read_video
+    monkeypatch.setattr(stages, "read_video", lambda *a, **k: reads.append(a[1]) or read_video(*a, **k))
+    submitted = submit(handler, extend=clip)
+    assert submitted["ok"] is True and reads == ["extend"]  # read (and refusable) before it is queued
+    answer = wait(handler, submitted["job"]["id"])
+    assert answer["job"]["status"] == "succeeded" and reads == ["extend"]  # the worker used what was read
+    synchronous = handler({"inputs": {**SMALL, "extend": clip}})
+    np.testing.assert_array_equal(zip_frames(answer), zip_frames(synchronous))
+    assert answer["diagnostics"]["mode"] == "extend"
+    refused = submit(handler, video=video_base64(synthetic_clip(12, 64, 96), 12)[:200])
+    assert (refused["ok"], refused["error"]["field"]) == (False, "video")

@@ -122,3 +122,29 @@ def test_limits_come_from_the_environment():
         assert "VIDEO_MAX_" in failure.value.message
     with pytest.raises(ValueError, match="VIDEO_MAX_FRAMES"):
         Limits.from_env({"VIDEO_MAX_FRAMES": "many"})
+
+
+@pytest.mark.parametrize(("fields", "field", "reason"), [
+    ({"video": "v", "image": "i"}, "image", "cannot be combined with image"),
+    ({"video": "v", "keyframes": [{"image": "i", "frame": 1}]}, "keyframes", "cannot be combined with keyframes"),
+    ({"video": "v", "extend": "e"}, "extend", "cannot be combined with extend"),
+    ({"strength": 0.5}, "strength", "send it with video"),
+    ({"extend": "e", "last_image": "l"}, "last_image", "takes no last_image"),
+    ({"keyframes": [{"image": "i", "frame": 32}]}, "keyframes.0.frame", "below num_frames (32)"),
+    ({"image": "i", "keyframes": [{"image": "k", "frame": 0}]}, "keyframes.0.frame", "already has an image"),
+    ({"last_image": "l", "keyframes": [{"image": "k", "frame": 31}]}, "keyframes.0.frame", "already has an image"),
+    ({"keyframes": [{"image": "k", "frame": 3}, {"image": "k", "frame": 3}]}, "keyframes.1.frame", "already"),
+    ({"keyframes": [{"image": "k", "frame": 3, "strength": 1.5}]}, "keyframes.0.strength", "less than or equal"),
+    ({"keyframes": [{"image": "k", "frame": i} for i in range(9)]}, "keyframes", "at most 8"),
+    ({"video": "v", "strength": -0.1}, "strength", "greater than or equal"),
+])
+def test_conditioning_fields_that_do_not_fit_together_are_refused_by_field(fields, field, reason):
+    with pytest.raises(InvalidRequest) as refused:
+        parse_payload({"inputs": {"prompt": "p", **fields}}, Limits())
+    assert refused.value.field == field and reason in refused.value.message, refused.value.message
+
+
+def test_conditioning_defaults_keep_the_card_s_request():
+    request = parse_payload({"inputs": {"prompt": "p"}}, Limits())
+    assert (request.last_image, request.keyframes, request.video, request.strength, request.extend) == (
+        None, [], None, None, None)

@@ -474,3 +474,28 @@ def test_connections_that_never_finish_their_headers_are_closed(server):
         sock.close()
     assert closed == 50
     assert httpx.get(f"{server['url']}/health", headers=auth(), timeout=5).status_code == 200
+
+
+@needs_curl
+def test_readme_conditioning_curls_verbatim(server, tmp_path):
+    """README's conditioning examples, as written, against the local server; each answer decoded."""
+    import re
+
+    from PIL import Image
+
+    from tests.media import encoded_video, synthetic_clip
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Conditioning:", 1)[1].split("\n## ", 1)[0]
+    [script] = re.findall(r"```bash\n(.*?)```", section, flags=re.S)
+    script = script.replace("https://<ENDPOINT>.aws.endpoints.huggingface.cloud", server["url"]).replace(
+        "<TOKEN>", TOKEN)
+    Image.fromarray(synthetic_clip(1, 300, 400, seed=1)[0]).save(tmp_path / "first.jpg")
+    Image.fromarray(synthetic_clip(1, 300, 400, seed=2)[0]).save(tmp_path / "last.jpg")
+    (tmp_path / "clip.mp4").write_bytes(encoded_video(synthetic_clip(40, 96, 128), 12))
+    done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr + server["log"].read_text()[-3000:]
+    frames = {name: decode_video((tmp_path / f"{name}.mp4").read_bytes()).frames.shape[0]
+              for name in ("first_last", "keyframes", "restyled", "continued")}
+    assert frames == {"first_last": 33, "keyframes": 33, "restyled": 33, "continued": 32}

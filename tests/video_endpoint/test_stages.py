@@ -33,25 +33,25 @@ def test_decode_parses_once_and_decodes_the_image_to_the_video_size(handler):
 
 def test_plan_rounds_frames_up_for_the_family_and_says_so(handler):
     ten = decoded(handler)
-    job, notes = stages.plan(ten.request, ten.image, handler.model)
+    job, notes = stages.plan(ten, handler.model)
     assert (job.num_frames, job.seed, job.mode) == (17, 3, "t2v")  # LTX: 8k+1 frames
     assert notes == ["generated 17 frames (ltx-video needs 8k+1 frames) and returned the first 10"]
     nine = decoded(handler, num_frames=9, seed=None)
-    job, notes = stages.plan(nine.request, nine.image, handler.model)
+    job, notes = stages.plan(nine, handler.model)
     assert job.num_frames == 9 and notes == [] and 0 <= job.seed < 2**stages.SEED_BITS
     with pytest.raises(InvalidRequest) as refused:
         unknown = decoded(handler, loras=[{"name": "../etc/passwd"}])
-        stages.plan(unknown.request, unknown.image, handler.model)
+        stages.plan(unknown, handler.model)
     assert refused.value.field == "loras.0.name"
     with pytest.raises(Unsupported) as refused:
         wav = decoded(handler, outputs=["wav"])
-        stages.plan(wav.request, wav.image, handler.model)  # LTX-Video makes no sound
+        stages.plan(wav, handler.model)  # LTX-Video makes no sound
     assert refused.value.field == "outputs.wav"
 
 
 def test_generate_keeps_the_asked_frames_and_encode_writes_each_format_from_them(handler):
     request = decoded(handler)
-    job, _ = stages.plan(request.request, request.image, handler.model)
+    job, _ = stages.plan(request, handler.model)
     steps = []
     generated = stages.generate(handler.model, job, request.timer, lambda done, total: steps.append((done, total)))
     assert generated.frames.shape == (10, 64, 96, 3) and generated.generated_frames == 17
@@ -73,3 +73,16 @@ def test_the_model_s_errors_become_the_endpoint_s(raised, answered):
         raise raised
     assert caught.value.message == raised.message
     assert caught.value.field == getattr(raised, "field", None)
+
+
+@pytest.mark.parametrize("model_id", ["tiny-hunyuan", "tiny-hunyuan15"])
+def test_a_family_without_conditioning_answers_unsupported_by_field(family_handlers, model_id):
+    from tests.media import synthetic_clip, video_base64
+
+    handler = family_handlers(model_id)
+    clip = video_base64(synthetic_clip(20, 64, 96), 12)
+    for field, value in (("last_image", jpeg_base64()), ("keyframes", [{"image": jpeg_base64(), "frame": 2}]),
+                         ("video", clip), ("extend", clip)):
+        with pytest.raises(Unsupported) as refused:
+            stages.plan(decoded(handler, num_frames=9, **{field: value}), handler.model)
+        assert refused.value.field == field and "cannot use" in refused.value.message
