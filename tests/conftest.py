@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import logging
 import os
@@ -109,3 +110,38 @@ def fuzz_handler(tiny_model_dir) -> EndpointHandler:
 
 GOOD_SMALL_REQUEST = {"inputs": {"prompt": "fine", "height": 32, "width": 32, "num_frames": 1,
                                  "num_inference_steps": 2, "seed": 0, "outputs": ["gif"]}}
+
+
+@contextlib.contextmanager
+def serving(model_dir, log_path, env: dict[str, str]):
+    """`video-endpoint serve` on `model_dir` in a subprocess with `env` added, until its liveness
+    route answers; yields (url, process) and stops it after."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import httpx
+
+    port = free_port()
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "video_endpoint", "serve", "--model", str(model_dir), "--host", "127.0.0.1",
+             "--port", str(port)], cwd=Path(__file__).resolve().parents[1], env={**os.environ, **env}, stdout=log,
+            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("server did not start:\n" + Path(log_path).read_text())
+    try:
+        yield url, process
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -175,19 +175,19 @@ def request_from(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def generate(args: argparse.Namespace) -> int:
-    from tqdm import tqdm  # imported late: `--help` stays instant
-
-    from video_endpoint.client import write_file
-    from video_endpoint.endpoint import EndpointHandler
-    from video_endpoint.errors import ModelLoadError
-
     try:
         request = request_from(args)  # before loading: a bad path costs nothing
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.url:
+    if args.url:  # a client: torch and diffusers are never imported
         return generate_remote(args, request)
+    from tqdm import tqdm  # imported here: `--help` and `--url` stay quick
+
+    from video_endpoint.client import write_file
+    from video_endpoint.endpoint import EndpointHandler
+    from video_endpoint.errors import ModelLoadError
+
     _warn_if_tiny(args.model)
     try:
         handler = EndpointHandler("", model_id=args.model)

@@ -26,6 +26,7 @@ class EndpointHandler:
         or $VIDEO_MODEL_ID (a Hub id, a directory, or `tiny`; see README), else the default Hub id.
         Raises `ModelLoadError` naming what was looked for."""
         self.limits = limits or Limits.from_env()
+        self.upload_hosts = settings.host_list("VIDEO_UPLOAD_HOSTS")
         if not settings.read_flag("VIDEO_LOG_PAYLOADS"):
             redact_request_payloads()
         self.model = load_model(path, model_id)
@@ -59,7 +60,7 @@ class EndpointHandler:
 
     def decode(self, data: Any) -> stages.Decoded:
         """The body parsed and its images and videos decoded, once; raises HandlerError for bad input."""
-        return stages.decode(data, self.limits)
+        return stages.decode(data, self.limits, self.upload_hosts)
 
     def run(self, decoded: stages.Decoded, on_step: StepCallback | None = None) -> dict[str, Any]:
         """Generate and encode what `decode` returned; never raises."""
@@ -68,7 +69,7 @@ class EndpointHandler:
         try:
             job, notes = stages.plan(decoded, self.model)
             generated = stages.generate(self.model, job, timer, on_step)
-            outputs, outputs_info = stages.encode(generated, request, job, timer)
+            outputs, outputs_info = stages.encode(generated, request, job, timer, decoded.uploads)
             return {
                 "ok": True,
                 "outputs": outputs,

@@ -1,12 +1,18 @@
-"""One reading of an http(s) URL for the two places that call out: the webhook sender and the CLI
-client. What is checked is what is connected to: the host, the port and the request target come
-from this one parse, never from the raw string again."""
+"""One reading of an http(s) URL for the places that call out: the webhook sender, the output
+uploads and the CLI client. What is checked is what is connected to: the host, the port and the
+request target come from this one parse, never from the raw string again. `send` and
+`send_with_retries` are the one way the server sends a body out."""
 
 from __future__ import annotations
 
 import http.client
+import logging
+import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -23,6 +29,12 @@ class HttpTarget:
         """A connection to exactly this host and port (not yet connected)."""
         connection_class = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
         return connection_class(self.host, self.port or (443 if self.scheme == "https" else 80), timeout=timeout)
+
+    def without_query(self) -> str:
+        """The URL as an answer may show it: a presigned URL's query holds its credentials."""
+        port = f":{self.port}" if self.port else ""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}{port}{self.target.split('?', 1)[0]}"
 
 
 class BadUrl(ValueError):
@@ -44,3 +56,56 @@ def parse_http_url(url: str) -> HttpTarget:
         raise BadUrl("must be an http(s) URL with a valid port") from None
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return HttpTarget(parts.scheme, parts.hostname.lower(), port, target)
+
+
+def allowed(target: HttpTarget, hosts: tuple[str, ...]) -> bool:
+    """Whether the operator's list (`host` or `host:port` items) names this target."""
+    return target.host in hosts or f"{target.host}:{target.port}" in hosts
+
+
+class NotSent(Exception):
+    """The receiver was not reached: trying again cannot deliver twice."""
+
+
+def send(target: HttpTarget, method: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
+    """One request; its HTTP status. Raises NotSent when no connection was made, OSError when the
+    body went out and no answer came. Redirects are not followed (they could lead anywhere)."""
+    connection = target.connection(timeout)
+    try:
+        try:
+            connection.connect()
+        except OSError as exc:
+            raise NotSent(str(exc)) from None
+        connection.request(method, target.target, body=body, headers=headers)
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def send_with_retries(attempt: Callable[[], int], what: str, attempts: int = 3, again_after_sent: bool = False,
+                      pause_s: float = 1.0) -> tuple[bool, str]:
+    """Call `attempt` (a `send`) until it answers 2xx: again when the receiver was not reached or
+    answered 5xx, and after a body went out unanswered only if `again_after_sent` (a PUT may be
+    repeated, a webhook's POST may not). Returns whether it was delivered and, if not, why."""
+    reason = ""
+    for number in range(1, attempts + 1):
+        try:
+            status = attempt()
+        except NotSent as exc:
+            reason = f"not reached: {exc}"
+        except OSError as exc:
+            reason = f"sent, no answer: {exc}"
+            if not again_after_sent:
+                logger.warning("%s: %s; not sent again", what, reason)
+                return False, reason
+        else:
+            if 200 <= status < 300:
+                return True, ""
+            reason = f"HTTP {status}"
+            if status < 500:  # a redirect (not followed) or a refusal: trying again changes nothing
+                logger.warning("%s: %s; not sent again", what, reason)
+                return False, reason
+        logger.warning("%s: attempt %d: %s", what, number, reason)
+        if number < attempts:
+            time.sleep(min(pause_s * 2.0 ** (number - 1), 10.0))
+    return False, reason

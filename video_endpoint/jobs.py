@@ -35,7 +35,7 @@ from typing import Any
 from pipelines.base import StepCallback
 from video_endpoint import settings
 from video_endpoint.errors import Busy, Cancelled, InvalidRequest
-from video_endpoint.http_url import BadUrl, HttpTarget, parse_http_url
+from video_endpoint.http_url import BadUrl, HttpTarget, allowed, parse_http_url, send, send_with_retries
 
 logger = logging.getLogger(__name__)
 
@@ -64,12 +64,11 @@ class JobSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> JobSettings:
-        hosts = settings.read("VIDEO_WEBHOOK_HOSTS", environ)
         return cls(ttl_s=settings.read_float("VIDEO_JOB_TTL_S", environ) or 0.0,
                    max_bytes=settings.read_int("VIDEO_JOB_MAX_BYTES", environ),
                    max_kept=settings.read_int("VIDEO_MAX_KEPT_JOBS", environ),
                    max_queued=settings.read_int("VIDEO_MAX_QUEUED", environ),
-                   webhook_hosts=tuple(h.strip().lower() for h in hosts.split(",") if h.strip()),
+                   webhook_hosts=settings.host_list("VIDEO_WEBHOOK_HOSTS", environ),
                    webhook_secret=settings.read("VIDEO_WEBHOOK_SECRET", environ))
 
 
@@ -84,7 +83,7 @@ def parse_webhook(url: Any, allowed_hosts: tuple[str, ...]) -> HttpTarget:
         target = parse_http_url(url)
     except BadUrl as exc:
         raise InvalidRequest(f"webhook {exc}", field="webhook") from None
-    if target.host not in allowed_hosts and f"{target.host}:{target.port}" not in allowed_hosts:
+    if not allowed(target, allowed_hosts):
         raise InvalidRequest("webhook host is not one this server sends to (VIDEO_WEBHOOK_HOSTS)", field="webhook")
     return target
 
@@ -104,10 +103,6 @@ def verify_signature(body: bytes, signature: str, timestamp: str, secret: str, t
     if abs((time.time() if now is None else now) - int(timestamp)) > tolerance_s:
         return False
     return hmac.compare_digest(signature, signature_of(body, secret, int(timestamp)))
-
-
-class _NotSent(Exception):
-    """The receiver was not reached: trying again cannot deliver twice."""
 
 
 # -- jobs ----------------------------------------------------------------------------------------
@@ -372,39 +367,15 @@ class JobQueue:
         """POST the final answer, signed. Tried again only when the receiver was not reached or
         answered 5xx: once the body is sent, a slow answer is not a reason to send it twice.
         Redirects are not followed (they could lead anywhere)."""
-        for attempt in range(attempts):
-            try:
-                status = self._post(target, job_id, body)
-            except _NotSent as exc:
-                logger.warning("webhook for job %s: attempt %d: not sent: %s", job_id, attempt + 1, exc)
-            except OSError as exc:
-                logger.warning("webhook for job %s: sent, no answer (%s): not sent again", job_id, exc)
-                return False
-            else:
-                if 200 <= status < 300:
-                    return True
-                if status < 500:  # a redirect (not followed) or a refusal: trying again changes nothing
-                    logger.warning("webhook for job %s: HTTP %d, not sent again", job_id, status)
-                    return False
-                logger.warning("webhook for job %s: attempt %d: HTTP %d", job_id, attempt + 1, status)
-            if attempt + 1 < attempts:
-                time.sleep(min(2.0**attempt, 10.0))
-        return False
 
-    def _post(self, target: HttpTarget, job_id: str, body: bytes) -> int:
-        connection = target.connection(WEBHOOK_TIMEOUT_S)
-        try:
-            try:
-                connection.connect()
-            except OSError as exc:
-                raise _NotSent(str(exc)) from None
-            timestamp = int(time.time())
-            connection.request("POST", target.target, body=body, headers={
+        def post() -> int:
+            timestamp = int(time.time())  # signed when sent: each attempt is timestamped anew
+            return send(target, "POST", body, {
                 "Content-Type": "application/json", "X-Video-Job-Id": job_id, TIMESTAMP_HEADER: str(timestamp),
-                SIGNATURE_HEADER: signature_of(body, self.config.webhook_secret, timestamp)})
-            return connection.getresponse().status
-        finally:
-            connection.close()
+                SIGNATURE_HEADER: signature_of(body, self.config.webhook_secret, timestamp)}, WEBHOOK_TIMEOUT_S)
+
+        delivered, _ = send_with_retries(post, f"webhook for job {job_id}", attempts)
+        return delivered
 
 
 def _json(answer: dict[str, Any]) -> bytes:

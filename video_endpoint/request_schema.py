@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
@@ -148,6 +148,9 @@ class RequestFields(BaseModel):
                     "names from `/health`; none = the model's own weights.")
     return_base64: bool = Field(
         True, description="Outputs as base64 strings (`<format>_base64`); false = raw bytes (Python callers).")
+    upload: dict[OutputName, Annotated[str, Field(max_length=2000)]] | None = Field(
+        None, description="Per output, a presigned PUT URL to upload it to (`{\"mp4\": \"https://...\"}`): the answer "
+                          "says where it went instead of carrying it; hosts the server allows (VIDEO_UPLOAD_HOSTS).")
     last_image: str | None = Field(
         None, description="Base64 image the video ends on; with `image`, a first-and-last-frame video.")
     keyframes: list[KeyframeChoice] = Field(
@@ -264,8 +267,15 @@ def _inputs_of(data: Any) -> dict[str, Any]:
         parameters = {}
     if not isinstance(parameters, dict):
         raise InvalidRequest("parameters must be an object", field="parameters")
-    if isinstance(inputs, str):
-        inputs = {"prompt": inputs}
+    if isinstance(inputs, str):  # the Hugging Face task shapes: text-to-video, or image-to-video
+        parameters = _task_parameters(parameters)
+        if looks_like_image(inputs):
+            if "prompt" not in parameters:
+                raise InvalidRequest("inputs holds an image (image-to-video): put the prompt in parameters.prompt",
+                                     field="parameters.prompt")
+            inputs = {"image": inputs}
+        else:
+            inputs = {"prompt": inputs}
     elif not isinstance(inputs, dict):
         raise InvalidRequest("inputs must be an object (or the prompt as a string)", field="inputs")
     both = sorted(set(inputs) & set(parameters))
@@ -273,6 +283,47 @@ def _inputs_of(data: Any) -> dict[str, Any]:
         raise InvalidRequest(f"'{shown_name(both[0])}' is given in both inputs and parameters; give it once",
                              field=_field_path((both[0],)))
     return {**parameters, **inputs}
+
+
+# The first bytes of the image formats an input image may be, as base64 text begins with them
+_IMAGE_BASE64_STARTS = ("iVBORw0KGgo", "/9j/", "R0lGOD", "UklGR", "Qk", "SUkq", "TU0A")
+
+
+def looks_like_image(text: str) -> bool:
+    """Whether a string `inputs` is an image (base64 or a data: URL) rather than a prompt: a prompt
+    is never read from an image's text."""
+    head = text[:200].lstrip()
+    if head[:11].lower() == "data:image/":
+        return True
+    return len(text) >= 64 and re.fullmatch(r"[A-Za-z0-9+/=_\-\s]*", head) is not None and head.startswith(
+        _IMAGE_BASE64_STARTS)
+
+
+def _task_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
+    """The task specs' parameter types where they differ from this API's: `target_size` is
+    width and height, `negative_prompt` may be a list of strings (joined with ", "), `num_frames`
+    a number (an integral one is taken)."""
+    parameters = dict(parameters)
+    if "target_size" in parameters:
+        size = parameters.pop("target_size")
+        if not isinstance(size, dict) or set(size) - {"width", "height"}:
+            raise InvalidRequest("target_size must be {\"width\": int, \"height\": int}",
+                                 field="parameters.target_size")
+        given = sorted(set(size) & set(parameters))
+        if given:
+            raise InvalidRequest(f"{given[0]} is given in target_size and on its own; give it once",
+                                 field="parameters.target_size")
+        parameters.update(size)
+    negative = parameters.get("negative_prompt")
+    if isinstance(negative, list):
+        if not all(isinstance(text, str) for text in negative) or len(negative) > 64:
+            raise InvalidRequest("negative_prompt must be a string or a list of at most 64 strings",
+                                 field="negative_prompt")
+        parameters["negative_prompt"] = ", ".join(text for text in negative if text.strip())
+    frames = parameters.get("num_frames")
+    if isinstance(frames, float) and frames.is_integer():
+        parameters["num_frames"] = int(frames)
+    return parameters
 
 
 # Error answers quote what the client sent only as names, cut short and reduced to plain characters,
@@ -294,7 +345,8 @@ def shown_name(name: object) -> str:
 def _field_path(loc: tuple[Any, ...]) -> str | None:
     """Dotted names; a list index stays where a name follows it (`loras.0.scale`), not at the end
     (`outputs`: the message says which item)."""
-    names = [shown_name(part) for i, part in enumerate(loc) if not isinstance(part, int) or i < len(loc) - 1]
+    names = [shown_name(part) for i, part in enumerate(loc)
+             if (not isinstance(part, int) or i < len(loc) - 1) and part != "[key]"]  # a dict key's own error
     return ".".join(names) or None
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
 import json
 import logging
@@ -45,6 +46,7 @@ logger = logging.getLogger(__name__)
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # HTTP status per error type: the client's fault is 4xx, ours is 5xx.
 _STATUS = {"invalid_request": 400, "unsupported": 400, "out_of_memory": 500, "internal": 500, "busy": 503,
+           "upload_failed": 502,
            "cancelled": 200}
 
 
@@ -105,6 +107,7 @@ class _Service:
         self.event_streams = 0  # open GET /jobs/{id}/events
         self.model_slot = anyio.CapacityLimiter(1)  # one generation at a time on the model
         self.recent_seconds = 5.0  # duration of the last request, for Retry-After
+        self.openapi_document: dict[str, Any] | None = None  # built on the first GET /openapi.json
 
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -128,6 +131,18 @@ class _Service:
         scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(
             credentials.strip().encode(), self.settings.token.encode())
+
+    async def openapi(self, request: Request) -> Response:
+        if self.openapi_document is None:
+            from video_endpoint.openapi import document
+
+            self.openapi_document = document()
+        return JSONResponse(self.openapi_document)
+
+    async def alive(self, request: Request) -> Response:
+        """Liveness for a platform's probe, without a token: says nothing about the model (the
+        server takes requests only once it is loaded)."""
+        return JSONResponse({"status": "ok"})
 
     async def health(self, request: Request) -> Response:
         model = self.loaded.model
@@ -183,11 +198,18 @@ class _Service:
             return _refused(exc, request_id)
         if call.kind != "generate":
             return await self.job_answer(call, request_id)  # quick: never waits for the model
+        try:
+            call = dataclasses.replace(call, data=raw_file_body(call.data, request.headers.get("accept", "")))
+        except InvalidRequest as exc:
+            return _refused(exc, request_id)
         try:  # parsed and decoded once, here (off the event loop): a bad request never waits in the queue
             decoded = await anyio.to_thread.run_sync(self.loaded.decode, call.data)
         except HandlerError as exc:
             return _refused(exc, request_id)
         parsed = decoded.request
+        if not parsed.return_base64 and decoded.uploads:
+            return _error(400, "this request would be answered with the file itself (return_base64 false, or "
+                          "Accept): with upload, the answer is JSON", request_id, field="upload")
         if not parsed.return_base64 and len(parsed.outputs) != 1:
             return _error(400, "return_base64 false sends one raw file: ask for exactly one output",
                           request_id, field="return_base64")
@@ -351,6 +373,34 @@ def _parse_json(body: bytes) -> Any:
     return json.loads(body.decode("utf-8"), strict=False)
 
 
+MIME_FORMATS = {FORMATS[name].MIME: name for name in FORMATS}
+
+
+def raw_file_body(data: Any, accept: str) -> Any:
+    """The body asking for the file itself as the answer when the client wants that: `Accept`
+    naming one format's type (`video/mp4`, ...: that format alone), or the Hugging Face task shape
+    (`"inputs": "<prompt or image>"`) without `Accept: application/json` (its one output). Otherwise
+    the body as it came (a JSON answer)."""
+    accepted = [part.split(";")[0].strip().lower() for part in accept.split(",")]
+    wanted = next((MIME_FORMATS[kind] for kind in accepted if kind in MIME_FORMATS), None)
+    if not isinstance(data, dict) or not isinstance(data.get("inputs"), dict | str):
+        return data
+    task_shape = isinstance(data["inputs"], str)
+    if wanted is None and (not task_shape or "application/json" in accepted):
+        return data
+    fields = data["inputs"] if not task_shape else data.get("parameters") or {}
+    if not isinstance(fields, dict):
+        return data  # the schema names the problem
+    if wanted is not None and fields.get("outputs", [wanted]) != [wanted]:
+        raise InvalidRequest(f"Accept: {FORMATS[wanted].MIME} answers that file alone: outputs must be "
+                             f"[\"{wanted}\"] or absent", field="outputs")
+    if fields.get("return_base64") is True:
+        raise InvalidRequest("this request is answered with the file itself (Accept, or the task shape): "
+                             "return_base64 must be false or absent", field="return_base64")
+    raw = {**fields, "return_base64": False, **({"outputs": [wanted]} if wanted else {})}
+    return {**data, "inputs": raw} if not task_shape else {**data, "parameters": raw}
+
+
 class _EveryAnswer:
     """ASGI middleware around every route, unknown paths included: gives each request its
     X-Request-Id (the client's, if sane), checks the token before routing (so without it every
@@ -367,7 +417,7 @@ class _EveryAnswer:
         supplied = request.headers.get("x-request-id", "")
         request_id = supplied if _CLIENT_REQUEST_ID.match(supplied) else uuid.uuid4().hex[:16]
         scope.setdefault("state", {})["request_id"] = request_id
-        if not self.service.authorized(request):
+        if not self.service.authorized(request) and (request.method, scope["path"]) not in PUBLIC_ROUTES:
             await _unauthorized(request_id)(scope, receive, send)
             return
         started = False
@@ -389,11 +439,14 @@ class _EveryAnswer:
                     scope, receive, send)
 
 
+PUBLIC_ROUTES = {("GET", "/healthz"), ("HEAD", "/healthz")}  # a platform's liveness probe carries no token
+
+
 async def _no_route(request: Request, exc: Exception) -> Response:
     """404 / 405 in the envelope every other answer uses."""
     assert isinstance(exc, HTTPException)
-    message = {404: f"no route {request.url.path[:200]}: the routes are POST /, GET /health, POST /jobs, "
-                    "GET|DELETE /jobs/{id}, GET /jobs/{id}/events",
+    message = {404: f"no route {request.url.path[:200]}: the routes are POST /, GET /health, GET /healthz, "
+                    "GET /openapi.json, POST /jobs, GET|DELETE /jobs/{id}, GET /jobs/{id}/events",
                405: f"{request.method} is not allowed here; allowed: {dict(exc.headers or {}).get('Allow', '')}"}
     return _error(exc.status_code, message.get(exc.status_code, exc.detail), request.state.request_id,
                   headers=dict(exc.headers or {}))
@@ -405,6 +458,8 @@ def create_app(load_handler: Callable[[], EndpointHandler], settings: ServerSett
         exception_handlers={HTTPException: _no_route},
         routes=[Route("/", service.predict, methods=["POST"]),
                 Route("/health", service.health, methods=["GET"]),
+                Route("/healthz", service.alive, methods=["GET", "HEAD"]),
+                Route("/openapi.json", service.openapi, methods=["GET"]),
                 Route("/jobs", service.submit_job, methods=["POST"]),
                 Route("/jobs/{job_id}", service.job_status, methods=["GET", "DELETE"]),
                 Route("/jobs/{job_id}/events", service.job_events, methods=["GET"])],

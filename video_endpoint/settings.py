@@ -52,6 +52,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VIDEO_MAX_QUEUED", "16", "jobs that may wait behind the running one; more answer `busy`", "jobs"),
     Setting("VIDEO_WEBHOOK_HOSTS", "", "hosts (`host` or `host:port`) a job's `webhook` may name; any other is "
             "refused", "jobs", shown_default="(none: webhooks off)"),
+    Setting("VIDEO_UPLOAD_HOSTS", "", "hosts (`host` or `host:port`) a request's `upload` URLs may name (e.g. "
+            "`my-bucket.s3.eu-west-1.amazonaws.com`); any other is refused before generating", "jobs",
+            shown_default="(none: uploads off)"),
     Setting("VIDEO_WEBHOOK_SECRET", "", "key of the webhook's HMAC-SHA256 signature (headers "
             "`X-Video-Timestamp` and `X-Video-Signature: sha256=<hex>`); webhooks are off without it", "jobs",
             shown_default="(none: webhooks off)"),
@@ -124,6 +127,11 @@ def read(name: str, environ: Mapping[str, str] | None = None) -> str:
 def is_set(name: str, environ: Mapping[str, str] | None = None) -> bool:
     BY_NAME[name]  # a name not listed above is a bug: KeyError
     return bool((os.environ if environ is None else environ).get(name, "").strip())
+
+
+def host_list(name: str, environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """A comma-separated list of `host` or `host:port`, lower case."""
+    return tuple(host.strip().lower() for host in read(name, environ).split(",") if host.strip())
 
 
 def read_int(name: str, environ: Mapping[str, str] | None = None) -> int:

@@ -8,10 +8,10 @@ from __future__ import annotations
 import base64
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -23,7 +23,9 @@ from pipelines.base import CONDITIONING_FIELDS, FrameCount, GenerationJob, Keyfr
 from pipelines.errors import OutOfMemory as ModelOutOfMemory
 from pipelines.errors import Refused
 from pipelines.model import Generated, VideoModel
+from video_endpoint import uploads
 from video_endpoint.errors import EncodeFailed, InvalidRequest, Unsupported, from_model
+from video_endpoint.http_url import HttpTarget
 from video_endpoint.image_input import decode_image
 from video_endpoint.request_schema import (
     V2V_STRENGTH,
@@ -75,17 +77,21 @@ class Decoded:
     request: RequestFields
     image: Image.Image | None
     timer: StageTimer
+    uploads: dict[str, HttpTarget] = field(default_factory=dict)
+    """where outputs go instead of into the answer, checked (`uploads.targets`)"""
     last_image: Image.Image | None = None
     keyframe_images: tuple[Image.Image, ...] = ()
     video: InputVideo | None = None
     extend: InputVideo | None = None
 
 
-def decode(data: Any, limits: Limits) -> Decoded:
-    """Validate the body and decode its images and videos; the job is planned by `plan`."""
+def decode(data: Any, limits: Limits, upload_hosts: tuple[str, ...] = ()) -> Decoded:
+    """Validate the body (its upload URLs against `upload_hosts`) and decode its images and videos;
+    the job is planned by `plan`."""
     timer = StageTimer()
     with timer.stage("parse"):
         request = parse_payload(data, limits)
+        where = uploads.targets(request, upload_hosts)
     size = request.width, request.height
     images = {"image": request.image, "last_image": request.last_image,
               **{f"keyframes.{i}.image": k.image for i, k in enumerate(request.keyframes)}}
@@ -106,7 +112,7 @@ def decode(data: Any, limits: Limits) -> Decoded:
         with timer.stage("video_decode"):
             extend = read_video(request.extend, "extend", *size, request.fps, limits, count=EXTEND_CONTEXT_FRAMES,
                                 keep="last")
-    return Decoded(request, decoded.get("image"), timer, decoded.get("last_image"),
+    return Decoded(request, decoded.get("image"), timer, where, decoded.get("last_image"),
                    tuple(decoded[f"keyframes.{i}.image"] for i in range(len(request.keyframes))), video, extend)
 
 
@@ -218,8 +224,8 @@ def _encode_one(name: str, clip: Clip, options: FormatOptions) -> tuple[bytes, f
     return data, round((time.perf_counter() - begun) * 1000, 2)
 
 
-def encode(generated: Generated, request: RequestFields, job: GenerationJob,
-           timer: StageTimer) -> tuple[dict[str, Any], dict[str, Any]]:
+def encode(generated: Generated, request: RequestFields, job: GenerationJob, timer: StageTimer,
+           where: Mapping[str, HttpTarget] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Encode every requested format from the same uint8 frames, concurrently (ffmpeg runs in
     its own process, Pillow and numpy release the GIL), so the stage costs about the slowest
     encoder, not the sum. Base64 once at the end."""
@@ -239,10 +245,16 @@ def encode(generated: Generated, request: RequestFields, job: GenerationJob,
     for name, (data, ms) in done.items():
         timer.timing_ms[f"encode.{name}"] = ms
         info[name] = {"mime": FORMATS[name].MIME, "bytes": len(data), "fps": tasks[name][1].fps}
+    outputs: dict[str, Any] = {}
+    if where:  # uploaded: the answer says where they went
+        with timer.stage("upload"):
+            outputs.update(uploads.upload_all(files, where))
+        files = {name: data for name, data in files.items() if name not in where}
     if not request.return_base64:
-        return files, info
+        return {**outputs, **files}, info
     with timer.stage("base64"):
-        return {f"{name}_base64": base64.b64encode(data).decode("ascii") for name, data in files.items()}, info
+        outputs.update({f"{name}_base64": base64.b64encode(data).decode("ascii") for name, data in files.items()})
+    return outputs, info
 
 
 @dataclass

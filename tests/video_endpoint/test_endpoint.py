@@ -280,3 +280,19 @@ def test_a_request_is_parsed_and_its_image_decoded_once(handler, counted):
         assert time.monotonic() < deadline, answer
         time.sleep(0.02)
     assert counted == {"parse": 1, "image": 1}
+
+
+def test_the_image_to_video_task_shape_animates_the_image(handler):
+    """huggingface_hub's image-to-video body: the image in `inputs`, the prompt in parameters. The
+    image's base64 used to become the prompt of a text-to-video clip, answered `ok: true`."""
+    from tests.conftest import jpeg_base64
+    from tests.media import zip_frames
+
+    parameters = {"prompt": "the waves move", "num_frames": 9, "num_inference_steps": 2, "seed": 3,
+                  "target_size": {"width": 96, "height": 64}, "outputs": ["zip"]}
+    image = jpeg_base64(96, 64)
+    answer = handler({"inputs": image, "parameters": parameters})
+    assert answer["diagnostics"]["mode"] == "i2v"
+    same = handler({"inputs": {**{k: v for k, v in parameters.items() if k != "target_size"}, "image": image,
+                               "width": 96, "height": 64}})
+    np.testing.assert_array_equal(zip_frames(answer), zip_frames(same))

@@ -62,6 +62,9 @@ plausible = {
                        json_values),
     "strength": st.one_of(st.floats(-1, 2), st.just(float("nan")), json_values),
     "extend": st.one_of(st.sampled_from(FUZZ_VIDEOS), json_values),
+    "upload": st.one_of(st.dictionaries(st.sampled_from([*FORMATS, "mov", ""]), st.one_of(st.sampled_from(
+        ["http://127.0.0.1:9/x.mp4", "ftp://h/x", "http://u:p@h/x", "http://h/" + "a" * 2000]), json_values),
+        max_size=3), json_values),
 }
 # the job protocol's keys: a body is routed by them (a mistake in one is answered, never raised)
 job_keys = {

@@ -148,3 +148,33 @@ def test_conditioning_defaults_keep_the_card_s_request():
     request = parse_payload({"inputs": {"prompt": "p"}}, Limits())
     assert (request.last_image, request.keyframes, request.video, request.strength, request.extend) == (
         None, [], None, None, None)
+
+
+def test_the_task_spec_shapes_and_types():
+    from tests.conftest import jpeg_base64
+
+    image = jpeg_base64()
+    request = parse_payload({"inputs": image, "parameters": {
+        "prompt": "waves", "target_size": {"width": 96, "height": 64}, "negative_prompt": ["blur", " ", "text"],
+        "num_frames": 9.0}}, Limits())
+    assert (request.image, request.prompt, request.width, request.height) == (image, "waves", 96, 64)
+    assert (request.negative_prompt, request.num_frames) == ("blur, text", 9)
+    data_url = parse_payload({"inputs": "data:image/jpeg;base64," + image, "parameters": {"prompt": "p"}}, Limits())
+    assert data_url.image is not None and data_url.prompt == "p"
+    # a prompt stays a prompt, however long, and strictness stays where the spec is not involved
+    assert parse_payload({"inputs": "Quick brown fox " * 20}, Limits()).image is None
+    cases = [
+        ({"inputs": image}, "parameters.prompt", "put the prompt in parameters.prompt"),
+        ({"inputs": image, "parameters": {"prompt": "p", "num_frames": 9.5}}, "num_frames", "valid integer"),
+        ({"inputs": "p", "parameters": {"target_size": {"width": 96, "depth": 3}}}, "parameters.target_size",
+         "target_size must be"),
+        ({"inputs": "p", "parameters": {"target_size": {"width": 96}, "width": 64}}, "parameters.target_size",
+         "give it once"),
+        ({"inputs": "p", "parameters": {"negative_prompt": ["ok", 3]}}, "negative_prompt", "list of at most 64"),
+        ({"inputs": {"prompt": "p", "num_frames": 9.0}}, "num_frames", "valid integer"),
+        ({"inputs": {"prompt": "p", "negative_prompt": ["a"]}}, "negative_prompt", "valid string"),
+    ]
+    for body, field, reason in cases:
+        with pytest.raises(InvalidRequest) as refused:
+            parse_payload(body, Limits())
+        assert refused.value.field == field and reason in refused.value.message, (body, refused.value.message)

@@ -5,11 +5,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import os
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,7 +17,7 @@ import numpy as np
 import psutil
 import pytest
 
-from tests.conftest import REPORT, free_port, jpeg_base64
+from tests.conftest import REPORT, jpeg_base64, serving
 from tests.media import decode_gif, decode_video, decode_zip
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,30 +26,23 @@ needs_curl = pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq")
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir, tmp_path_factory):
-    port = free_port()
+def store():
+    """A loopback PUT receiver, the one host the server may upload to."""
+    from tests.video_endpoint.test_uploads import Receiver
+
+    receiver = Receiver()
+    yield receiver
+    receiver.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, tmp_path_factory, store):
     log_path = tmp_path_factory.mktemp("server") / "server.log"
-    env = {**os.environ, "VIDEO_API_TOKEN": TOKEN, "VIDEO_QUEUE_DEPTH": "1",
+    env = {"VIDEO_API_TOKEN": TOKEN, "VIDEO_QUEUE_DEPTH": "1", "VIDEO_UPLOAD_HOSTS": store.host,
            "VIDEO_MAX_BODY_BYTES": str(2 * 1024 * 1024), "VIDEO_BODY_TIMEOUT_S": "2", "VIDEO_HEADER_TIMEOUT_S": "2",
            "VIDEO_MAX_EVENT_STREAMS": "70"}
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "video_endpoint", "serve", "--model", str(tiny_model_dir), "--host", "127.0.0.1",
-             "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", headers=auth(), timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail("server did not start:\n" + log_path.read_text())
-    yield {"url": url, "log": log_path, "pid": process.pid}
-    process.terminate()
-    process.wait(timeout=10)
+    with serving(tiny_model_dir, log_path, env) as (url, process):
+        yield {"url": url, "log": log_path, "pid": process.pid}
     assert TOKEN not in log_path.read_text()  # the token never reaches the log
 
 
@@ -499,3 +490,65 @@ def test_readme_conditioning_curls_verbatim(server, tmp_path):
     frames = {name: decode_video((tmp_path / f"{name}.mp4").read_bytes()).frames.shape[0]
               for name in ("first_last", "keyframes", "restyled", "continued")}
     assert frames == {"first_last": 33, "keyframes": 33, "restyled": 33, "continued": 32}
+
+
+def test_the_liveness_route_needs_no_token_and_says_nothing_of_the_model(server):
+    for headers in ({}, auth("wrong")):
+        alive = httpx.get(f"{server['url']}/healthz", headers=headers)
+        assert (alive.status_code, alive.json()) == (200, {"status": "ok"})
+        assert httpx.head(f"{server['url']}/healthz", headers=headers).status_code == 200
+        assert httpx.get(f"{server['url']}/health", headers=headers).status_code == 401  # the details stay closed
+        assert httpx.post(f"{server['url']}/healthz", headers=headers).status_code == 401
+
+
+def test_accept_asks_for_the_file_itself(server):
+    for accept, fmt in (("video/mp4", "mp4"), ("video/webm, */*;q=0.5", "webm"), ("application/zip", "zip")):
+        response = post(server, {"prompt": "waves", **SMALL, "num_frames": 9, "seed": 2},
+                        headers={**auth(), "Accept": accept})
+        assert response.status_code == 200 and response.headers["content-type"].startswith(accept.split(",")[0])
+        frames = decode_zip(response.content).frames if fmt == "zip" else decode_video(response.content).frames
+        assert frames.shape == (9, 64, 96, 3)
+        assert json.loads(response.headers["x-diagnostics"])["outputs"][fmt]["bytes"] == len(response.content)
+    both = post(server, {"prompt": "waves", **SMALL, "outputs": ["gif", "mp4"]},
+                headers={**auth(), "Accept": "video/mp4"})
+    assert (both.status_code, both.json()["error"]["field"]) == (400, "outputs")
+    as_json = post(server, {"prompt": "waves", **SMALL}, headers={**auth(), "Accept": "application/json"})
+    assert as_json.headers["content-type"] == "application/json" and as_json.json()["ok"] is True
+
+
+def test_the_hugging_face_task_shapes_answer_the_video(server):
+    """What huggingface_hub's InferenceClient sends for text-to-video and image-to-video."""
+    text = httpx.post(server["url"], json={"inputs": "waves on a beach", "parameters": {
+        "num_frames": 9.0, "num_inference_steps": 2, "negative_prompt": ["blur", "text"], "seed": 4,
+        "target_size": {"width": 96, "height": 64}}}, headers=auth(), timeout=120)
+    assert text.status_code == 200 and text.headers["content-type"] == "image/gif"
+    assert decode_gif(text.content).frames.shape == (9, 64, 96, 3)
+    diagnostics = json.loads(text.headers["x-diagnostics"])
+    assert diagnostics["mode"] == "t2v"
+    image = httpx.post(server["url"], json={"inputs": jpeg_base64(96, 64), "parameters": {
+        "prompt": "the waves move", "num_frames": 9, "num_inference_steps": 2,
+        "target_size": {"width": 96, "height": 64}}}, headers={**auth(), "Accept": "video/mp4"}, timeout=120)
+    assert image.status_code == 200 and json.loads(image.headers["x-diagnostics"])["mode"] == "i2v"
+    assert decode_video(image.content).frames.shape == (9, 64, 96, 3)
+    # an image in `inputs` is never the prompt: without parameters.prompt it is refused, as a 4xx
+    no_prompt = httpx.post(server["url"], json={"inputs": jpeg_base64(96, 64), "parameters": {"num_frames": 9}},
+                           headers=auth(), timeout=120)
+    assert (no_prompt.status_code, no_prompt.json()["error"]["field"]) == (400, "parameters.prompt")
+    as_json = httpx.post(server["url"], json={"inputs": "waves", "parameters": {**SMALL}},
+                         headers={**auth(), "Accept": "application/json"}, timeout=120)
+    assert as_json.json()["ok"] is True and "gif_base64" in as_json.json()["outputs"]
+
+
+def test_an_upload_leaves_the_video_at_the_store_and_a_small_answer(server, store):
+    url = store.url("/bucket/out.mp4")
+    response = post(server, {"prompt": "waves", **SMALL, "num_frames": 9, "outputs": ["mp4"], "upload": {"mp4": url}})
+    assert response.status_code == 200 and len(response.content) < 10_000
+    stored = response.json()["outputs"]["mp4_upload"]
+    body = next(body for _, path, _, body in store.received if path.startswith("/bucket/out.mp4?"))
+    assert decode_video(body).frames.shape == (9, 64, 96, 3) and stored["bytes"] == len(body)
+    elsewhere = post(server, {"prompt": "waves", **SMALL, "outputs": ["mp4"],
+                              "upload": {"mp4": "http://127.0.0.1:9/x.mp4"}})
+    assert (elsewhere.status_code, elsewhere.json()["error"]["field"]) == (400, "upload.mp4")
+    raw = post(server, {"prompt": "waves", **SMALL, "outputs": ["mp4"], "upload": {"mp4": url}},
+               headers={**auth(), "Accept": "video/mp4"})
+    assert (raw.status_code, raw.json()["error"]["field"]) == (400, "upload")
