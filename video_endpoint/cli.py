@@ -245,13 +245,16 @@ def generate_remote(args: argparse.Namespace, request: dict[str, Any]) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    show, close = client.progress_bar()
     try:
-        answer = client.run_job(args.url, token, request, poll_s=args.poll)
+        answer = client.run_job(args.url, token, request, poll_s=args.poll, on_progress=show)
     except client.EndpointError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    finally:
+        close()
     job = answer.get("job")
     if not isinstance(job, dict) or job.get("status") != "succeeded":
         print(json.dumps(answer, indent=2), file=sys.stderr)

@@ -1,5 +1,5 @@
-"""A client for a deployed endpoint (or `video-endpoint serve`): submit a job, poll it with a
-progress bar, write the files. It speaks only the `{"inputs": ...}` body, so it works wherever the
+"""A client for a deployed endpoint (or `video-endpoint serve`): submit a job, poll it, write the
+files; `VideoClient` is the same from Python. It speaks only the `{"inputs": ...}` body, so it works wherever the
 handler runs: a hosted Inference Endpoint, the stock toolkit, the local server.
 
 Every exchange is bounded: one http(s) URL, read once (no redirect is followed: the token goes to
@@ -17,6 +17,8 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -121,28 +123,28 @@ def _job(answer: dict[str, Any], url: str) -> dict[str, Any]:
     return job
 
 
-def run_job(url: str, token: str | None, request: dict[str, Any], poll_s: float = 1.0) -> dict[str, Any]:
-    """Submit `request` as a job and poll it to its end, with a progress bar on stderr; Ctrl-C
-    cancels the job. Returns the final answer (`ok` false when it could not be submitted)."""
-    from tqdm import tqdm
+Progress = Callable[[str, int, int | None], None]
+"""on_progress(status, step, total): after each poll of a job."""
 
+
+def run_job(url: str, token: str | None, request: dict[str, Any], poll_s: float = 1.0,
+            on_progress: Progress | None = None) -> dict[str, Any]:
+    """Submit `request` as a job and poll it to its end, reporting each poll to `on_progress`;
+    Ctrl-C cancels the job. Returns the final answer (`ok` false when it could not be submitted)."""
     submitted = call(url, token, {**request, "inputs": {**request["inputs"], "async": True}})
     if submitted.get("ok") is not True:
         return submitted
     if "job" not in submitted:
         raise EndpointError(f"{url} ran the request instead of queueing it: does it serve this handler?")
     job_id = _job(submitted, url)["id"]
-    progress = tqdm(desc="queued", unit="step", file=sys.stderr)
     try:
         while True:
             answer = call(url, token, {"inputs": {"job_id": job_id}})
             if "job" not in answer:
                 return answer
             job = _job(answer, url)
-            progress.set_description(job["status"])
-            if job["progress"]["total"]:
-                progress.total = job["progress"]["total"]
-                progress.update(job["progress"]["step"] - progress.n)
+            if on_progress is not None:
+                on_progress(job["status"], job["progress"]["step"], job["progress"]["total"])
             if job["status"] in FINISHED:
                 return answer
             time.sleep(poll_s)
@@ -153,8 +155,73 @@ def run_job(url: str, token: str | None, request: dict[str, Any], poll_s: float 
         except EndpointError as exc:
             print(f"\ncould not cancel job {job_id}: {exc}", file=sys.stderr)
         raise
-    finally:
-        progress.close()
+
+
+def progress_bar() -> tuple[Progress, Callable[[], None]]:
+    """A tqdm bar on stderr as an `on_progress`, and the function that closes it (the CLI's)."""
+    from tqdm import tqdm
+
+    bar = tqdm(desc="queued", unit="step", file=sys.stderr)
+
+    def show(status: str, step: int, total: int | None) -> None:
+        bar.set_description(status)
+        if total:
+            bar.total = total
+            bar.update(step - bar.n)
+
+    return show, bar.close
+
+
+class RequestFailed(EndpointError):
+    """The endpoint answered `ok: false`: `error` is its error object (`type`, `field`, `message`)."""
+
+    def __init__(self, answer: dict[str, Any]) -> None:
+        error = answer.get("error")
+        self.error: dict[str, Any] = error if isinstance(error, dict) else {"type": "unknown", "field": None,
+                                                                            "message": str(answer)[:200]}
+        self.answer = answer
+        super().__init__(f"{self.error.get('type')} ({self.error.get('field')}): {self.error.get('message')}")
+
+
+@dataclass(frozen=True)
+class Video:
+    """A generation's answer, decoded."""
+
+    files: dict[str, bytes]
+    """each requested format's file by name (`"mp4"`: its bytes), uploaded ones left out"""
+    uploads: dict[str, dict[str, Any]]
+    """where each uploaded format went (`url`, `bytes`, `sha256`)"""
+    diagnostics: dict[str, Any]
+
+
+class VideoClient:
+    """A deployed endpoint (or `video-endpoint serve`) from Python, on the standard library alone:
+
+        client = VideoClient("https://xyz.endpoints.huggingface.cloud", token)
+        video = client.generate("waves at dusk", num_frames=33, outputs=["mp4"])
+        Path("waves.mp4").write_bytes(video.files["mp4"])
+
+    `generate` runs a job (polled every `poll_s`, reported to `on_progress`) unless `job=False`;
+    an `ok: false` answer raises RequestFailed with the endpoint's error."""
+
+    def __init__(self, url: str, token: str | None = None, timeout: float = TIMEOUT_S, poll_s: float = 1.0) -> None:
+        parse_url(url)  # refused now, not at the first call
+        self.url, self.token, self.timeout, self.poll_s = url, token, timeout, poll_s
+
+    def generate(self, prompt: str, *, job: bool = True, on_progress: Progress | None = None,
+                 **fields: Any) -> Video:
+        request = {"inputs": {"prompt": prompt, **fields}}
+        answer = (run_job(self.url, self.token, request, self.poll_s, on_progress) if job
+                  else call(self.url, self.token, request, self.timeout))
+        if answer.get("ok") is not True:
+            raise RequestFailed(answer)
+        found = answer.get("outputs")
+        outputs: dict[str, Any] = found if isinstance(found, dict) else {}
+        uploads = {key.removesuffix("_upload"): value for key, value in outputs.items() if key.endswith("_upload")}
+        names = [key.removesuffix("_base64") for key in outputs if key.endswith("_base64")]
+        diagnostics = answer.get("diagnostics")
+        return Video(dict(zip(names, decode_outputs(answer, names), strict=True)), uploads,
+                     diagnostics if isinstance(diagnostics, dict) else {})
 
 
 def decode_outputs(answer: dict[str, Any], formats: list[str]) -> list[bytes]:

@@ -198,3 +198,36 @@ def test_overwrite_replaces_an_existing_output(tiny_model_dir, tmp_path, capsys)
                      "--width", "96", "--steps", "2", "--overwrite", "-o", str(out)]) == 0
     assert out.read_bytes().startswith(b"GIF8")
     capsys.readouterr()
+
+
+@pytest.fixture(scope="module")
+def served(tiny_model_dir, tmp_path_factory):
+    from tests.conftest import serving
+
+    with serving(tiny_model_dir, tmp_path_factory.mktemp("client") / "server.log",
+                 {"VIDEO_API_TOKEN": TOKEN}) as (url, _):
+        yield url
+
+
+def test_the_python_client_returns_decoded_files_and_raises_the_endpoint_s_error(served):
+    from tests.media import decode_gif, decode_zip
+
+    video_client = client.VideoClient(served, TOKEN, poll_s=0.05)
+    seen = []
+    video = video_client.generate("waves", num_frames=9, height=64, width=96, num_inference_steps=3, seed=2,
+                                  outputs=["gif", "zip"], on_progress=lambda *report: seen.append(report))
+    assert set(video.files) == {"gif", "zip"} and video.uploads == {}
+    assert decode_gif(video.files["gif"]).frames.shape == (9, 64, 96, 3)
+    assert video.diagnostics["seed"] == 2 and seen[-1] == ("succeeded", 3, 3)
+    assert [step for _, step, _ in seen] == sorted(step for _, step, _ in seen)  # progress only moves on
+    direct = video_client.generate("waves", job=False, num_frames=9, height=64, width=96, num_inference_steps=3,
+                                   seed=2, outputs=["zip"])
+    assert (decode_zip(direct.files["zip"]).frames == decode_zip(video.files["zip"]).frames).all()
+    with pytest.raises(client.RequestFailed) as failed:
+        video_client.generate("waves", height=100)
+    assert (failed.value.error["type"], failed.value.error["field"]) == ("invalid_request", "height")
+    with pytest.raises(client.RequestFailed) as refused:
+        client.VideoClient(served, "wrong").generate("waves", job=False)
+    assert refused.value.error["field"] == "authorization"
+    with pytest.raises(client.EndpointError):
+        client.VideoClient("ftp://example.org")
