@@ -102,6 +102,11 @@ class GenerationJob:
         return self.keep_frames if self.keep_frames is not None else self.num_frames - self.first_frame
 
     @property
+    def last_returned_frame(self) -> int:
+        """The generated index of the answer's last frame (where `last_image` belongs)."""
+        return self.first_frame + self.returned_frames - 1
+
+    @property
     def conditioning(self) -> list[str]:
         """Which of `CONDITIONING_FIELDS` this job uses."""
         used = {"last_image": self.last_image is not None, "keyframes": bool(self.keyframes),
@@ -159,15 +164,12 @@ def load_both_modes(t2v_class: Any, i2v_class: Any, source: str, class_name: str
     (safetensors only, no remote code), image-to-video derived from it with `from_pipe`."""
     t2v = t2v_class.from_pretrained(source, **dtype_argument(dtype), device_map=device.type, use_safetensors=True)
     t2v.set_progress_bar_config(disable=True)  # progress is reported through on_step
-    # from_pipe casts the shared modules to its own dtype argument (float32 when absent)
-    i2v = i2v_class.from_pipe(t2v, **dtype_argument(dtype))
-    i2v.set_progress_bar_config(disable=True)
-    return LoadedPipelines(t2v=t2v, i2v=i2v, class_name=class_name)
+    return LoadedPipelines(t2v=t2v, i2v=derive(i2v_class, t2v, dtype), class_name=class_name)
 
 
 def derive(pipeline_class: Any, pipe: Any, dtype: torch.dtype, **components: Any) -> Any:
-    """Another pipeline on `pipe`'s weights (`from_pipe`: no copy), kept in `dtype`; `components`
-    replace some of them."""
+    """Another pipeline on `pipe`'s weights (`from_pipe`: no copy), kept in `dtype` (from_pipe casts
+    the shared modules to its own dtype argument, float32 when absent); `components` replace some."""
     derived = pipeline_class.from_pipe(pipe, **components, **dtype_argument(dtype))
     derived.set_progress_bar_config(disable=True)
     return derived
@@ -249,9 +251,11 @@ def causal_vae_frames(requested: int, ratio: int) -> FrameCount:
 
 
 def vae_frame_count(pipelines: LoadedPipelines, requested: int) -> FrameCount:
-    """The default `frame_count`: `causal_vae_frames` at the VAE's temporal compression, as most
-    pipelines name it."""
-    return causal_vae_frames(requested, int(pipelines.any.vae_scale_factor_temporal))
+    """The default `frame_count`: `causal_vae_frames` at the VAE's temporal compression (the LTX
+    pipelines name it `vae_temporal_compression_ratio`, the others `vae_scale_factor_temporal`)."""
+    pipe = pipelines.any
+    ratio = getattr(pipe, "vae_scale_factor_temporal", None) or pipe.vae_temporal_compression_ratio
+    return causal_vae_frames(requested, int(ratio))
 
 
 def check_size_multiple(job: GenerationJob, multiple: int, model_name: str) -> None:
@@ -259,6 +263,14 @@ def check_size_multiple(job: GenerationJob, multiple: int, model_name: str) -> N
     for name in ("height", "width"):
         if getattr(job, name) % multiple:
             raise Refused(f"{name} must be a multiple of {multiple} for {model_name}", field=name)
+
+
+def encode_video(pipe: Any, job: GenerationJob) -> torch.Tensor:
+    """The job's video (video-to-video) through `pipe`'s VAE: the mean of its posterior, no noise
+    of its own, before any normalization a pipeline applies."""
+    frames = pipe.video_processor.preprocess_video(list(job.video), job.height, job.width)
+    with torch.no_grad():
+        return pipe.vae.encode(frames.to(pipe._execution_device, dtype=pipe.vae.dtype)).latent_dist.mode()
 
 
 OMIT: Any = object()

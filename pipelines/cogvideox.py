@@ -54,10 +54,10 @@ def check_request(pipelines: LoadedPipelines, job: GenerationJob) -> list[str]:
         size = (config.sample_height * scale, config.sample_width * scale)
         if (job.height, job.width) != size:
             raise Refused(f"this CogVideoX checkpoint generates only at height {size[0]}, width {size[1]} "
-                                 "(learned positional embeddings)", field="height")
+                          "(learned positional embeddings)", field="height")
     if job.video and "v2v" not in pipelines.derived:
         raise CannotServe("video-to-video runs on a CogVideoX text-to-video checkpoint; this one is image-to-video",
-                      field="video")
+                          field="video")
     return []
 
 

@@ -24,14 +24,14 @@ from diffusers import (
 from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
 
 from pipelines.base import (
-    FrameCount,
     GenerationJob,
     LoadedPipelines,
     StepCallback,
-    causal_vae_frames,
     derive,
+    encode_video,
     load_both_modes,
     run_pipeline,
+    vae_frame_count,
 )
 from pipelines.errors import Refused
 
@@ -55,9 +55,7 @@ def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype)
     return pipelines
 
 
-def frame_count(pipelines: LoadedPipelines, requested: int) -> FrameCount:
-    # the LTX pipelines name the VAE's temporal compression differently from the others
-    return causal_vae_frames(requested, pipelines.any.vae_temporal_compression_ratio)
+frame_count = vae_frame_count
 
 
 def check_request(pipelines: LoadedPipelines, job: GenerationJob) -> list[str]:
@@ -86,7 +84,7 @@ def conditions(job: GenerationJob) -> list[LTXVideoCondition]:
     if job.context:
         placed.append(LTXVideoCondition(video=list(job.context), frame_index=0))
     if job.last_image is not None:
-        placed.append(LTXVideoCondition(image=job.last_image, frame_index=job.first_frame + job.returned_frames - 1))
+        placed.append(LTXVideoCondition(image=job.last_image, frame_index=job.last_returned_frame))
     placed += [LTXVideoCondition(image=k.image, frame_index=k.frame, strength=k.strength) for k in job.keyframes]
     return placed
 
@@ -94,8 +92,4 @@ def conditions(job: GenerationJob) -> list[LTXVideoCondition]:
 def video_latents(pipe: Any, job: GenerationJob) -> torch.Tensor:
     """The video to transform as the normalized latents `LTXConditionPipeline` starts from (the
     mean of the VAE's posterior: no noise of its own)."""
-    frames = pipe.video_processor.preprocess_video(list(job.video), job.height, job.width)
-    frames = frames.to(pipe._execution_device, dtype=pipe.vae.dtype)
-    with torch.no_grad():
-        latents = pipe.vae.encode(frames).latent_dist.mode()
-    return pipe._normalize_latents(latents, pipe.vae.latents_mean, pipe.vae.latents_std)
+    return pipe._normalize_latents(encode_video(pipe, job), pipe.vae.latents_mean, pipe.vae.latents_std)

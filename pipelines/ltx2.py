@@ -28,16 +28,16 @@ from diffusers.pipelines.ltx2.pipeline_ltx2_condition import LTX2VideoCondition
 
 from pipelines.base import (
     OMIT,
-    FrameCount,
     GenerationJob,
     LoadedPipelines,
     StepCallback,
     VideoWithAudio,
     call_pipeline,
-    causal_vae_frames,
     check_size_multiple,
     derive,
+    encode_video,
     load_both_modes,
+    vae_frame_count,
 )
 from pipelines.errors import Refused
 
@@ -54,9 +54,7 @@ def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype)
     return pipelines
 
 
-def frame_count(pipelines: LoadedPipelines, requested: int) -> FrameCount:
-    # the LTX pipelines name the VAE's temporal compression differently from the others
-    return causal_vae_frames(requested, pipelines.any.vae_temporal_compression_ratio)
+frame_count = vae_frame_count
 
 
 def check_request(pipelines: LoadedPipelines, job: GenerationJob) -> list[str]:
@@ -80,7 +78,7 @@ def placed_images(job: GenerationJob) -> list[tuple[str, int, Any, float]]:
     """(field, generated frame, image, strength) of each image the job places."""
     placed = [("image", 0, job.image, 1.0)] if job.image is not None else []
     if job.last_image is not None:
-        placed.append(("last_image", job.first_frame + job.returned_frames - 1, job.last_image, 1.0))
+        placed.append(("last_image", job.last_returned_frame, job.last_image, 1.0))
     placed += [(f"keyframes.{i}", k.frame, k.image, k.strength) for i, k in enumerate(job.keyframes)]
     return placed
 
@@ -119,9 +117,7 @@ def generate(pipelines: LoadedPipelines, job: GenerationJob, on_step: StepCallba
 
 def video_start(pipe: Any, job: GenerationJob) -> dict[str, Any]:
     """Video-to-video: the video's latents (the pipeline normalizes them) and the sigmas to run."""
-    frames = pipe.video_processor.preprocess_video(list(job.video), job.height, job.width)
-    with torch.no_grad():
-        latents = pipe.vae.encode(frames.to(pipe._execution_device, dtype=pipe.vae.dtype)).latent_dist.mode()
+    latents = encode_video(pipe, job)
     steps = job.num_inference_steps
     kept = int(steps * job.strength)  # diffusers' rule for img2img-style strength
     sigmas = np.linspace(1.0, 1 / steps, steps)[steps - kept:]

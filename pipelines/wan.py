@@ -49,17 +49,15 @@ def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype)
     common = dict(vae=vae, **dtype_argument(dtype), device_map=device.type, use_safetensors=True)
     if class_name == "WanImageToVideoPipeline":
         i2v = WanImageToVideoPipeline.from_pretrained(source, **common)
-        t2v = None
-    else:
-        t2v = WanPipeline.from_pretrained(source, **common)
-        # only a checkpoint trained for both (expand_timesteps: Wan 2.2 TI2V) animates images
-        i2v = WanImageToVideoPipeline.from_pipe(t2v, **dtype_argument(dtype)) if t2v.config.expand_timesteps else None
+        i2v.set_progress_bar_config(disable=True)  # progress is reported through on_step
+        return LoadedPipelines(t2v=None, i2v=i2v, class_name=class_name)
+    t2v = WanPipeline.from_pretrained(source, **common)
+    t2v.set_progress_bar_config(disable=True)
+    # only a checkpoint trained for both (expand_timesteps: Wan 2.2 TI2V) animates images
+    i2v = derive(WanImageToVideoPipeline, t2v, dtype) if t2v.config.expand_timesteps else None
     pipelines = LoadedPipelines(t2v=t2v, i2v=i2v, class_name=class_name)
-    if t2v is not None:
-        pipelines.derived["v2v"] = derive(WanVideoToVideoPipeline, t2v, dtype)
-        t2v.vae.to(torch.float32)  # from_pipe cast the shared VAE to `dtype`: back to float32
-    for pipe in pipelines.all:
-        pipe.set_progress_bar_config(disable=True)
+    pipelines.derived["v2v"] = derive(WanVideoToVideoPipeline, t2v, dtype)
+    t2v.vae.to(torch.float32)  # from_pipe cast the shared VAE to `dtype`: back to float32
     return pipelines
 
 
@@ -80,10 +78,10 @@ def check_request(pipelines: LoadedPipelines, job: GenerationJob) -> list[str]:
     if job.last_image is not None:
         if pipelines.class_name != "WanImageToVideoPipeline":
             raise CannotServe("last_image needs a Wan image-to-video checkpoint (Wan 2.1 FLF2V, Wan 2.2 I2V)",
-                          field="last_image")
+                              field="last_image")
         if transformer is not None and transformer.config.image_dim and not first_and_last:
             raise CannotServe("last_image needs a Wan checkpoint trained for first and last frames (Wan 2.1 FLF2V, "
-                          "Wan 2.2 I2V); this Wan 2.1 I2V one embeds one image", field="last_image")
+                              "Wan 2.2 I2V); this Wan 2.1 I2V one embeds one image", field="last_image")
         if job.image is None:
             raise Refused("last_image on Wan ends a first-and-last-frame video: send the first frame as image too",
                           field="last_image")
@@ -92,7 +90,7 @@ def check_request(pipelines: LoadedPipelines, job: GenerationJob) -> list[str]:
                          "returned: ask for a 4k+1 num_frames to end on it")
     if job.video and "v2v" not in pipelines.derived:
         raise CannotServe("video-to-video runs on a Wan text-to-video checkpoint; this one is image-to-video",
-                      field="video")
+                          field="video")
     return notes
 
 

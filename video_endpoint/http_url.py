@@ -58,9 +58,13 @@ def parse_http_url(url: str) -> HttpTarget:
     return HttpTarget(parts.scheme, parts.hostname.lower(), port, target)
 
 
-def allowed(target: HttpTarget, hosts: tuple[str, ...]) -> bool:
-    """Whether the operator's list (`host` or `host:port` items) names this target."""
-    return target.host in hosts or f"{target.host}:{target.port}" in hosts
+def parse_allowed_url(url: str, hosts: tuple[str, ...], setting: str) -> HttpTarget:
+    """As `parse_http_url`, and only on a host the operator listed in `setting` (`host` or
+    `host:port` items): the server calls no other address for a request."""
+    target = parse_http_url(url)
+    if target.host not in hosts and f"{target.host}:{target.port}" not in hosts:
+        raise BadUrl(f"host is not one this server sends to ({setting})")
+    return target
 
 
 class NotSent(Exception):

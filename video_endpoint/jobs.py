@@ -35,7 +35,7 @@ from typing import Any
 from pipelines.base import StepCallback
 from video_endpoint import settings
 from video_endpoint.errors import Busy, Cancelled, InvalidRequest
-from video_endpoint.http_url import BadUrl, HttpTarget, allowed, parse_http_url, send, send_with_retries
+from video_endpoint.http_url import BadUrl, HttpTarget, parse_allowed_url, send, send_with_retries
 
 logger = logging.getLogger(__name__)
 
@@ -80,12 +80,9 @@ def parse_webhook(url: Any, allowed_hosts: tuple[str, ...]) -> HttpTarget:
     if not isinstance(url, str) or len(url) > 2000:
         raise InvalidRequest("webhook must be an http(s) URL of 2,000 characters at most", field="webhook")
     try:
-        target = parse_http_url(url)
+        return parse_allowed_url(url, allowed_hosts, "VIDEO_WEBHOOK_HOSTS")
     except BadUrl as exc:
         raise InvalidRequest(f"webhook {exc}", field="webhook") from None
-    if not allowed(target, allowed_hosts):
-        raise InvalidRequest("webhook host is not one this server sends to (VIDEO_WEBHOOK_HOSTS)", field="webhook")
-    return target
 
 
 def signature_of(body: bytes, secret: str, timestamp: int) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 from encoders.registry import FORMATS
 from video_endpoint.errors import HandlerError, InvalidRequest
-from video_endpoint.http_url import BadUrl, HttpTarget, allowed, parse_http_url, send, send_with_retries
+from video_endpoint.http_url import BadUrl, HttpTarget, parse_allowed_url, send, send_with_retries
 from video_endpoint.request_schema import RequestFields
 
 UPLOAD_TIMEOUT_S = 60.0  # per attempt: connecting, sending and the store's answer
@@ -40,12 +40,9 @@ def targets(request: RequestFields, hosts: tuple[str, ...]) -> dict[str, HttpTar
         if name not in request.outputs:
             raise InvalidRequest(f"{name} is not in outputs: add it, or drop its upload", field=field)
         try:
-            target = parse_http_url(url)
+            found[name] = parse_allowed_url(url, hosts, "VIDEO_UPLOAD_HOSTS")
         except BadUrl as exc:
             raise InvalidRequest(f"upload URL {exc}", field=field) from None
-        if not allowed(target, hosts):
-            raise InvalidRequest("upload host is not one this server sends to (VIDEO_UPLOAD_HOSTS)", field=field)
-        found[name] = target
     return found
 
 
