@@ -41,3 +41,13 @@ def test_both_generations_pin_the_whole_hugging_face_stack_and_share_the_rest():
     assert {name: toolkit[name] for name in shared} == {name: current[name] for name in shared}
     assert toolkit["transformers"].split("==")[1].startswith("4.")  # what the toolkit and hf-serve rc7 import with
     assert int(current["transformers"].split("==")[1].split(".")[0]) >= 5  # what hf-serve 0.2 needs
+
+
+def test_pip_install_installs_the_runtime_and_the_client_needs_a_part_of_it():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["project"]["dynamic"] == ["dependencies"]
+    assert project["tool"]["setuptools"]["dynamic"]["dependencies"] == {"file": ["requirements.txt"]}
+    client = requirement_lines("requirements-client.txt")
+    assert client and not any(line.startswith("torch") for line in client)
+    for generation in GENERATIONS:  # the client's pins are the runtime's: the same code runs on both
+        assert set(client) <= set(requirement_lines(generation)), generation
