@@ -1,21 +1,25 @@
 """The plain diffusers recipe vs this handler, end to end, side by side in one run.
 
     .venv/bin/python benchmarks/gpu_pipeline.py                 # CPU: the tiny model, small sizes
-    .venv/bin/python benchmarks/gpu_pipeline.py --model tiny-wan
+    .venv/bin/python benchmarks/gpu_pipeline.py --model tiny-wan          # or tiny-kandinsky5
     python benchmarks/gpu_pipeline.py --model ltx-2b --build-only --text-encoder-layers 4
     python benchmarks/gpu_pipeline.py --model ltx-2b --text-encoder-layers 4 --out ltx.json
     python benchmarks/gpu_pipeline.py --model wan-1.3b --sizes 512x512x32,832x480x81
+    python benchmarks/gpu_pipeline.py --model kandinsky5-lite --text-encoder-layers 4 --sizes 768x512x121
 
 On a fresh GPU machine, `bash scripts/gpu_bench.sh` runs it with a timeout per part.
 
 `ltx-2b` builds LTX-Video 2B with random weights from the real configs (the diffusers classes'
 defaults are the 2B model: 28 blocks of width 2048; the 0.9.0 VAE; a T5-XXL-sized encoder);
 `wan-1.3b` builds Wan 2.1 T2V 1.3B (30 blocks of width 1536, the Wan 2.1 VAE in float32, a
-UMT5-XXL-sized encoder). Each is saved as a diffusers checkpoint and loaded back through the
-handler's real loading path: honest timings without downloads (random weights make noise; the
-work per step is the real one). `--text-encoder-layers N` builds the text encoder with N of its
-24 layers (writing 9.5 GB of T5-XXL takes minutes): the transformer and VAE are unchanged, and
-the text-encoding time is then reported as measured with N layers.
+UMT5-XXL-sized encoder); `kandinsky5-lite` builds Kandinsky 5.0 T2V Lite (32 blocks of width
+1792, 2.0B parameters; HunyuanVideo's VAE; a Qwen2.5-VL-7B-sized text model, whose vision tower is
+built at toy size because text encoding never runs it; CLIP-L). Each is saved as a diffusers
+checkpoint and loaded back through the handler's real loading path: honest timings without
+downloads (random weights make noise; the work per step is the real one). `--text-encoder-layers
+N` builds the text encoder with N of its layers (24 for T5-XXL and UMT5-XXL, 28 for Qwen2.5-VL-7B;
+writing 9.5 GB of T5-XXL takes minutes): the transformer and VAE are unchanged, and the
+text-encoding time is then reported as measured with N layers.
 
 One handler and one plain pipeline per run, each loaded once. Cold start is measured in this
 process: from the process's start to the handler's first answer (imports, load, compile,
@@ -52,13 +56,14 @@ from diffusers.utils import export_to_gif  # noqa: E402
 
 from benchmarks import request_profile  # noqa: E402
 from handler import EndpointHandler  # noqa: E402
-from pipelines import tiny  # noqa: E402
+from pipelines import speed, tiny  # noqa: E402
 from pipelines.base import dtype_argument  # noqa: E402
 from tests.media import psnr, ssim, zip_frames  # noqa: E402
 from video_endpoint import settings  # noqa: E402
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0}  # dense, vendor sheets
 FULL_TEXT_LAYERS = 24  # T5-XXL's and UMT5-XXL's
+QWEN_7B_LAYERS = 28  # Qwen2.5-VL-7B's
 
 
 def build_ltx_2b(directory: Path, text_layers: int = FULL_TEXT_LAYERS) -> Path:
@@ -116,7 +121,52 @@ def build_wan_1_3b(directory: Path, text_layers: int = FULL_TEXT_LAYERS) -> Path
     return directory
 
 
-BUILDERS = {"ltx-2b": build_ltx_2b, "wan-1.3b": build_wan_1_3b}
+def build_kandinsky5_lite(directory: Path, text_layers: int = QWEN_7B_LAYERS) -> Path:
+    """Kandinsky 5.0 T2V Lite with random weights (bf16), its tokenizer stored as the tiny one's."""
+    from diffusers import (
+        AutoencoderKLHunyuanVideo,
+        FlowMatchEulerDiscreteScheduler,
+        Kandinsky5T2VPipeline,
+        Kandinsky5Transformer3DModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    from pipelines.tiny import kandinsky5 as tiny_kandinsky5
+
+    if (directory / "model_index.json").is_file():
+        return directory
+    text = tiny_kandinsky5.text_components(tiny_kandinsky5._prompt_template(Kandinsky5T2VPipeline))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with torch.device(device):
+        transformer = Kandinsky5Transformer3DModel(  # the released T2V Lite configuration
+            in_visual_dim=16, out_visual_dim=16, time_dim=512, patch_size=(1, 2, 2), model_dim=1792, ff_dim=7168,
+            num_text_blocks=2, num_visual_blocks=32, axes_dims=(16, 24, 24), visual_cond=True, in_text_dim=3584,
+            in_text_dim2=768).to(torch.bfloat16)
+        vae = AutoencoderKLHunyuanVideo().to(torch.bfloat16)  # HunyuanVideo's VAE
+        text_encoder = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(
+            text_config=dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944,
+                             num_hidden_layers=text_layers, num_attention_heads=28, num_key_value_heads=4,
+                             rope_theta=1000000.0, max_position_embeddings=128000,
+                             rope_scaling={"mrope_section": [16, 24, 24], "rope_type": "default", "type": "default"}),
+            vision_config=dict(depth=1, hidden_size=64, intermediate_size=128, num_heads=2, out_hidden_size=3584,
+                               fullatt_block_indexes=[0]))).to(torch.bfloat16)
+        clip = CLIPTextModel(CLIPTextConfig(  # clip-vit-large-patch14's text model
+            vocab_size=len(text["tokenizer_2"]), hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+            num_attention_heads=12, max_position_embeddings=77, projection_dim=768)).to(torch.bfloat16)
+    pipe = Kandinsky5T2VPipeline(transformer=transformer, vae=vae, text_encoder=text_encoder,
+                                 tokenizer=text["tokenizer"], text_encoder_2=clip, tokenizer_2=text["tokenizer_2"],
+                                 scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0))
+    tiny_kandinsky5.save_with_processor(pipe, directory)
+    (directory / tiny.MARKER).write_text(f"Kandinsky 5.0 T2V Lite shape ({text_layers} text-encoder layers), random "
+                                         "weights: output is noise.\n")
+    return directory
+
+
+BUILDERS = {"ltx-2b": build_ltx_2b, "wan-1.3b": build_wan_1_3b, "kandinsky5-lite": build_kandinsky5_lite}
+FULL_LAYERS = {"ltx-2b": FULL_TEXT_LAYERS, "wan-1.3b": FULL_TEXT_LAYERS, "kandinsky5-lite": QWEN_7B_LAYERS}
+# parameters that run over the text tokens, not the video's: cross-attention keys and values, text blocks
+TEXT_SIDE = (".attn2.to_k.", ".attn2.to_v.", ".cross_attention.to_key.", ".cross_attention.to_value.",
+             "text_transformer_blocks.")
 
 
 def transformer_tokens(pipe, height: int, width: int, frames: int) -> int:
@@ -131,17 +181,20 @@ def transformer_tokens(pipe, height: int, width: int, frames: int) -> int:
 
 
 def transformer_tflop_per_step(pipe, height: int, width: int, frames: int, text_tokens: int, cfg: bool) -> float:
-    """Matmuls: 2 x params x tokens, except the cross-attention key/value projections, which run
-    over the text tokens; attention: 4 x layers x width x tokens x (tokens + text tokens) for the
-    self- and cross-attention scores and values. Doubled by CFG."""
+    """Matmuls: 2 x params x tokens, except the parameters that run over the text tokens (`TEXT_SIDE`:
+    cross-attention keys and values, text blocks); attention: 4 x layers x width x tokens x (tokens +
+    text tokens) for the self- and cross-attention scores and values. Doubled by CFG."""
     config = pipe.transformer.config
     tokens = transformer_tokens(pipe, height, width, frames)
     params = sum(p.numel() for p in pipe.transformer.parameters())
-    cross_kv = sum(p.numel() for name, p in pipe.transformer.named_parameters()
-                   if ".attn2.to_k." in name or ".attn2.to_v." in name)
-    width_ = config.num_attention_heads * config.attention_head_dim
-    flop = (2 * (params - cross_kv) * tokens + 2 * cross_kv * text_tokens
-            + 4 * config.num_layers * width_ * tokens * (tokens + text_tokens))
+    text_side = sum(p.numel() for name, p in pipe.transformer.named_parameters()
+                    if any(part in name for part in TEXT_SIDE))
+    if "model_dim" in config:  # Kandinsky: width and its video blocks
+        width_, layers = config.model_dim, config.num_visual_blocks
+    else:
+        width_, layers = config.num_attention_heads * config.attention_head_dim, config.num_layers
+    flop = (2 * (params - text_side) * tokens + 2 * text_side * text_tokens
+            + 4 * layers * width_ * tokens * (tokens + text_tokens))
     return flop * (2 if cfg else 1) / 1e12
 
 
@@ -166,19 +219,27 @@ def load_plain(directory: Path, device: str):
     float32, as its card says). Loaded once per run."""
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     extra_load = {}
-    if DiffusionPipeline.load_config(directory)["_class_name"] == "WanPipeline":
+    class_name = DiffusionPipeline.load_config(directory)["_class_name"]
+    kandinsky = class_name.startswith("Kandinsky5")
+    if kandinsky:  # its Qwen processor's text half, given after loading as the handler does
+        extra_load["tokenizer"] = None
+    if class_name == "WanPipeline":
         from diffusers import AutoencoderKLWan
 
         extra_load["vae"] = AutoencoderKLWan.from_pretrained(directory, subfolder="vae",
                                                              **dtype_argument(torch.float32))
     pipe = DiffusionPipeline.from_pretrained(directory, **dtype_argument(dtype), **extra_load).to(device)
+    if kandinsky:
+        from pipelines.kandinsky5 import load_text_tokenizer
+
+        pipe.register_modules(tokenizer=load_text_tokenizer(str(directory)))
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
 def time_plain(pipe, request: dict) -> dict:
     """The card's recipe for one request: call, export a GIF (LTX told the frame rate)."""
-    extra_call = {} if type(pipe).__name__.startswith("Wan") else {"frame_rate": 12}  # the card's fps
+    extra_call = {"frame_rate": 12} if type(pipe).__name__.startswith("LTX") else {}  # the card's fps
     sync()
     call_started = time.perf_counter()
     video = pipe(prompt=request["prompt"], height=request["height"], width=request["width"],
@@ -195,13 +256,17 @@ def time_plain(pipe, request: dict) -> dict:
 
 
 def text_encode(pipe, prompt: str) -> tuple[float, int]:
-    """Seconds for the prompt and the empty negative prompt through the text encoder, as the
-    pipeline does it, and the text tokens the transformer attends to."""
+    """Seconds for the prompt and the negative prompt through the text encoder(s), as the pipeline
+    does it, and the text tokens the transformer attends to."""
     sync()
     started = time.perf_counter()
     with torch.no_grad():
-        embeds = pipe.encode_prompt(prompt=prompt, negative_prompt="", do_classifier_free_guidance=True,
-                                    device=pipe._execution_device)
+        if type(pipe).__name__.startswith("Kandinsky5"):  # one prompt per call: its own negative one too
+            embeds = pipe.encode_prompt(prompt=prompt, device=pipe._execution_device)
+            pipe.encode_prompt(prompt="Static, 2D cartoon", device=pipe._execution_device)
+        else:
+            embeds = pipe.encode_prompt(prompt=prompt, negative_prompt="", do_classifier_free_guidance=True,
+                                        device=pipe._execution_device)
     sync()
     return time.perf_counter() - started, int(embeds[0].shape[1])
 
@@ -218,7 +283,11 @@ def step_cache_rows(handler: EndpointHandler, request: dict, uncached: dict, ref
     reference = zip_frames(uncached)
     rows = [{"threshold": None, "denoise_s": reference_s, "speedup": 1.0, "psnr_db": float("inf"), "ssim": 1.0}]
     compiled = handler.model.speed.compile
+    unsupported = speed.step_cache_unsupported(transformer)
     for threshold in thresholds:
+        if unsupported:
+            rows.append({"threshold": threshold, "error": unsupported})
+            continue
         transformer.enable_cache(FirstBlockCacheConfig(threshold=threshold))
         # diffusers 0.39 caches the list of hooked blocks at the transformer's first call (made
         # uncached above) and would not see the cache's new hooks: drop that list
@@ -284,13 +353,15 @@ def table_row(r: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     on_gpu = torch.cuda.is_available()
-    parser.add_argument("--model", choices=["tiny", "tiny-wan", *BUILDERS], default="ltx-2b" if on_gpu else "tiny")
+    parser.add_argument("--model", choices=["tiny", "tiny-wan", "tiny-kandinsky5", *BUILDERS],
+                        default="ltx-2b" if on_gpu else "tiny")
     parser.add_argument("--sizes", default=None, help="WxHxF,... (default: the card's default and 768x512x121 "
                                                       "on a GPU, small sizes on CPU)")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--model-dir", type=Path, help="where the full-size model is built (default: a temp dir)")
-    parser.add_argument("--text-encoder-layers", type=int, default=FULL_TEXT_LAYERS,
-                        help="layers of the full-size models' text encoder (fewer: faster to build; reported)")
+    parser.add_argument("--text-encoder-layers", type=int,
+                        help="layers of the full-size models' text encoder (default: all; fewer: faster to build; "
+                             "reported)")
     parser.add_argument("--build-only", action="store_true", help="build the full-size model and stop")
     parser.add_argument("--cache-thresholds", default="0.05,0.1",
                         help="first-block cache thresholds to measure at the first size ('' to skip)")
@@ -305,6 +376,8 @@ def main() -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     sizes = (args.sizes or ("512x512x32,768x512x121" if device == "cuda" else "256x256x16,512x512x32")).split(",")
     started = time.perf_counter()
+    if args.model in BUILDERS and args.text_encoder_layers is None:
+        args.text_encoder_layers = FULL_LAYERS[args.model]
     if args.model in BUILDERS:
         default_dir = Path(tempfile.gettempdir()) / f"video-bench-{args.model}-text{args.text_encoder_layers}"
         directory = BUILDERS[args.model](args.model_dir or default_dir, args.text_encoder_layers)
@@ -317,7 +390,8 @@ def main() -> None:
     peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
     text_layers = args.text_encoder_layers if args.model in BUILDERS else None
     print(f"device: {name}; torch {torch.__version__}, diffusers {diffusers.__version__}; model {args.model}"
-          + (f" with {text_layers} of {FULL_TEXT_LAYERS} text-encoder layers" if text_layers else ""), flush=True)
+          + (f" with {text_layers} of {FULL_LAYERS[args.model]} text-encoder layers" if text_layers else ""),
+          flush=True)
     report: dict = {"device": name, "model": args.model, "text_encoder_layers": text_layers,
                     "torch": torch.__version__, "diffusers": diffusers.__version__, "peak_bf16_tflops_sheet": peak,
                     "rows": [], "step_cache": []}

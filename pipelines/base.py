@@ -96,6 +96,8 @@ class GenerationJob:
     """video-to-video: how much may change (0: nothing, 1: everything)"""
     context: tuple[Image.Image, ...] = ()
     """extend: the frames the video continues; they are generated frames 0 .. len - 1"""
+    enhance_prompt: bool = False
+    """rewrite `prompt` with the model's own prompt enhancer before generating"""
 
     @property
     def returned_frames(self) -> int:
@@ -215,6 +217,11 @@ class ModelFamily(Protocol):
         """Whether it generates a soundtrack with the frames (`generate` returns `VideoWithAudio`)."""
 
     @property
+    def NEEDS(self) -> dict[str, str]:
+        """Library -> the oldest version its pipelines need, for a family one library generation
+        lacks (start-up then stops naming it); empty: both generations serve it."""
+
+    @property
     def CONDITIONING(self) -> frozenset[str]:
         """Which of `CONDITIONING_FIELDS` its pipelines can serve (`check_request` refuses what the loaded
         checkpoint cannot)."""
@@ -226,6 +233,15 @@ class ModelFamily(Protocol):
     def check_request(self, pipelines: LoadedPipelines, job: GenerationJob) -> list[str]:
         """Its own rules (raise `Refused`); returns notes on what it adjusts or ignores."""
 
+    def request_defaults(self, pipelines: LoadedPipelines) -> dict[str, Any]:
+        """The loaded checkpoint's own values for job fields a request leaves out (e.g. a distilled
+        checkpoint's guidance and steps), in place of the schema's defaults. Most bind
+        `no_request_defaults`."""
+
+    def prompt_enhancer(self, pipelines: LoadedPipelines) -> PromptEnhancer | None:
+        """What rewrites a job's prompt with the checkpoint's own enhancer (`enhance_prompt`), or None
+        where it carries none. Most bind `no_prompt_enhancer`."""
+
     def frame_count(self, pipelines: LoadedPipelines, requested: int) -> FrameCount:
         """How many frames to generate for a request of `requested` (at least that many; the first
         `requested` are returned), and the rule in words. Most families bind `vae_frame_count`."""
@@ -233,6 +249,20 @@ class ModelFamily(Protocol):
     def generate(self, pipelines: LoadedPipelines, job: GenerationJob,
                  on_step: StepCallback) -> torch.Tensor | VideoWithAudio:
         """`(1, F, 3, H, W)` floats in [0, 1] (with the soundtrack where the family has one)."""
+
+
+PromptEnhancer = Callable[[GenerationJob], str]
+"""enhancer(job) -> the prompt to generate with (run under the model lock, before generating)"""
+
+
+def no_request_defaults(pipelines: LoadedPipelines) -> dict[str, Any]:
+    """The default `request_defaults`: the schema's defaults hold."""
+    return {}
+
+
+def no_prompt_enhancer(pipelines: LoadedPipelines) -> PromptEnhancer | None:
+    """The default `prompt_enhancer`: the family carries none."""
+    return None
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ from pipelines.base import (
     check_size_multiple,
     derive,
     load_one_mode,
+    no_prompt_enhancer,
+    no_request_defaults,
     run_pipeline,
     vae_frame_count,
     video_to_video_args,
@@ -35,6 +37,7 @@ FAMILY = "cogvideox"
 CLASS_NAMES = ("CogVideoXPipeline", "CogVideoXImageToVideoPipeline")
 AUDIO = False
 CONDITIONING = frozenset({"video"})
+NEEDS: dict[str, str] = {}  # both library generations
 MAX_TEXT_TOKENS = 226  # the pipelines' max_sequence_length; the 2B transformer embeds that many
 
 
@@ -43,6 +46,10 @@ def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype)
     if pipelines.t2v is not None:
         pipelines.derived["v2v"] = derive(CogVideoXVideoToVideoPipeline, pipelines.t2v, dtype)
     return pipelines
+
+
+request_defaults = no_request_defaults
+prompt_enhancer = no_prompt_enhancer
 
 
 def check_request(pipelines: LoadedPipelines, job: GenerationJob) -> list[str]:

@@ -32,6 +32,8 @@ from pipelines.base import (
     StepCallback,
     check_size_multiple,
     load_one_mode,
+    no_prompt_enhancer,
+    no_request_defaults,
     run_pipeline,
     vae_frame_count,
 )
@@ -40,6 +42,7 @@ FAMILY = "hunyuanvideo"
 CLASS_NAMES = ("HunyuanVideoPipeline", "HunyuanVideoImageToVideoPipeline")
 AUDIO = False
 CONDITIONING: frozenset[str] = frozenset()  # last_image, keyframes, video, extend: none
+NEEDS: dict[str, str] = {}  # both library generations
 
 
 def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelines:
@@ -54,6 +57,10 @@ def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype)
 
 def _guidance_embedded(pipelines: LoadedPipelines) -> bool:
     return pipelines.any.transformer.config.guidance_embeds
+
+
+request_defaults = no_request_defaults
+prompt_enhancer = no_prompt_enhancer
 
 
 def check_request(pipelines: LoadedPipelines, job: GenerationJob) -> list[str]:

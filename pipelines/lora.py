@@ -4,10 +4,11 @@ Available: every `*.safetensors` in `<model dir>/loras/` (name = file stem) and 
 `VIDEO_LORAS` ("name=<Hub id or path>,..."). A client only ever names one of these.
 
 At start-up, before compilation, each adapter is loaded with diffusers' own loader
-(`load_lora_weights`: every format diffusers reads, and its check that the adapter fits the model),
-its low-rank factors are read out of the peft layers, and the peft layers are removed again: the
-served transformer has exactly the modules of a deployment without adapters. Per request (under the
-model lock) the requested adapters are merged into the weights they target,
+(`load_lora_weights`: every format diffusers reads, and its check that the adapter fits the model;
+a pipeline without one, Kandinsky 6, through its transformer's `load_lora_adapter`: diffusers' own
+layout in a .safetensors file), its low-rank factors are read out of the peft layers, and the peft
+layers are removed again: the served transformer has exactly the modules of a deployment without
+adapters. Per request (under the model lock) the requested adapters are merged into the weights they target,
 W = W0 + sum(scale_i * alpha_i / r_i * B_i @ A_i), computed in float32 from a copy of the original
 weights W0; a request without adapters gets W0 back, bit for bit.
 
@@ -160,7 +161,8 @@ def load(pipe: Any, sources: dict[str, str]) -> LoraAdapters | None:
     again. Raises LoraLoadError naming the adapter that does not fit."""
     if not sources:
         return None
-    if not hasattr(pipe, "load_lora_weights"):
+    if not hasattr(pipe, "load_lora_weights") and not hasattr(getattr(pipe, "transformer", None),
+                                                              "load_lora_adapter"):
         raise LoraLoadError(f"{type(pipe).__name__} cannot load LoRA adapters; this server lists "
                             f"{', '.join(sorted(sources))}")
     components = [getattr(pipe, name) for name in COMPONENTS if getattr(pipe, name, None) is not None]
@@ -173,9 +175,11 @@ def load(pipe: Any, sources: dict[str, str]) -> LoraAdapters | None:
         except Exception as exc:
             raise LoraLoadError(f"LoRA adapter '{name}' ({source}) does not fit this model: "
                                 f"{type(exc).__name__}: {str(exc)[:500]}") from exc
-        finally:
+        finally:  # the served modules are the model's own again
             if getattr(pipe, "_lora_loadable_modules", None):
-                pipe.unload_lora_weights()  # the served modules are the model's own again
+                pipe.unload_lora_weights()
+            elif not hasattr(pipe, "load_lora_weights"):
+                pipe.transformer.unload_lora()
         logger.info("LoRA adapter %s: rank %d, %d layers", name, adapters[name].rank, len(adapters[name].factors))
     result = LoraAdapters(components=components, adapters=adapters)
     keys = {key for adapter in adapters.values() for key in adapter.factors}
@@ -199,7 +203,12 @@ def _state_dict(pipe: Any, name: str, source: str) -> dict[str, torch.Tensor]:
                                 f"({type(exc).__name__}: {str(exc)[:200]})") from None
         if not tensors:
             raise LoraLoadError(f"LoRA adapter '{name}': {source} holds no tensors")
+        if not hasattr(pipe, "lora_state_dict"):  # no pipeline loader to convert other layouts: diffusers' own
+            return tensors
         converted = pipe.lora_state_dict(tensors)  # other trainers' layouts -> diffusers'
+    elif not hasattr(pipe, "lora_state_dict"):
+        raise LoraLoadError(f"LoRA adapter '{name}': {type(pipe).__name__} has no LoRA loader of its own, so only "
+                            f".safetensors files in diffusers' layout are read, not {source}")
     else:
         converted = pipe.lora_state_dict(source, use_safetensors=True)  # read and converted
     return converted[0] if isinstance(converted, tuple) else converted
@@ -213,7 +222,9 @@ def _load_one(pipe: Any, components: list[torch.nn.Module], name: str, source: s
     if second and len(components) < 2:
         raise LoraLoadError(f"LoRA adapter '{name}' ({source}) has transformer_2 weights; this model has one "
                             "transformer")
-    if first:
+    if first and not hasattr(pipe, "load_lora_weights"):  # a pipeline without a loader (Kandinsky 6): its transformer
+        pipe.transformer.load_lora_adapter(first, adapter_name=peft_name, prefix="transformer")
+    elif first:
         pipe.load_lora_weights(first, adapter_name=peft_name)
     if second:
         pipe.load_lora_weights(second, adapter_name=peft_name, load_into_transformer_2=True)

@@ -37,6 +37,8 @@ from pipelines.base import (
     derive,
     encode_video,
     load_both_modes,
+    no_prompt_enhancer,
+    no_request_defaults,
     vae_frame_count,
 )
 from pipelines.errors import Refused
@@ -45,6 +47,7 @@ FAMILY = "ltx-2"
 CLASS_NAMES = ("LTX2Pipeline", "LTX2ImageToVideoPipeline")
 AUDIO = True
 CONDITIONING = frozenset({"last_image", "keyframes", "video", "extend"})
+NEEDS: dict[str, str] = {}  # both library generations
 _DECODE_TIMESTEP, _DECODE_NOISE_SCALE = 0.05, 0.025  # for a VAE that conditions decoding on a timestep
 
 
@@ -55,6 +58,10 @@ def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype)
 
 
 frame_count = vae_frame_count
+
+
+request_defaults = no_request_defaults
+prompt_enhancer = no_prompt_enhancer
 
 
 def check_request(pipelines: LoadedPipelines, job: GenerationJob) -> list[str]:

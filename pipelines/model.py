@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,8 @@ class Generated:
     notes: list[str] = field(default_factory=list)
     audio: Audio | None = None
     """the soundtrack as generated (its own length; each output fits it to its duration)"""
+    enhanced_prompt: str | None = None
+    """the prompt generated with, where the model's enhancer rewrote the request's"""
 
 
 def frames_to_uint8(video: torch.Tensor, keep: int, first: int = 0) -> np.ndarray:
@@ -104,6 +106,7 @@ class VideoModel:
             "class_name": self.pipelines.class_name,
             "modes": self.modes,
             "conditioning": sorted(self.family.CONDITIONING),  # what it may serve beyond `image`
+            "prompt_enhancer": self.family.prompt_enhancer(self.pipelines) is not None,
             "speed": self.speed_applied,
             "loras": self.loras.describe() if self.loras is not None else [],
         }
@@ -125,6 +128,9 @@ class VideoModel:
                     torch.cuda.empty_cache()
                     raise OutOfMemory(f"out of GPU memory merging the LoRA adapters "
                                       f"{', '.join(name for name, _ in job.loras)}; ask for fewer adapters")
+            enhanced, enhance_ms = self._enhanced_prompt(job)
+            if enhanced is not None:
+                job = replace(job, prompt=enhanced)
             free = free_gpu_bytes(self.device)
             tiled = self.vae_tiling.decide(job.pixel_frames, free)
             attempt = self._generate_once(job, on_step, tiled)
@@ -135,11 +141,24 @@ class VideoModel:
                 if isinstance(attempt, Generated):
                     attempt.notes.append("ran out of GPU memory decoding all frames at once: generated again "
                                          "and decoded in tiles (larger requests are tiled from now on)")
+        if isinstance(attempt, Generated) and enhanced is not None:
+            attempt.enhanced_prompt = enhanced
+            attempt.timing_ms = {"enhance_prompt": enhance_ms, **attempt.timing_ms}
         if isinstance(attempt, _OutOfMemory):
             raise OutOfMemory(
                 f"out of GPU memory {'decoding' if attempt.in_decode else 'generating'} {job.num_frames} frames "
                 f"at {job.width}x{job.height}; ask for fewer frames or a smaller size")
         return attempt
+
+    def _enhanced_prompt(self, job: GenerationJob) -> tuple[str | None, float]:
+        """The enhancer's prompt (None when the job asks for none) and the milliseconds it took."""
+        enhancer = self.family.prompt_enhancer(self.pipelines) if job.enhance_prompt else None
+        if enhancer is None:
+            return None, 0.0
+        started = time.perf_counter()
+        with torch.no_grad():
+            prompt = enhancer(job)
+        return prompt, (time.perf_counter() - started) * 1000
 
     def _generate_once(self, job: GenerationJob, on_step: StepCallback | None,
                        tiled: bool) -> Generated | _OutOfMemory:

@@ -5,20 +5,22 @@ Families are imported explicitly (one line each), like Pillow's `_plugins`; no e
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 from pathlib import Path
 
 import torch
 from diffusers import DiffusionPipeline
+from packaging.version import Version
 
-from pipelines import cogvideox, hunyuan, hunyuan15, lora, ltx, ltx2, memory, speed, tiny, wan
+from pipelines import cogvideox, hunyuan, hunyuan15, kandinsky5, kandinsky6, lora, ltx, ltx2, memory, speed, tiny, wan
 from pipelines.base import ModelFamily, SpeedSettings
 from pipelines.errors import ModelLoadError
 from pipelines.model import VideoModel
 
 logger = logging.getLogger(__name__)
 
-FAMILIES: tuple[ModelFamily, ...] = (ltx, wan, cogvideox, hunyuan, ltx2, hunyuan15)
+FAMILIES: tuple[ModelFamily, ...] = (ltx, wan, cogvideox, hunyuan, ltx2, hunyuan15, kandinsky5, kandinsky6)
 BY_CLASS_NAME: dict[str, ModelFamily] = {name: family for family in FAMILIES for name in family.CLASS_NAMES}
 
 
@@ -44,11 +46,25 @@ def family_for(source: str, why: str, forced: str = "") -> tuple[ModelFamily, st
     return family, class_name
 
 
+def check_libraries(family: ModelFamily, source: str) -> None:
+    """Stops start-up in one line when the installed libraries are older than the family needs."""
+    older = {library: (needed, importlib.metadata.version(library)) for library, needed in family.NEEDS.items()
+             if Version(importlib.metadata.version(library)) < Version(needed)}
+    if older:
+        needs = ", ".join(f"{library} >= {needed} (installed: {installed})"
+                          for library, (needed, installed) in older.items())
+        raise ModelLoadError(
+            f"model '{source}' is {family.FAMILY}, which needs {needs}: the current library generation "
+            "(requirements-current.txt). Lay the repository out with `bash scripts/hub_repo.sh --container hf-serve "
+            "DIR` and serve it on hf-serve 0.2, or run `GENERATION=current bash scripts/setup.sh` locally")
+
+
 def load_model(source: str, why: str, device: torch.device, dtype: torch.dtype, speed_settings: SpeedSettings,
                forced_family: str = "", lora_sources: str = "") -> VideoModel:
     """Load the model once (the server's start-up): `source` is a directory or a Hub id, `why`
     says where it came from (for messages), `lora_sources` is "name=<Hub id or path>,..."."""
     family, class_name = family_for(source, why, forced_family)
+    check_libraries(family, source)
     # offloaded weights stay in CPU memory; the offload hooks move each model to the GPU to run
     load_device = torch.device("cpu") if speed_settings.cpu_offload else device
     logger.info("loading %s (%s, %s) on %s as %s: %s", source, family.FAMILY, class_name, load_device, dtype, why)

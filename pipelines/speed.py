@@ -16,12 +16,14 @@ specializes, compiles once; before torch 2.11 each size outside the warm-up's co
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any
 
 import torch
 
 from pipelines.base import LoadedPipelines, SpeedSettings
+from pipelines.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +39,19 @@ def transformers_of(pipelines: LoadedPipelines) -> list[Any]:
     return list(found.values())
 
 
+def step_cache_unsupported(transformer: Any) -> str | None:
+    """Why diffusers' first-block cache cannot run `transformer`, or None. Its hook reads each
+    repeated block's `hidden_states` argument by that name (diffusers 0.39 to 0.42), whatever the
+    block calls it: a block without one (Kandinsky 5's `visual_embed`) fails on every request."""
+    blocks = set(getattr(transformer, "_repeated_blocks", None) or ())
+    for module in transformer.modules():
+        name = type(module).__name__
+        if name in blocks and "hidden_states" not in inspect.signature(type(module).forward).parameters:
+            return (f"diffusers' first-block cache reads each block's hidden_states argument, and {name} of "
+                    f"{type(transformer).__name__} has none")
+    return None
+
+
 def apply(pipelines: LoadedPipelines, switches: SpeedSettings) -> list[str]:
     """Switch on what `switches` ask for; returns what was applied, for logs and /health."""
     applied = []
@@ -48,6 +63,9 @@ def apply(pipelines: LoadedPipelines, switches: SpeedSettings) -> list[str]:
         if switches.step_cache is not None:
             from diffusers import FirstBlockCacheConfig
 
+            unsupported = step_cache_unsupported(transformer)
+            if unsupported:
+                raise ModelLoadError(f"VIDEO_STEP_CACHE cannot be used with this model: {unsupported}; unset it")
             transformer.enable_cache(FirstBlockCacheConfig(threshold=switches.step_cache))
             applied.append(f"first-block cache (threshold {switches.step_cache}) on {name}")
         if switches.compile:

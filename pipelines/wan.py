@@ -31,6 +31,8 @@ from pipelines.base import (
     check_size_multiple,
     derive,
     dtype_argument,
+    no_prompt_enhancer,
+    no_request_defaults,
     run_pipeline,
     vae_frame_count,
     video_to_video_args,
@@ -41,6 +43,7 @@ FAMILY = "wan"
 CLASS_NAMES = ("WanPipeline", "WanImageToVideoPipeline")
 AUDIO = False
 CONDITIONING = frozenset({"last_image", "video"})
+NEEDS: dict[str, str] = {}  # both library generations
 
 
 def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelines:
@@ -65,6 +68,10 @@ def _spatial_multiple(pipelines: LoadedPipelines) -> int:
     pipe = pipelines.any
     transformer = pipe.transformer if pipe.transformer is not None else pipe.transformer_2
     return pipe.vae_scale_factor_spatial * transformer.config.patch_size[1]
+
+
+request_defaults = no_request_defaults
+prompt_enhancer = no_prompt_enhancer
 
 
 def check_request(pipelines: LoadedPipelines, job: GenerationJob) -> list[str]:

@@ -148,6 +148,14 @@ class DecodedZip:
     manifest: dict
 
 
+def output(result: dict, name: str) -> bytes:
+    """The file of format `name` in a successful handler answer (base64 decoded)."""
+    import base64
+
+    assert result["ok"] is True, result
+    return base64.b64decode(result["outputs"][f"{name}_base64"])
+
+
 def zip_frames(result: dict) -> np.ndarray:
     """The frames of a successful handler answer's base64 ZIP output."""
     import base64

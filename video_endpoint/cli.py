@@ -39,8 +39,12 @@ def _scalar_flags(parser: argparse.ArgumentParser) -> None:
         if name in NOT_FLAGS:
             continue
         declared = [info.annotation, *get_args(info.annotation)]  # `float | None` declares float
-        kind = next((k for k in (int, float) if k in declared), str)
         flags = [f"--{name.replace('_', '-')}", *ALIASES.get(name, [])]
+        if bool in declared:  # a switch: given = true, absent = the schema's default (false)
+            parser.add_argument(*flags, dest=name, action="store_const", const=True, default=None,
+                                help=info.description)
+            continue
+        kind = next((k for k in (int, float) if k in declared), str)
         default = "required" if info.is_required() else f"default {info.default!r}"
         parser.add_argument(*flags, dest=name, type=kind, default=None,
                             required=info.is_required(), help=f"{info.description} ({default})")

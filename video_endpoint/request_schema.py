@@ -166,6 +166,10 @@ class RequestFields(BaseModel):
     extend: str | None = Field(
         None, description="Base64 video to continue (formats as `video`): the answer's `num_frames` frames follow "
                           "its last frame.")
+    enhance_prompt: bool = Field(
+        False, description="Rewrite the prompt with the model's own prompt enhancer before generating (models that "
+                           "carry one: `/health` `model.prompt_enhancer`); the prompt used is returned in "
+                           "`diagnostics.enhanced_prompt`.")
 
     @field_validator("prompt")
     @classmethod

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -151,7 +151,12 @@ def plan(decoded: Decoded, model: VideoModel) -> tuple[GenerationJob, list[str]]
         keyframes=tuple(Keyframe(picture, choice.frame + len(context), choice.strength)
                         for picture, choice in zip(decoded.keyframe_images, request.keyframes, strict=True)),
         video=video, strength=strength,
-        context=context)
+        context=context, enhance_prompt=request.enhance_prompt)
+    job, own = checkpoint_defaults(job, request, model)
+    notes += own
+    if job.enhance_prompt and model.family.prompt_enhancer(model.pipelines) is None:
+        raise Unsupported(f"model '{model.name}' ({model.family.FAMILY}) carries no prompt enhancer",
+                          field="enhance_prompt")
     with model_errors_answered():
         notes += model.family.check_request(model.pipelines, job)
     if count.generated != len(context) + request.num_frames:
@@ -160,6 +165,16 @@ def plan(decoded: Decoded, model: VideoModel) -> tuple[GenerationJob, list[str]]
         notes.append(f"generated {count.generated} frames ({model.family.FAMILY} needs {count.rule} frames) and "
                      + kept)
     return job, notes
+
+
+def checkpoint_defaults(job: GenerationJob, request: RequestFields,
+                        model: VideoModel) -> tuple[GenerationJob, list[str]]:
+    """The job with the checkpoint's own values (`request_defaults`) for the fields the request left
+    out, and a note on each."""
+    own = {name: value for name, value in model.family.request_defaults(model.pipelines).items()
+           if name not in request.model_fields_set}
+    notes = [f"{name} {value}: this checkpoint's own (the request sent none)" for name, value in own.items()]
+    return replace(job, **own), notes
 
 
 def frames_to_generate(decoded: Decoded, model: VideoModel) -> tuple[
@@ -295,6 +310,8 @@ def diagnostics(model: VideoModel, outcome: Outcome) -> dict[str, Any]:
         "timing_ms": {**timer.total(), **{f"generate.{k}": round(v, 2)
                                           for k, v in generated.timing_ms.items()}},
     }
+    if generated.enhanced_prompt is not None:
+        result["enhanced_prompt"] = generated.enhanced_prompt
     if generated.audio is not None:
         result["audio"] = {"sample_rate": generated.audio.sample_rate, "channels": generated.audio.channels,
                            "seconds": round(request.num_frames / request.fps, 4),

@@ -36,7 +36,21 @@ BUILDERS = {
     "tiny-ltx2": "ltx2:build_tiny",
     "tiny-hunyuan15": "hunyuan15:build_tiny_t2v",
     "tiny-hunyuan15-i2v": "hunyuan15:build_tiny_i2v",
+    "tiny-kandinsky5": "kandinsky5:build_tiny_t2v",
+    "tiny-kandinsky5-i2v": "kandinsky5:build_tiny_i2v",
+    "tiny-kandinsky6": "kandinsky6:build_tiny",
+    "tiny-kandinsky6-distilled": "kandinsky6:build_tiny_distilled",
 }
+# model id -> the oldest diffusers its classes are in (the others: both library generations)
+NEEDS_DIFFUSERS = {"tiny-kandinsky6": "0.42", "tiny-kandinsky6-distilled": "0.42"}
+
+
+def buildable(model_id: str) -> bool:
+    """Whether the installed diffusers has the classes of tiny model `model_id`."""
+    import diffusers
+    from packaging.version import Version
+
+    return Version(diffusers.__version__) >= Version(NEEDS_DIFFUSERS.get(model_id, "0"))
 
 
 def _builder(model_id: str) -> Callable[[Path], None]:

@@ -7,7 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import T5Config, T5EncoderModel, T5TokenizerFast
+from transformers import (
+    CLIPTextConfig,
+    CLIPTextModel,
+    CLIPTokenizerFast,
+    Qwen2TokenizerFast,
+    T5Config,
+    T5EncoderModel,
+    T5TokenizerFast,
+)
 
 CORPUS = """
 a cyberpunk street in rain, neon lights reflecting on wet asphalt
@@ -74,6 +82,21 @@ def clip_tokenizer(special_tokens: list[str], vocab_size: int = 300) -> Tokenize
     return tokenizer
 
 
+def clip_text_encoder(width: int = 16) -> tuple[CLIPTextModel, CLIPTokenizerFast]:
+    """A tiny CLIP text encoder (77 positions, pooled output of `width`) and its tokenizer: the second
+    text encoder of HunyuanVideo and Kandinsky 5."""
+    tokenizer = CLIPTokenizerFast(
+        tokenizer_object=clip_tokenizer(["<|startoftext|>", "<|endoftext|>"]),
+        bos_token="<|startoftext|>", eos_token="<|endoftext|>", unk_token="<|endoftext|>",
+        pad_token="<|endoftext|>", model_max_length=77)
+    encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2,
+        num_attention_heads=2, max_position_embeddings=77, projection_dim=width,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id))
+    return encoder, tokenizer
+
+
 # Llama 3's pre-tokenizer split (from its tokenizer.json): with a vocabulary that covers a text,
 # a BPE trained here splits it into as many tokens as Llama 3's own tokenizer does.
 _LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
@@ -95,3 +118,21 @@ def llama3_tokenizer(special_tokens: list[str], texts: list[str], bos_token: str
     tokenizer.post_processor = processors.TemplateProcessing(
         single=f"{bos_token} $A", special_tokens=[(bos_token, tokenizer.token_to_id(bos_token))])
     return tokenizer
+
+
+# Qwen2.5's chat template (ChatML), as the real tokenizer carries it
+_CHATML = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+           "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+_QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+
+def qwen_tokenizer(texts: list[str]) -> Qwen2TokenizerFast:
+    """Qwen2's split and byte-level BPE with its special tokens and chat template, trained so that
+    every word of `texts` (a pipeline's prompt template) is one token: the template then tokenizes
+    to as many tokens as with the real tokenizer, where the pipelines crop it."""
+    tokenizer = llama3_tokenizer(_QWEN_SPECIAL, texts, "<|endoftext|>")
+    tokenizer.post_processor = None  # Qwen adds no BOS
+    qwen = Qwen2TokenizerFast(tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                              unk_token=None)
+    qwen.chat_template = _CHATML
+    return qwen

@@ -15,9 +15,6 @@ from diffusers import (
 )
 from diffusers.pipelines.hunyuan_video import pipeline_hunyuan_video, pipeline_hunyuan_video_image2video
 from transformers import (
-    CLIPTextConfig,
-    CLIPTextModel,
-    CLIPTokenizerFast,
     CLIPVisionConfig,
     LlamaConfig,
     LlamaModel,
@@ -50,24 +47,13 @@ def _llama_config(tokenizer: LlamaTokenizerFast) -> LlamaConfig:
         pad_token_id=tokenizer.pad_token_id)
 
 
-def _clip_text() -> dict:
-    tokenizer = CLIPTokenizerFast(
-        tokenizer_object=_parts.clip_tokenizer(["<|startoftext|>", "<|endoftext|>"]),
-        bos_token="<|startoftext|>", eos_token="<|endoftext|>", unk_token="<|endoftext|>",
-        pad_token="<|endoftext|>", model_max_length=77)
-    encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-        num_attention_heads=2, max_position_embeddings=77, projection_dim=16,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id))
-    return {"text_encoder_2": encoder, "tokenizer_2": tokenizer}
-
-
 def _shared_parts() -> dict:
     vae = AutoencoderKLHunyuanVideo(
         latent_channels=4, block_out_channels=(8, 8, 8, 8), layers_per_block=1, norm_num_groups=4,
         spatial_compression_ratio=8, temporal_compression_ratio=4)
-    return {"vae": vae, "scheduler": FlowMatchEulerDiscreteScheduler(shift=7.0), **_clip_text()}
+    encoder, tokenizer = _parts.clip_text_encoder()
+    return {"vae": vae, "scheduler": FlowMatchEulerDiscreteScheduler(shift=7.0), "text_encoder_2": encoder,
+            "tokenizer_2": tokenizer}
 
 
 def _transformer(in_channels: int, guidance_embeds: bool, **extra: Any) -> HunyuanVideoTransformer3DModel:

@@ -28,26 +28,16 @@ from transformers import (
 
 from pipelines.tiny import _parts
 
-# Qwen2.5's chat template (ChatML), as the real tokenizer carries it
-_CHATML = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
-           "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-_QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 _QWEN_WIDTH, _BYT5_WIDTH, _SIGLIP_WIDTH, _LATENT = 16, 32, 12, 8
 
 
 def qwen_tokenizer() -> Qwen2TokenizerFast:
-    """Qwen2's split and byte-level BPE, trained so that the pipeline's system prompt and the chat
-    template's role names are whole words: the template before the user's prompt is exactly the
-    108 tokens the pipeline drops (`prompt_template_encode_start_idx`), as with the real tokenizer."""
+    """The pipeline's system prompt and the chat template's role names are whole words: the template
+    before the user's prompt is exactly the 108 tokens the pipeline drops
+    (`prompt_template_encode_start_idx`), as with the real tokenizer."""
     system_message = inspect.signature(HunyuanVideo15Pipeline._get_mllm_prompt_embeds).parameters[
         "system_message"].default
-    tokenizer = _parts.llama3_tokenizer(_QWEN_SPECIAL, [system_message, "system", "user", "assistant"],
-                                        "<|endoftext|>")
-    tokenizer.post_processor = None  # Qwen adds no BOS
-    qwen = Qwen2TokenizerFast(tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                              unk_token=None)
-    qwen.chat_template = _CHATML
-    return qwen
+    return _parts.qwen_tokenizer([system_message, "system", "user", "assistant"])
 
 
 def _components(task: str) -> dict:

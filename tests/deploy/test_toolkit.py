@@ -171,7 +171,8 @@ def test_a_job_runs_on_the_endpoint_with_the_cli_client(endpoint, tmp_path, caps
 def test_every_family_serves_both_modes_on_the_endpoint_versions(endpoint, tiny_models):
     from pipelines import tiny
 
-    models = {model_id: str(tiny_models(model_id)) for model_id in tiny.BUILDERS}
+    # the tiny models this process's diffusers can build (Kandinsky 6's classes are not in the toolkit generation)
+    models = {model_id: str(tiny_models(model_id)) for model_id in tiny.BUILDERS if tiny.buildable(model_id)}
     containers.check_every_family(endpoint.python, endpoint.repo, models, by_path=False, home=endpoint.repo.parent)
 
 

@@ -3,7 +3,6 @@ set of weights, exact frames, and the soundtrack in every format that carries on
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import zipfile
@@ -13,7 +12,7 @@ import pytest
 
 from pipelines import ltx2, registry
 from tests.conftest import jpeg_base64
-from tests.media import decode_audio, decode_video, pipeline_frames, zip_frames
+from tests.media import decode_audio, decode_video, output, pipeline_frames, zip_frames
 
 SMALL = {"prompt": "a drum solo in a small room", "height": 64, "width": 96, "num_frames": 10, "fps": 24,
          "num_inference_steps": 2, "seed": 5}
@@ -22,11 +21,6 @@ SMALL = {"prompt": "a drum solo in a small room", "height": 64, "width": 96, "nu
 @pytest.fixture(scope="module")
 def handler(family_handlers):
     return family_handlers("tiny-ltx2")
-
-
-def output(result: dict, name: str) -> bytes:
-    assert result["ok"] is True, result
-    return base64.b64decode(result["outputs"][f"{name}_base64"])
 
 
 def test_detected_with_both_modes_from_one_set_of_weights(tiny_models, handler):

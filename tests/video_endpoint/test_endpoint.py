@@ -174,6 +174,14 @@ def test_one_step_is_refused_where_the_scheduler_cannot_do_it(handler):
     assert result["error"]["type"] == "invalid_request"
 
 
+def test_enhance_prompt_is_unsupported_by_a_model_without_an_enhancer(handler):
+    assert handler.model.describe()["prompt_enhancer"] is False
+    result = handler({"inputs": {**SMALL, "prompt": "x", "enhance_prompt": True}})
+    assert result["ok"] is False and result["error"]["type"] == "unsupported"
+    assert result["error"]["field"] == "enhance_prompt" and "no prompt enhancer" in result["error"]["message"]
+    assert handler({"inputs": {**SMALL, "prompt": "x", "enhance_prompt": False}})["ok"] is True
+
+
 def test_missing_model_fails_at_start_naming_what_was_looked_for(tmp_path, monkeypatch):
     missing = tmp_path / "no-such-model"
     monkeypatch.setenv("VIDEO_MODEL_ID", str(missing))
