@@ -230,9 +230,9 @@ def load_plain(directory: Path, device: str):
                                                              **dtype_argument(torch.float32))
     pipe = DiffusionPipeline.from_pretrained(directory, **dtype_argument(dtype), **extra_load).to(device)
     if kandinsky:
-        from pipelines.kandinsky5 import load_text_tokenizer
+        from pipelines.base import TextTokenizer
 
-        pipe.register_modules(tokenizer=load_text_tokenizer(str(directory)))
+        pipe.register_modules(tokenizer=TextTokenizer.load(str(directory), "tokenizer"))
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

@@ -15,7 +15,7 @@ import torch
 from packaging.version import Version
 from PIL import Image
 
-from pipelines.errors import Refused
+from pipelines.errors import CannotServe, Refused
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +98,8 @@ class GenerationJob:
     """extend: the frames the video continues; they are generated frames 0 .. len - 1"""
     enhance_prompt: bool = False
     """rewrite `prompt` with the model's own prompt enhancer before generating"""
+    auto_duration: bool = False
+    """the model chooses the length, at most `keep_frames` frames (`num_frames` is the cap's frame count)"""
 
     @property
     def returned_frames(self) -> int:
@@ -160,12 +162,64 @@ class LoadedPipelines:
         return self.t2v if job.image is None else self.i2v
 
 
+class TextTokenizer:
+    """The part of a multimodal processor (Qwen2.5-VL's, Gemma 4's) that pipelines call for text:
+    text to token ids and back, and the chat template of text-only messages. Loaded from the
+    processor's folder without the processor's image and video halves, whose video processor needs
+    torchvision: a server without torchvision serves these checkpoints too."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+
+    @classmethod
+    def load(cls, source: str, subfolder: str) -> TextTokenizer:
+        """The tokenizer in checkpoint `source`'s `subfolder` (where the processor keeps it)."""
+        from transformers import AutoTokenizer
+
+        return cls(AutoTokenizer.from_pretrained(source, subfolder=subfolder))
+
+    def __call__(self, text: str | list[str], images: None = None, videos: None = None, **kwargs: Any) -> Any:
+        if images is not None or videos is not None:
+            raise ValueError("only text is tokenized here")
+        return self.tokenizer(text, **kwargs)
+
+    def decode(self, *args: Any, **kwargs: Any) -> str:
+        return str(self.tokenizer.decode(*args, **kwargs))
+
+    def batch_decode(self, *args: Any, **kwargs: Any) -> list[str]:
+        return list(self.tokenizer.batch_decode(*args, **kwargs))
+
+    def apply_chat_template(self, messages: list[dict[str, Any]], **kwargs: Any) -> Any:
+        """Messages whose content is a list of parts, as processors take them: text parts only."""
+        flat = []
+        for message in messages:
+            content = message["content"]
+            if not isinstance(content, str):
+                if any(part.get("type") != "text" for part in content):
+                    raise ValueError("only text is tokenized here")
+                content = "".join(part["text"] for part in content)
+            flat.append({**message, "content": content})
+        return self.tokenizer.apply_chat_template(flat, **kwargs)
+
+
+def load_pipeline(pipeline_class: Any, source: str, device: torch.device, dtype: torch.dtype,
+                  **components: Any) -> Any:
+    """`pipeline_class` from checkpoint `source` (safetensors only, no remote code), with
+    `components` in place of the checkpoint's; a `TextTokenizer`, which diffusers' type check would
+    refuse in place of a processor, is registered once the rest is loaded."""
+    text_only = {name: part for name, part in components.items() if isinstance(part, TextTokenizer)}
+    pipe = pipeline_class.from_pretrained(source, **dtype_argument(dtype), device_map=device.type,
+                                          use_safetensors=True, **{**components, **dict.fromkeys(text_only)})
+    pipe.register_modules(**text_only)
+    pipe.set_progress_bar_config(disable=True)  # progress is reported through on_step
+    return pipe
+
+
 def load_both_modes(t2v_class: Any, i2v_class: Any, source: str, class_name: str, device: torch.device,
-                    dtype: torch.dtype) -> LoadedPipelines:
+                    dtype: torch.dtype, **components: Any) -> LoadedPipelines:
     """A checkpoint whose one set of weights does both modes: the text-to-video pipeline loaded
-    (safetensors only, no remote code), image-to-video derived from it with `from_pipe`."""
-    t2v = t2v_class.from_pretrained(source, **dtype_argument(dtype), device_map=device.type, use_safetensors=True)
-    t2v.set_progress_bar_config(disable=True)  # progress is reported through on_step
+    (`load_pipeline`), image-to-video derived from it with `from_pipe`."""
+    t2v = load_pipeline(t2v_class, source, device, dtype, **components)
     return LoadedPipelines(t2v=t2v, i2v=derive(i2v_class, t2v, dtype), class_name=class_name)
 
 
@@ -178,13 +232,11 @@ def derive(pipeline_class: Any, pipe: Any, dtype: torch.dtype, **components: Any
 
 
 def load_one_mode(t2v_class: Any, i2v_class: Any, source: str, class_name: str, device: torch.device,
-                  dtype: torch.dtype, **from_pretrained: Any) -> LoadedPipelines:
+                  dtype: torch.dtype, **components: Any) -> LoadedPipelines:
     """A family whose text-to-video and image-to-video checkpoints are separate (own transformers):
-    the class the checkpoint names, serving its one mode."""
+    the class the checkpoint names (`load_pipeline`), serving its one mode."""
     image_to_video = class_name == i2v_class.__name__
-    pipe = (i2v_class if image_to_video else t2v_class).from_pretrained(
-        source, **dtype_argument(dtype), device_map=device.type, use_safetensors=True, **from_pretrained)
-    pipe.set_progress_bar_config(disable=True)  # progress is reported through on_step
+    pipe = load_pipeline(i2v_class if image_to_video else t2v_class, source, device, dtype, **components)
     return LoadedPipelines(t2v=None if image_to_video else pipe, i2v=pipe if image_to_video else None,
                            class_name=class_name)
 
@@ -217,14 +269,13 @@ class ModelFamily(Protocol):
         """Whether it generates a soundtrack with the frames (`generate` returns `VideoWithAudio`)."""
 
     @property
-    def NEEDS(self) -> dict[str, str]:
-        """Library -> the oldest version its pipelines need, for a family one library generation
-        lacks (start-up then stops naming it); empty: both generations serve it."""
-
-    @property
     def CONDITIONING(self) -> frozenset[str]:
         """Which of `CONDITIONING_FIELDS` its pipelines can serve (`check_request` refuses what the loaded
         checkpoint cannot)."""
+
+    def needs(self, model_index: dict[str, Any]) -> dict[str, str]:
+        """Library -> the oldest version the checkpoint (its `model_index.json`) needs, where one
+        library generation lacks its classes: start-up then stops naming them. Most bind `needs_nothing`."""
 
     def load(self, source: str, class_name: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelines:
         """t2v and/or i2v, sharing weights where the checkpoint allows (`from_pipe`), None for a
@@ -237,6 +288,10 @@ class ModelFamily(Protocol):
         """The loaded checkpoint's own values for job fields a request leaves out (e.g. a distilled
         checkpoint's guidance and steps), in place of the schema's defaults. Most bind
         `no_request_defaults`."""
+
+    def predicts_duration(self, pipelines: LoadedPipelines) -> bool:
+        """Whether the checkpoint chooses a clip's length itself (`auto_duration`; LTX-2.5's duration
+        head). Most bind `no_duration_prediction`."""
 
     def prompt_enhancer(self, pipelines: LoadedPipelines) -> PromptEnhancer | None:
         """What rewrites a job's prompt with the checkpoint's own enhancer (`enhance_prompt`), or None
@@ -255,9 +310,19 @@ PromptEnhancer = Callable[[GenerationJob], str]
 """enhancer(job) -> the prompt to generate with (run under the model lock, before generating)"""
 
 
+def needs_nothing(model_index: dict[str, Any]) -> dict[str, str]:
+    """The default `needs`: both library generations serve the family's checkpoints."""
+    return {}
+
+
 def no_request_defaults(pipelines: LoadedPipelines) -> dict[str, Any]:
     """The default `request_defaults`: the schema's defaults hold."""
     return {}
+
+
+def no_duration_prediction(pipelines: LoadedPipelines) -> bool:
+    """The default `predicts_duration`: the request's `num_frames` is the length."""
+    return False
 
 
 def no_prompt_enhancer(pipelines: LoadedPipelines) -> PromptEnhancer | None:
@@ -286,6 +351,14 @@ def vae_frame_count(pipelines: LoadedPipelines, requested: int) -> FrameCount:
     pipe = pipelines.any
     ratio = getattr(pipe, "vae_scale_factor_temporal", None) or pipe.vae_temporal_compression_ratio
     return causal_vae_frames(requested, int(ratio))
+
+
+def check_text_only_enhancement(job: GenerationJob, processor: str) -> None:
+    """An enhancer loaded with its processor's tokenizer alone (`TextTokenizer`) cannot be shown the image."""
+    if job.enhance_prompt and job.image is not None:
+        raise CannotServe(f"enhance_prompt with an image shows the image to the prompt enhancer, which needs the "
+                          f"{processor} processor's image half: enhance the prompt of a text-to-video request",
+                          field="enhance_prompt")
 
 
 def check_size_multiple(job: GenerationJob, multiple: int, model_name: str) -> None:

@@ -25,6 +25,8 @@ from pipelines.base import (
     check_size_multiple,
     derive,
     load_one_mode,
+    needs_nothing,
+    no_duration_prediction,
     no_prompt_enhancer,
     no_request_defaults,
     run_pipeline,
@@ -37,7 +39,6 @@ FAMILY = "cogvideox"
 CLASS_NAMES = ("CogVideoXPipeline", "CogVideoXImageToVideoPipeline")
 AUDIO = False
 CONDITIONING = frozenset({"video"})
-NEEDS: dict[str, str] = {}  # both library generations
 MAX_TEXT_TOKENS = 226  # the pipelines' max_sequence_length; the 2B transformer embeds that many
 
 
@@ -48,8 +49,10 @@ def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype)
     return pipelines
 
 
+needs = needs_nothing
 request_defaults = no_request_defaults
 prompt_enhancer = no_prompt_enhancer
+predicts_duration = no_duration_prediction
 
 
 def check_request(pipelines: LoadedPipelines, job: GenerationJob) -> list[str]:

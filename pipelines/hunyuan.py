@@ -32,6 +32,8 @@ from pipelines.base import (
     StepCallback,
     check_size_multiple,
     load_one_mode,
+    needs_nothing,
+    no_duration_prediction,
     no_prompt_enhancer,
     no_request_defaults,
     run_pipeline,
@@ -42,7 +44,6 @@ FAMILY = "hunyuanvideo"
 CLASS_NAMES = ("HunyuanVideoPipeline", "HunyuanVideoImageToVideoPipeline")
 AUDIO = False
 CONDITIONING: frozenset[str] = frozenset()  # last_image, keyframes, video, extend: none
-NEEDS: dict[str, str] = {}  # both library generations
 
 
 def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelines:
@@ -59,8 +60,10 @@ def _guidance_embedded(pipelines: LoadedPipelines) -> bool:
     return pipelines.any.transformer.config.guidance_embeds
 
 
+needs = needs_nothing
 request_defaults = no_request_defaults
 prompt_enhancer = no_prompt_enhancer
+predicts_duration = no_duration_prediction
 
 
 def check_request(pipelines: LoadedPipelines, job: GenerationJob) -> list[str]:

@@ -25,6 +25,8 @@ from pipelines.base import (
     check_size_multiple,
     common_args,
     load_one_mode,
+    needs_nothing,
+    no_duration_prediction,
     no_prompt_enhancer,
     no_request_defaults,
     vae_frame_count,
@@ -34,7 +36,6 @@ FAMILY = "hunyuanvideo-1.5"
 CLASS_NAMES = ("HunyuanVideo15Pipeline", "HunyuanVideo15ImageToVideoPipeline")
 AUDIO = False
 CONDITIONING: frozenset[str] = frozenset()  # last_image, keyframes, video, extend: none
-NEEDS: dict[str, str] = {}  # both library generations
 
 
 def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelines:
@@ -44,8 +45,10 @@ def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype)
 frame_count = vae_frame_count
 
 
+needs = needs_nothing
 request_defaults = no_request_defaults
 prompt_enhancer = no_prompt_enhancer
+predicts_duration = no_duration_prediction
 
 
 def check_request(pipelines: LoadedPipelines, job: GenerationJob) -> list[str]:

@@ -20,7 +20,6 @@ from typing import Any
 
 import torch
 from diffusers import Kandinsky5I2VPipeline, Kandinsky5T2VPipeline
-from transformers import AutoTokenizer
 
 from pipelines.base import (
     OMIT,
@@ -28,9 +27,12 @@ from pipelines.base import (
     GenerationJob,
     LoadedPipelines,
     StepCallback,
+    TextTokenizer,
     causal_vae_frames,
     check_size_multiple,
     load_one_mode,
+    needs_nothing,
+    no_duration_prediction,
     no_prompt_enhancer,
     no_request_defaults,
     run_pipeline,
@@ -40,52 +42,13 @@ FAMILY = "kandinsky-5"
 CLASS_NAMES = ("Kandinsky5T2VPipeline", "Kandinsky5I2VPipeline")
 AUDIO = False
 CONDITIONING: frozenset[str] = frozenset()  # last_image, keyframes, video, extend: none
-NEEDS: dict[str, str] = {}  # in diffusers since 0.36: both library generations
 I2V_MIN_FRAMES = 17
 """5 latent frames: the fewest the image-to-video pipeline's first-frame renormalization can use"""
 
 
-class TextTokenizer:
-    """The part of a Qwen2.5-VL processor the Kandinsky 5 and 6 pipelines call for text: text to
-    token ids and back, and the chat template of text-only messages (Kandinsky 6's prompt enhancer)."""
-
-    def __init__(self, tokenizer: Any) -> None:
-        self.tokenizer = tokenizer
-
-    def __call__(self, text: list[str], images: None = None, videos: None = None, **kwargs: Any) -> Any:
-        if images is not None or videos is not None:
-            raise ValueError("only text is tokenized here")
-        return self.tokenizer(text, **kwargs)
-
-    def decode(self, *args: Any, **kwargs: Any) -> str:
-        return str(self.tokenizer.decode(*args, **kwargs))
-
-    def batch_decode(self, *args: Any, **kwargs: Any) -> list[str]:
-        return list(self.tokenizer.batch_decode(*args, **kwargs))
-
-    def apply_chat_template(self, messages: list[dict[str, Any]], **kwargs: Any) -> Any:
-        """Messages whose content is a list of parts, as processors take them: text parts only."""
-        flat = []
-        for message in messages:
-            content = message["content"]
-            if not isinstance(content, str):
-                if any(part.get("type") != "text" for part in content):
-                    raise ValueError("only text is tokenized here")
-                content = "".join(part["text"] for part in content)
-            flat.append({**message, "content": content})
-        return self.tokenizer.apply_chat_template(flat, **kwargs)
-
-
-def load_text_tokenizer(source: str) -> TextTokenizer:
-    """The checkpoint's Qwen tokenizer (its `tokenizer` folder), without the processor around it."""
-    return TextTokenizer(AutoTokenizer.from_pretrained(source, subfolder="tokenizer"))
-
-
 def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelines:
-    pipelines = load_one_mode(Kandinsky5T2VPipeline, Kandinsky5I2VPipeline, source, class_name, device, dtype,
-                              tokenizer=None)
-    pipelines.any.register_modules(tokenizer=load_text_tokenizer(source))
-    return pipelines
+    return load_one_mode(Kandinsky5T2VPipeline, Kandinsky5I2VPipeline, source, class_name, device, dtype,
+                         tokenizer=TextTokenizer.load(source, "tokenizer"))
 
 
 def frame_count(pipelines: LoadedPipelines, requested: int) -> FrameCount:
@@ -96,8 +59,10 @@ def frame_count(pipelines: LoadedPipelines, requested: int) -> FrameCount:
     return FrameCount(max(counted.generated, I2V_MIN_FRAMES), f"{counted.rule}, at least {I2V_MIN_FRAMES}")
 
 
+needs = needs_nothing  # in diffusers since 0.36: both library generations
 request_defaults = no_request_defaults
 prompt_enhancer = no_prompt_enhancer
+predicts_duration = no_duration_prediction
 
 
 def check_request(pipelines: LoadedPipelines, job: GenerationJob) -> list[str]:

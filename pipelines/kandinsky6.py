@@ -34,39 +34,43 @@ from pipelines.base import (
     LoadedPipelines,
     PromptEnhancer,
     StepCallback,
+    TextTokenizer,
     VideoWithAudio,
     call_pipeline,
     check_size_multiple,
-    dtype_argument,
+    check_text_only_enhancement,
+    load_pipeline,
+    no_duration_prediction,
     vae_frame_count,
 )
-from pipelines.errors import CannotServe, Refused
-from pipelines.kandinsky5 import load_text_tokenizer, pipeline_negative_prompt
+from pipelines.errors import Refused
+from pipelines.kandinsky5 import pipeline_negative_prompt
 
 FAMILY = "kandinsky-6"
 CLASS_NAMES = ("Kandinsky6TI2VAPipeline",)
 AUDIO = True
 CONDITIONING: frozenset[str] = frozenset()  # last_image, keyframes, video, extend: none
-NEEDS = {"diffusers": "0.42"}
 DISTILLED_STEPS = 16
 """what the distilled checkpoints are trained to sample in"""
 ENHANCED_PROMPT_TOKENS = 1024
 """the most tokens the prompt enhancer writes (the pipeline's own bound)"""
 
 
+def needs(model_index: dict[str, Any]) -> dict[str, str]:
+    return {"diffusers": "0.42"}
+
+
 def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelines:
     # not in the toolkit generation's diffusers (NEEDS stops start-up there first): looked up when loading
     pipeline_class = importlib.import_module("diffusers").Kandinsky6TI2VAPipeline
-    pipe = pipeline_class.from_pretrained(source, **dtype_argument(dtype), device_map=device.type,
-                                          use_safetensors=True, tokenizer=None)
-    pipe.set_progress_bar_config(disable=True)  # progress is reported through on_step
-    pipe.register_modules(tokenizer=load_text_tokenizer(source))
+    pipe = load_pipeline(pipeline_class, source, device, dtype, tokenizer=TextTokenizer.load(source, "tokenizer"))
     config = pipe.transformer.config
     animates_images = config.visual_cond and config.visual_token_type_num_embeddings >= 2
     return LoadedPipelines(t2v=pipe, i2v=pipe if animates_images else None, class_name=class_name)
 
 
 frame_count = vae_frame_count
+predicts_duration = no_duration_prediction
 
 
 def distilled(pipelines: LoadedPipelines) -> bool:
@@ -85,10 +89,7 @@ def check_request(pipelines: LoadedPipelines, job: GenerationJob) -> list[str]:
     if distilled(pipelines) and job.guidance_scale != 1:
         raise Refused("this distilled Kandinsky 6 checkpoint (PiflowScheduler) samples without guidance: send "
                       "guidance_scale 1 or leave it out", field="guidance_scale")
-    if job.enhance_prompt and job.image is not None:
-        raise CannotServe("enhance_prompt with an image shows the image to the prompt enhancer, which needs the "
-                          "Qwen2.5-VL processor's image half: enhance the prompt of a text-to-video request",
-                          field="enhance_prompt")
+    check_text_only_enhancement(job, "Qwen2.5-VL")
     return []
 
 

@@ -30,6 +30,8 @@ from pipelines.base import (
     derive,
     encode_video,
     load_both_modes,
+    needs_nothing,
+    no_duration_prediction,
     no_prompt_enhancer,
     no_request_defaults,
     run_pipeline,
@@ -41,7 +43,6 @@ FAMILY = "ltx-video"
 CLASS_NAMES = ("LTXPipeline", "LTXImageToVideoPipeline")
 AUDIO = False
 CONDITIONING = frozenset({"last_image", "keyframes", "video", "extend"})
-NEEDS: dict[str, str] = {}  # both library generations
 # Recommended by Lightricks for the VAEs that condition decoding on a timestep (0.9.1 and later).
 _DECODE_TIMESTEP, _DECODE_NOISE_SCALE = 0.05, 0.025
 
@@ -61,8 +62,10 @@ def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype)
 frame_count = vae_frame_count
 
 
+needs = needs_nothing
 request_defaults = no_request_defaults
 prompt_enhancer = no_prompt_enhancer
+predicts_duration = no_duration_prediction
 
 
 def check_request(pipelines: LoadedPipelines, job: GenerationJob) -> list[str]:

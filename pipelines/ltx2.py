@@ -1,14 +1,22 @@
-"""LTX-2 (Lightricks): video with a synchronized soundtrack, `LTX2Pipeline` and
+"""LTX-2 and LTX-2.5 (Lightricks): video with a synchronized soundtrack, `LTX2Pipeline` and
 `LTX2ImageToVideoPipeline` on one set of weights (`from_pipe`).
+
+LTX-2.5 checkpoints are this family with options, told apart by `model_index.json`: a Gemma 4 text
+encoder (transformers 5, so the current library generation; `needs` stops start-up on the toolkit
+one), a duration head that predicts the clip's natural length (`auto_duration`: the pipeline is
+called without `num_frames`, its predicted length capped at the request's `num_frames / fps`), a
+dedicated prompt enhancer (`enhance_prompt`, text-to-video: its Gemma 4 processor is loaded as its
+tokenizer alone, the video half needing torchvision) and a vocoder that extends the sound to 48 kHz.
 
 Frame counts are 8k+1 and sizes multiples of 32 (the video VAE's ratios; the pipeline silently
 rounds other values down, so the handler asks for valid ones). The request maps onto the model:
 `fps` is the frame rate the model is conditioned on (the soundtrack is generated for
 num_frames / fps seconds); `guidance_scale` is classifier-free guidance for video and audio alike.
-Spatio-temporal guidance and modality guidance are off (`stg_scale` 0, `modality_scale` 1) and
-`use_cross_timestep` false: one batched pass per step, diffusers 0.39's behaviour, passed
-explicitly because later diffusers versions change these defaults. The prompt enhancer (which
-needs a large language model and a `processor`) is never used.
+Spatio-temporal guidance and modality guidance are off (`stg_scale` 0, `modality_scale` 1): one
+batched pass per step, passed explicitly because later diffusers versions change these defaults;
+`use_cross_timestep` is what each generation is trained with (LTX-2.0 without, LTX-2.5 with).
+LTX-2.0's text encoder, which could double as an enhancer with a caller's system prompt, is not
+used as one.
 
 Conditioning (`last_image`, `keyframes`, `video`, `extend`) runs `LTX2ConditionPipeline` on the
 same weights. It places an image by *latent* index, so an image can only be at frame 0 or 8k+1; an
@@ -23,21 +31,23 @@ from typing import Any
 
 import numpy as np
 import torch
-from diffusers import LTX2ConditionPipeline, LTX2ImageToVideoPipeline, LTX2Pipeline
+from diffusers import DiffusionPipeline, LTX2ConditionPipeline, LTX2ImageToVideoPipeline, LTX2Pipeline
 from diffusers.pipelines.ltx2.pipeline_ltx2_condition import LTX2VideoCondition
 
 from pipelines.base import (
     OMIT,
     GenerationJob,
     LoadedPipelines,
+    PromptEnhancer,
     StepCallback,
+    TextTokenizer,
     VideoWithAudio,
     call_pipeline,
     check_size_multiple,
+    check_text_only_enhancement,
     derive,
     encode_video,
     load_both_modes,
-    no_prompt_enhancer,
     no_request_defaults,
     vae_frame_count,
 )
@@ -47,24 +57,59 @@ FAMILY = "ltx-2"
 CLASS_NAMES = ("LTX2Pipeline", "LTX2ImageToVideoPipeline")
 AUDIO = True
 CONDITIONING = frozenset({"last_image", "keyframes", "video", "extend"})
-NEEDS: dict[str, str] = {}  # both library generations
 _DECODE_TIMESTEP, _DECODE_NOISE_SCALE = 0.05, 0.025  # for a VAE that conditions decoding on a timestep
 
 
 def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelines:
-    pipelines = load_both_modes(LTX2Pipeline, LTX2ImageToVideoPipeline, source, class_name, device, dtype)
+    # LTX-2.5's prompt enhancer reads text through a Gemma 4 processor: only its tokenizer is loaded
+    has_processor = (DiffusionPipeline.load_config(source).get("processor") or [None])[0] is not None
+    text_only = {"processor": TextTokenizer.load(source, "processor")} if has_processor else {}
+    pipelines = load_both_modes(LTX2Pipeline, LTX2ImageToVideoPipeline, source, class_name, device, dtype,
+                                **text_only)
     pipelines.derived["condition"] = derive(LTX2ConditionPipeline, pipelines.any, dtype)
     return pipelines
 
 
 frame_count = vae_frame_count
-
-
 request_defaults = no_request_defaults
-prompt_enhancer = no_prompt_enhancer
+LTX25_NEEDS = {"diffusers": "0.40", "transformers": "5.0"}
+"""an LTX-2.5 checkpoint's: a Gemma 4 text encoder, a duration head"""
+SHORTEST_AUTO_S = 1.0
+"""the duration head's own lower bound (diffusers' default), lowered to half the cap below it"""
+
+
+def needs(model_index: dict[str, Any]) -> dict[str, str]:
+    text_encoder = str((model_index.get("text_encoder") or [None, None])[1] or "")
+    parts = [model_index.get(name) or [None] for name in ("duration_head", "prompt_enhancer")]
+    return LTX25_NEEDS if text_encoder.startswith("Gemma4") or any(part[0] for part in parts) else {}
+
+
+def is_ltx25(pipe: Any) -> bool:
+    return type(pipe.text_encoder).__name__.startswith("Gemma4")
+
+
+def predicts_duration(pipelines: LoadedPipelines) -> bool:
+    return getattr(pipelines.any, "duration_head", None) is not None
+
+
+def prompt_enhancer(pipelines: LoadedPipelines) -> PromptEnhancer | None:
+    """LTX-2.5's dedicated enhancer (a Gemma 4 model with the checkpoint's processor), run by the
+    pipeline's own `enhance_prompt` with its text-to-video system prompt (greedy decoding: the seed
+    is kept for its sake alone)."""
+    pipe = pipelines.any
+    if getattr(pipe, "prompt_enhancer", None) is None or getattr(pipe, "processor", None) is None:
+        return None  # LTX-2.0's text encoder doubles as one only with a system prompt of the caller's
+    from diffusers.pipelines.ltx2.utils import LTX2_5_T2V_DEFAULT_SYSTEM_PROMPT  # type: ignore[attr-defined]
+
+    def enhance(job: GenerationJob) -> str:
+        return str(pipe.enhance_prompt(prompt=job.prompt, system_prompt=LTX2_5_T2V_DEFAULT_SYSTEM_PROMPT,
+                                       seed=job.seed)[0])
+
+    return enhance
 
 
 def check_request(pipelines: LoadedPipelines, job: GenerationJob) -> list[str]:
+    check_text_only_enhancement(job, "Gemma 4")
     check_size_multiple(job, pipelines.any.vae_spatial_compression_ratio, "LTX-2")
     ratio = pipelines.any.vae_temporal_compression_ratio
     notes: list[str] = []
@@ -106,9 +151,12 @@ def generate(pipelines: LoadedPipelines, job: GenerationJob, on_step: StepCallba
     extra: dict[str, Any] = {
         "frame_rate": float(job.fps), "audio_guidance_scale": job.guidance_scale,
         "stg_scale": 0.0, "modality_scale": 1.0, "audio_stg_scale": 0.0, "audio_modality_scale": 1.0,
-        "use_cross_timestep": False}
+        "use_cross_timestep": is_ltx25(pipe)}  # LTX-2.5 is trained with it; LTX-2.0 without
     if pipe.vae.config.get("timestep_conditioning"):
         extra.update(decode_timestep=_DECODE_TIMESTEP, decode_noise_scale=_DECODE_NOISE_SCALE)
+    if job.auto_duration:  # the duration head picks the length, up to what the request allows
+        longest = job.returned_frames / job.fps
+        extra.update(num_frames=None, max_seconds=longest, min_seconds=min(SHORTEST_AUTO_S, longest / 2))
     if job.video:
         extra.update(image=OMIT, **video_start(pipe, job))
     elif job.conditioning:

@@ -107,6 +107,7 @@ class VideoModel:
             "modes": self.modes,
             "conditioning": sorted(self.family.CONDITIONING),  # what it may serve beyond `image`
             "prompt_enhancer": self.family.prompt_enhancer(self.pipelines) is not None,
+            "auto_duration": self.family.predicts_duration(self.pipelines),
             "speed": self.speed_applied,
             "loras": self.loras.describe() if self.loras is not None else [],
         }
@@ -197,6 +198,7 @@ class VideoModel:
                 skip = round(job.first_frame / job.fps * output.sample_rate)
                 video, audio = output.video, Audio(np.ascontiguousarray(samples[:, skip:]), output.sample_rate)
             assert isinstance(video, torch.Tensor)
+            generated_frames = int(video.shape[1])  # the job's, or the model's own length (auto_duration)
             frames = frames_to_uint8(video, job.returned_frames, job.first_frame)
         except torch.cuda.OutOfMemoryError:
             out_of_memory = True
@@ -218,7 +220,7 @@ class VideoModel:
             "denoise": (decode_started - started) * 1000,  # text encoding and latent set-up included
             "vae_decode": (finished - decode_started) * 1000,  # and the uint8 conversion
         }
-        return Generated(frames=frames, generated_frames=job.num_frames, timing_ms=timing,
+        return Generated(frames=frames, generated_frames=generated_frames, timing_ms=timing,
                          peak_gpu_memory_mb=peak, vae_decode_gpu_memory_mb=decode_mb, vae_tiling=tiled,
                          audio=audio)
 

@@ -47,14 +47,15 @@ def family_for(source: str, why: str, forced: str = "") -> tuple[ModelFamily, st
 
 
 def check_libraries(family: ModelFamily, source: str) -> None:
-    """Stops start-up in one line when the installed libraries are older than the family needs."""
-    older = {library: (needed, importlib.metadata.version(library)) for library, needed in family.NEEDS.items()
+    """Stops start-up in one line when the installed libraries are older than the checkpoint needs."""
+    needed_versions = family.needs(DiffusionPipeline.load_config(source))
+    older = {library: (needed, importlib.metadata.version(library)) for library, needed in needed_versions.items()
              if Version(importlib.metadata.version(library)) < Version(needed)}
     if older:
         needs = ", ".join(f"{library} >= {needed} (installed: {installed})"
                           for library, (needed, installed) in older.items())
         raise ModelLoadError(
-            f"model '{source}' is {family.FAMILY}, which needs {needs}: the current library generation "
+            f"model '{source}' is a {family.FAMILY} checkpoint that needs {needs}: the current library generation "
             "(requirements-current.txt). Lay the repository out with `bash scripts/hub_repo.sh --container hf-serve "
             "DIR` and serve it on hf-serve 0.2, or run `GENERATION=current bash scripts/setup.sh` locally")
 

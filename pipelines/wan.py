@@ -31,6 +31,8 @@ from pipelines.base import (
     check_size_multiple,
     derive,
     dtype_argument,
+    needs_nothing,
+    no_duration_prediction,
     no_prompt_enhancer,
     no_request_defaults,
     run_pipeline,
@@ -43,7 +45,6 @@ FAMILY = "wan"
 CLASS_NAMES = ("WanPipeline", "WanImageToVideoPipeline")
 AUDIO = False
 CONDITIONING = frozenset({"last_image", "video"})
-NEEDS: dict[str, str] = {}  # both library generations
 
 
 def load(source: str, class_name: str, device: torch.device, dtype: torch.dtype) -> LoadedPipelines:
@@ -70,8 +71,10 @@ def _spatial_multiple(pipelines: LoadedPipelines) -> int:
     return pipe.vae_scale_factor_spatial * transformer.config.patch_size[1]
 
 
+needs = needs_nothing
 request_defaults = no_request_defaults
 prompt_enhancer = no_prompt_enhancer
+predicts_duration = no_duration_prediction
 
 
 def check_request(pipelines: LoadedPipelines, job: GenerationJob) -> list[str]:

@@ -166,6 +166,10 @@ class RequestFields(BaseModel):
     extend: str | None = Field(
         None, description="Base64 video to continue (formats as `video`): the answer's `num_frames` frames follow "
                           "its last frame.")
+    auto_duration: bool = Field(
+        False, description="Let the model choose the clip's length (checkpoints with a duration head: LTX-2.5; "
+                           "`/health` `model.auto_duration`), at most `num_frames` frames; the frames made are "
+                           "`diagnostics.num_frames`.")
     enhance_prompt: bool = Field(
         False, description="Rewrite the prompt with the model's own prompt enhancer before generating (models that "
                            "carry one: `/health` `model.prompt_enhancer`); the prompt used is returned in "

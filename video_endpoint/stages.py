@@ -151,15 +151,25 @@ def plan(decoded: Decoded, model: VideoModel) -> tuple[GenerationJob, list[str]]
         keyframes=tuple(Keyframe(picture, choice.frame + len(context), choice.strength)
                         for picture, choice in zip(decoded.keyframe_images, request.keyframes, strict=True)),
         video=video, strength=strength,
-        context=context, enhance_prompt=request.enhance_prompt)
+        context=context, enhance_prompt=request.enhance_prompt, auto_duration=request.auto_duration)
     job, own = checkpoint_defaults(job, request, model)
     notes += own
+    if job.auto_duration:
+        if not model.family.predicts_duration(model.pipelines):
+            raise Unsupported(f"model '{model.name}' ({model.family.FAMILY}) does not choose a clip's length: send "
+                              "num_frames", field="auto_duration")
+        if asked:
+            raise InvalidRequest(f"auto_duration lets the model choose the length, which {asked[0]} cannot have",
+                                 field="auto_duration")
     if job.enhance_prompt and model.family.prompt_enhancer(model.pipelines) is None:
         raise Unsupported(f"model '{model.name}' ({model.family.FAMILY}) carries no prompt enhancer",
                           field="enhance_prompt")
     with model_errors_answered():
         notes += model.family.check_request(model.pipelines, job)
-    if count.generated != len(context) + request.num_frames:
+    if job.auto_duration:
+        notes.append(f"auto_duration: the model chooses the length, at most {request.num_frames} frames "
+                     f"({request.num_frames / request.fps:.2f} s)")
+    elif count.generated != len(context) + request.num_frames:
         kept = f"returned the first {request.num_frames}" if not context else (
             f"returned the {request.num_frames} after the {len(context)} of the extended video")
         notes.append(f"generated {count.generated} frames ({model.family.FAMILY} needs {count.rule} frames) and "
@@ -293,7 +303,7 @@ def diagnostics(model: VideoModel, outcome: Outcome) -> dict[str, Any]:
         "mode": job.mode,
         **({"conditioning": conditioning(outcome)} if job.conditioning else {}),
         "seed": job.seed,
-        "num_frames": request.num_frames,
+        "num_frames": len(generated.frames),  # the request's, or what the model chose (auto_duration)
         "generated_frames": generated.generated_frames,
         "height": job.height,
         "width": job.width,
@@ -314,7 +324,7 @@ def diagnostics(model: VideoModel, outcome: Outcome) -> dict[str, Any]:
         result["enhanced_prompt"] = generated.enhanced_prompt
     if generated.audio is not None:
         result["audio"] = {"sample_rate": generated.audio.sample_rate, "channels": generated.audio.channels,
-                           "seconds": round(request.num_frames / request.fps, 4),
+                           "seconds": round(len(generated.frames) / request.fps, 4),
                            "generated_seconds": round(generated.audio.seconds, 4)}
     if generated.peak_gpu_memory_mb is not None:
         result["peak_gpu_memory_mb"] = round(generated.peak_gpu_memory_mb, 1)

@@ -34,6 +34,7 @@ BUILDERS = {
     "tiny-hunyuan-i2v": "hunyuan:build_tiny_i2v",
     "tiny-hunyuan-i2v-33ch": "hunyuan:build_tiny_i2v_33ch",
     "tiny-ltx2": "ltx2:build_tiny",
+    "tiny-ltx25": "ltx2:build_tiny_25",
     "tiny-hunyuan15": "hunyuan15:build_tiny_t2v",
     "tiny-hunyuan15-i2v": "hunyuan15:build_tiny_i2v",
     "tiny-kandinsky5": "kandinsky5:build_tiny_t2v",
@@ -42,7 +43,7 @@ BUILDERS = {
     "tiny-kandinsky6-distilled": "kandinsky6:build_tiny_distilled",
 }
 # model id -> the oldest diffusers its classes are in (the others: both library generations)
-NEEDS_DIFFUSERS = {"tiny-kandinsky6": "0.42", "tiny-kandinsky6-distilled": "0.42"}
+NEEDS_DIFFUSERS = {"tiny-ltx25": "0.40", "tiny-kandinsky6": "0.42", "tiny-kandinsky6-distilled": "0.42"}
 
 
 def buildable(model_id: str) -> bool:

@@ -3,6 +3,7 @@ corpus (no download), and tiny text encoders of the real classes."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,18 @@ TEXT_WIDTH = 32  # hidden size of every tiny text encoder
 def save(pipe: Any, directory: Path) -> None:
     """Saved as a checkpoint is: safetensors only (the loading code refuses pickles)."""
     pipe.save_pretrained(directory, safe_serialization=True)
+
+
+def name_processor(directory: Path, component: str, processor: str, tokenizer: Any = None) -> None:
+    """`model_index.json` of the saved checkpoint names `component` the multimodal processor class
+    the released checkpoints name, its folder holding the tokenizer files (written here when given):
+    the loading code reads only the tokenizer of such a processor (a full one needs torchvision)."""
+    if tokenizer is not None:
+        tokenizer.save_pretrained(directory / component)
+    index_path = directory / "model_index.json"
+    index = json.loads(index_path.read_text())
+    index[component] = ["transformers", processor]
+    index_path.write_text(json.dumps(index, indent=2) + "\n")
 
 
 def t5_tokenizer(vocab_size: int = 200) -> T5TokenizerFast:

@@ -9,7 +9,6 @@ files: what `pipelines/kandinsky5.py` loads from either."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, cast
 
@@ -89,10 +88,7 @@ def save_with_processor(pipe: Any, directory: Path, processor: str = "Qwen2VLPro
     """Saved with `model_index.json` naming the tokenizer the processor class the released
     checkpoints name, its folder holding the tokenizer files."""
     _parts.save(pipe, directory)
-    index_path = directory / "model_index.json"
-    index = json.loads(index_path.read_text())
-    index["tokenizer"] = ["transformers", processor]
-    index_path.write_text(json.dumps(index, indent=2) + "\n")
+    _parts.name_processor(directory, "tokenizer", processor)
 
 
 def build_tiny_t2v(directory: Path) -> None:

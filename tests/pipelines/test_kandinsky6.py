@@ -19,6 +19,7 @@ from pipelines import kandinsky6, registry, tiny
 from pipelines.tiny.loras import write_tiny_lora
 from tests.conftest import jpeg_base64
 from tests.media import decode_audio, decode_video, output, pipeline_frames, zip_frames
+from tests.pipelines.enhancement import check_enhancement
 from video_endpoint.endpoint import EndpointHandler
 
 pytestmark = pytest.mark.skipif(not tiny.buildable("tiny-kandinsky6"),
@@ -125,24 +126,7 @@ def test_a_distilled_checkpoint_samples_at_guidance_1_and_16_steps(family_handle
 
 
 def test_enhance_prompt_rewrites_the_prompt_with_the_model_s_own_enhancer(handler, caplog):
-    caplog.set_level("DEBUG")
-    assert handler.model.describe()["prompt_enhancer"] is True
-    inputs = {**SMALL, "num_inference_steps": 1, "outputs": ["zip"]}
-    enhanced = handler({"inputs": {**inputs, "enhance_prompt": True}})
-    assert enhanced["ok"] is True, enhanced
-    rewritten = enhanced["diagnostics"]["enhanced_prompt"]
-    assert isinstance(rewritten, str) and rewritten and rewritten != SMALL["prompt"]
-    assert "generate.enhance_prompt" in enhanced["diagnostics"]["timing_ms"]
-    # the video is the one the rewritten prompt makes: the same as sending it
-    sent = handler({"inputs": {**inputs, "prompt": rewritten}})
-    np.testing.assert_array_equal(zip_frames(enhanced), zip_frames(sent))
-    plain = handler({"inputs": inputs})
-    assert "enhanced_prompt" not in plain["diagnostics"]
-    assert not np.array_equal(zip_frames(enhanced), zip_frames(plain))
-    assert rewritten not in caplog.text and SMALL["prompt"] not in caplog.text  # never logged
-    with_image = handler({"inputs": {**inputs, "enhance_prompt": True, "image": jpeg_base64()}})
-    assert with_image["ok"] is False and with_image["error"]["type"] == "unsupported"
-    assert with_image["error"]["field"] == "enhance_prompt"
+    check_enhancement(handler, {**SMALL, "num_inference_steps": 1, "outputs": ["zip"]}, caplog)
 
 
 def test_lora_adapters_change_the_frames_and_leave_nothing_behind(tiny_models, tmp_path):

@@ -72,15 +72,26 @@ def test_every_family_loads_in_the_dtype_asked_for(tiny_models, model_id):
         assert family.frame_count(pipelines, count.generated).generated == count.generated, (model_id, count)
 
 
+LTX25_INDEX = {"_class_name": "LTX2Pipeline", "text_encoder": ["transformers", "Gemma4UnifiedForConditionalGeneration"],
+               "duration_head": ["diffusers", "LTX2DurationHead"]}
+
+
 @pytest.mark.skipif(tiny.buildable("tiny-kandinsky6"), reason="the toolkit generation's start-up error")
-def test_a_family_of_the_current_generation_stops_start_up_in_one_line_on_the_toolkit_one(tmp_path):
-    """Kandinsky 6 is in diffusers from 0.42; the toolkit generation pins 0.39: start-up says what
-    it needs and where it runs, before anything is loaded."""
+@pytest.mark.parametrize(("model_index", "family", "needs"), [
+    ({"_class_name": "Kandinsky6TI2VAPipeline"}, "kandinsky-6", ["diffusers >= 0.42 (installed: 0.39.0)"]),
+    (LTX25_INDEX, "ltx-2", ["diffusers >= 0.40 (installed: 0.39.0)", "transformers >= 5.0 (installed: 4."]),
+])
+def test_a_checkpoint_of_the_current_generation_stops_start_up_in_one_line_on_the_toolkit_one(
+        tmp_path, model_index, family, needs):
+    """Kandinsky 6 is in diffusers from 0.42, LTX-2.5 (an LTX-2 checkpoint with a Gemma 4 text encoder)
+    needs 0.40 and transformers 5; the toolkit generation pins 0.39 and 4.57: start-up says what the
+    checkpoint needs and where it runs, before anything is loaded."""
     from video_endpoint.endpoint import EndpointHandler
 
-    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "Kandinsky6TI2VAPipeline"}))
+    (tmp_path / "model_index.json").write_text(json.dumps(model_index))
     with pytest.raises(ModelLoadError) as stopped:
         EndpointHandler(str(tmp_path))
     message = str(stopped.value)
-    assert "\n" not in message and "kandinsky-6" in message
-    assert "diffusers >= 0.42 (installed: 0.39.0)" in message and "--container hf-serve" in message
+    assert "\n" not in message and f"is a {family} checkpoint" in message and "--container hf-serve" in message
+    for part in needs:
+        assert part in message, message
