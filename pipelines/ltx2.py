@@ -81,11 +81,16 @@ SHORTEST_AUTO_S = 1.0
 def needs(model_index: dict[str, Any]) -> dict[str, str]:
     text_encoder = str((model_index.get("text_encoder") or [None, None])[1] or "")
     parts = [model_index.get(name) or [None] for name in ("duration_head", "prompt_enhancer")]
-    return LTX25_NEEDS if text_encoder.startswith("Gemma4") or any(part[0] for part in parts) else {}
+    return LTX25_NEEDS if _gemma4(text_encoder) or any(part[0] for part in parts) else {}
 
 
 def is_ltx25(pipe: Any) -> bool:
-    return type(pipe.text_encoder).__name__.startswith("Gemma4")
+    return _gemma4(type(pipe.text_encoder).__name__)
+
+
+def _gemma4(text_encoder_class: str) -> bool:
+    """LTX-2.5's text encoder is a Gemma 4 model; LTX-2.0's a Gemma 3 one."""
+    return text_encoder_class.startswith("Gemma4")
 
 
 def predicts_duration(pipelines: LoadedPipelines) -> bool:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -15,10 +14,9 @@ from diffusers import Kandinsky5I2VPipeline, Kandinsky5T2VPipeline
 from PIL import Image
 
 from pipelines import kandinsky5, registry
-from pipelines.tiny.loras import write_tiny_lora
 from tests.conftest import jpeg_base64
 from tests.media import zip_frames
-from video_endpoint.endpoint import EndpointHandler
+from tests.pipelines.family_checks import check_one_lora
 
 SMALL = {"prompt": "a red kite over a beach", "height": 32, "width": 64, "num_frames": 9, "num_inference_steps": 2,
          "guidance_scale": 5.0, "seed": 3, "outputs": ["zip"]}
@@ -122,15 +120,8 @@ def test_the_tiny_tokenizer_puts_the_prompt_where_the_pipeline_cuts(family_handl
 
 
 def test_lora_adapters_change_the_frames_and_leave_nothing_behind(tiny_models, tmp_path):
-    directory = tmp_path / "kandinsky5"
-    shutil.copytree(tiny_models("tiny-kandinsky5"), directory)
-    write_tiny_lora(directory, "style", rank=4, targets=("to_query", "to_value"), seed=1)
-    handler = EndpointHandler(str(directory))
-    assert [adapter["name"] for adapter in handler.model.describe()["loras"]] == ["style"]
-    baseline = zip_frames(handler(request("tiny-kandinsky5")))
-    styled = zip_frames(handler(request("tiny-kandinsky5", loras=[{"name": "style"}])))
-    assert not np.array_equal(styled, baseline)
-    np.testing.assert_array_equal(zip_frames(handler(request("tiny-kandinsky5"))), baseline)
+    check_one_lora(tiny_models("tiny-kandinsky5"), tmp_path / "kandinsky5", request("tiny-kandinsky5")["inputs"],
+                   targets=("to_query", "to_value"))
 
 
 def test_the_step_cache_is_refused_at_start_up_where_diffusers_cannot_run_it(tiny_models):

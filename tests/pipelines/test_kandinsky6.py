@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import shutil
 import zipfile
 
 import numpy as np
@@ -16,11 +15,9 @@ import pytest
 import torch
 
 from pipelines import kandinsky6, registry, tiny
-from pipelines.tiny.loras import write_tiny_lora
 from tests.conftest import jpeg_base64
 from tests.media import decode_audio, decode_video, output, pipeline_frames, zip_frames
-from tests.pipelines.enhancement import check_enhancement
-from video_endpoint.endpoint import EndpointHandler
+from tests.pipelines.family_checks import check_enhancement, check_one_lora
 
 pytestmark = pytest.mark.skipif(not tiny.buildable("tiny-kandinsky6"),
                                 reason="Kandinsky 6 needs diffusers >= 0.42 (the current library generation)")
@@ -130,12 +127,5 @@ def test_enhance_prompt_rewrites_the_prompt_with_the_model_s_own_enhancer(handle
 
 
 def test_lora_adapters_change_the_frames_and_leave_nothing_behind(tiny_models, tmp_path):
-    directory = tmp_path / "kandinsky6"
-    shutil.copytree(tiny_models("tiny-kandinsky6"), directory)
-    write_tiny_lora(directory, "style", rank=4, targets=("to_query", "to_value"), seed=1)
-    handler = EndpointHandler(str(directory))
-    request = {"inputs": {**SMALL, "outputs": ["zip"]}}
-    baseline = zip_frames(handler(request))
-    styled = zip_frames(handler({"inputs": {**request["inputs"], "loras": [{"name": "style"}]}}))
-    assert not np.array_equal(styled, baseline)
-    np.testing.assert_array_equal(zip_frames(handler(request)), baseline)
+    check_one_lora(tiny_models("tiny-kandinsky6"), tmp_path / "kandinsky6", {**SMALL, "outputs": ["zip"]},
+                   targets=("to_query", "to_value"))

@@ -6,18 +6,15 @@ toolkit one, start-up stops in one line (test_registry.py)."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 import torch
 
 from pipelines import ltx2, registry, tiny
-from pipelines.tiny.loras import write_tiny_lora
 from tests.conftest import jpeg_base64
 from tests.media import decode_audio, decode_video, output, pipeline_frames, zip_frames
-from tests.pipelines.enhancement import check_enhancement
-from video_endpoint.endpoint import EndpointHandler
+from tests.pipelines.family_checks import check_enhancement, check_one_lora
 
 pytestmark = pytest.mark.skipif(not tiny.buildable("tiny-ltx25"),
                                 reason="LTX-2.5 needs diffusers >= 0.40 and transformers 5 (the current generation)")
@@ -148,12 +145,4 @@ def test_enhance_prompt_is_the_pipeline_s_own_enhancement(handler, family_handle
 
 
 def test_lora_adapters_change_the_frames_and_leave_nothing_behind(tiny_models, tmp_path):
-    directory = tmp_path / "ltx25"
-    shutil.copytree(tiny_models("tiny-ltx25"), directory)
-    write_tiny_lora(directory, "style", rank=4, seed=1)
-    handler = EndpointHandler(str(directory))
-    request = {"inputs": {**SMALL, "outputs": ["zip"]}}
-    baseline = zip_frames(handler(request))
-    styled = zip_frames(handler({"inputs": {**request["inputs"], "loras": [{"name": "style"}]}}))
-    assert not np.array_equal(styled, baseline)
-    np.testing.assert_array_equal(zip_frames(handler(request)), baseline)
+    check_one_lora(tiny_models("tiny-ltx25"), tmp_path / "ltx25", {**SMALL, "outputs": ["zip"]})

@@ -1,11 +1,31 @@
-"""What every family with a prompt enhancer must do with `enhance_prompt` (Kandinsky 6, LTX-2.5)."""
+"""Checks that several families' tests share: one LoRA adapter per request, and `enhance_prompt`
+for the families with a prompt enhancer (Kandinsky 6, LTX-2.5)."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 
+from pipelines.tiny.loras import write_tiny_lora
 from tests.conftest import jpeg_base64
 from tests.media import zip_frames
+from video_endpoint.endpoint import EndpointHandler
+
+
+def check_one_lora(source: Path, directory: Path, inputs: dict, targets: tuple[str, ...] = ("to_q", "to_v")) -> None:
+    """A copy of checkpoint `source` in `directory` with one adapter (`style`, rank 4 on `targets`):
+    listed by the model, it changes the frames of `inputs` (a request for a ZIP), and the next
+    request without it has the frames of one that never had it."""
+    shutil.copytree(source, directory)
+    write_tiny_lora(directory, "style", rank=4, targets=targets, seed=1)
+    handler = EndpointHandler(str(directory))
+    assert [adapter["name"] for adapter in handler.model.describe()["loras"]] == ["style"]
+    baseline = zip_frames(handler({"inputs": inputs}))
+    styled = zip_frames(handler({"inputs": {**inputs, "loras": [{"name": "style"}]}}))
+    assert not np.array_equal(styled, baseline)
+    np.testing.assert_array_equal(zip_frames(handler({"inputs": inputs})), baseline)
 
 
 def check_enhancement(handler, inputs: dict, caplog) -> np.ndarray:
