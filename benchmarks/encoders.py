@@ -1,17 +1,25 @@
-"""Our encoders beside the reference commands, on one deterministic clip, in one run.
+"""Today's encoders beside those of a baseline commit, on the same clips, in one run, pinned to
+1 and then 2 cores (`taskset`).
 
-    .venv/bin/python benchmarks/encoders.py [--frames 48 --size 512 --fps 12 --repeat 3]
+    .venv/bin/python benchmarks/encoders.py [--frames 121 --height 512 --width 768 --fps 24
+                                             --repeat 3 --cores 1,2 --baseline c59dfbd]
 
-The clip (tests/media.py `synthetic_clip`) has smooth gradients, moving soft-edged shapes and
-mild noise. Each row: median wall time, bytes, PSNR of the decoded frames against the source
-(GIF also after a sigma-1 blur, which forgives dithering the eye barely sees), playback length.
-References: ffmpeg's two-pass palette GIF (palettegen stats_mode=diff + paletteuse bayer 5), and
-for WebM/MP4 the very ffmpeg command our encoder runs, started directly on a bytes copy of the clip.
+Clips: `natural` (tests/media.py `natural_clip`: textured sky and ground, a panning camera,
+moving soft-edged shapes, a change of light, sensor noise) and `noise` (uniform random pixels,
+what a random-weight model makes: the worst case of every codec). The baseline's `encoders/`
+is read from git (`git show <commit>:encoders/...`) and imported as a package of its own, so
+both run in one process and each pair of timings alternates (baseline, current, baseline, ...)
+so that the machine's drift hits both alike. Each row: median wall time, bytes and the PSNR of
+the decoded frames against the source. "all four" encodes GIF, WebM, MP4 and ZIP (quality
+`good`) at once, as the encode stage does: the baseline one thread per format with its own
+thread counts, the current one with the cores shared by `encoders.cores.share`. The ffmpeg rows
+compare our WebM/MP4 with the same ffmpeg command (same thread options) started directly.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import platform
 import statistics
@@ -19,36 +27,47 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-import imageio_ffmpeg
-import torch
+from encoders import _ffmpeg, cores, gif, mp4, webm  # noqa: E402
+from encoders import zip as zip_format  # noqa: E402
+from encoders.base import Clip  # noqa: E402
+from tests.media import decode_gif, decode_video, decode_zip, natural_clip, psnr  # noqa: E402
 
-from encoders import _ffmpeg, gif, mp4, webm
-from encoders import zip as zip_format
-from encoders.base import Clip
-from tests.media import decode_gif, decode_video, decode_zip, psnr, synthetic_clip
-
-
-def timed(fn, repeat):
-    times, result = [], None
-    for _ in range(repeat):
-        started = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times), result
+FORMATS = ("gif", "webm", "mp4", "zip")
+DEFAULT_BASELINE = "c59dfbd"  # the encoders before they used every core
 
 
-def timed_pair(first, second, repeat):
-    """Both timed alternately (first, second, first, ...), so machine drift hits both alike."""
-    times: tuple[list, list] = ([], [])
-    results = [None, None]
+def load_baseline(commit: str, into: Path) -> dict[str, types.ModuleType]:
+    """The baseline's encoder modules, as the package `baseline_encoders` (imports renamed)."""
+    package = into / "baseline_encoders"
+    package.mkdir()
+    names = subprocess.run(["git", "ls-tree", "--name-only", f"{commit}:encoders"], cwd=ROOT, check=True,
+                           capture_output=True, text=True).stdout.split()
+    for name in names:
+        if name.endswith(".py"):
+            text = subprocess.run(["git", "show", f"{commit}:encoders/{name}"], cwd=ROOT, check=True,
+                                  capture_output=True, text=True).stdout
+            text = text.replace("from encoders", "from baseline_encoders").replace(
+                "import encoders", "import baseline_encoders")
+            (package / name).write_text(text)
+    sys.path.insert(0, str(into))
+    return {name: importlib.import_module(f"baseline_encoders.{name}") for name in (*FORMATS, "base")}
+
+
+def timed_pair(first: Callable[[], bytes], second: Callable[[], bytes], repeat: int):
+    """Median seconds of each, run alternately, and each one's last result."""
+    times: tuple[list[float], list[float]] = ([], [])
+    results: list[bytes] = [b"", b""]
     for _ in range(repeat):
         for index, fn in enumerate((first, second)):
             started = time.perf_counter()
@@ -57,91 +76,113 @@ def timed_pair(first, second, repeat):
     return statistics.median(times[0]), results[0], statistics.median(times[1]), results[1]
 
 
-def blurred_psnr(a, b):
-    blur = ImageFilter.GaussianBlur(1)
-    a = np.stack([np.asarray(Image.fromarray(x).filter(blur)) for x in a])
-    b = np.stack([np.asarray(Image.fromarray(x).filter(blur)) for x in b])
-    return psnr(a, b)
+def decoded(name: str, data: bytes) -> np.ndarray:
+    if name == "gif":
+        return decode_gif(data).frames
+    if name == "zip":
+        return decode_zip(data).frames
+    return decode_video(data).frames
 
 
-def ffmpeg_direct(clip, suffix, args):
+def all_at_once(jobs: dict[str, Callable[[], bytes]]) -> bytes:
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        return b"".join(future.result() for future in [pool.submit(job) for job in jobs.values()])
+
+
+def bench_clip(label: str, frames: np.ndarray, fps: int, baseline: dict[str, types.ModuleType], repeat: int) -> None:
+    threads = cores.available()
+    current = {"gif": gif, "webm": webm, "mp4": mp4, "zip": zip_format}
+    old_clip = baseline["base"].Clip(frames, fps, {"seed": 0})
+    shares = cores.share(threads, {name: current[name].ENCODE_COST for name in FORMATS})
+
+    def old_job(name):
+        module = baseline[name]
+        return lambda: module.encode(old_clip, module.Options())
+
+    def new_job(name, cores_given=threads):
+        module = current[name]
+        return lambda: module.encode(Clip(frames, fps, {"seed": 0}, threads=cores_given), module.Options())
+
+    print(f"\n{label} clip, {len(frames)}x{frames.shape[2]}x{frames.shape[1]} at {fps} fps, {threads} core(s); "
+          f"median of {repeat}\n")
+    print("| output | baseline s | current s | current / baseline | baseline bytes | current bytes "
+          "| baseline PSNR dB | current PSNR dB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in FORMATS:
+        old_s, old_data, new_s, new_data = timed_pair(old_job(name), new_job(name), repeat)
+        print(f"| {name}{' good' if name in ('webm', 'mp4') else ''} alone | {old_s:.3f} | {new_s:.3f} "
+              f"| {new_s / old_s:.2f}x | {len(old_data):,} | {len(new_data):,} "
+              f"| {psnr(decoded(name, old_data), frames):.2f} | {psnr(decoded(name, new_data), frames):.2f} |")
+    old_s, _, new_s, _ = timed_pair(lambda: all_at_once({name: old_job(name) for name in FORMATS}),
+                                    lambda: all_at_once({name: new_job(name, shares[name]) for name in FORMATS}),
+                                    repeat)
+    shared = ", ".join(f"{name} {count}" for name, count in shares.items())
+    print(f"| all four at once (current cores: {shared}) | {old_s:.3f} | {new_s:.3f} | {new_s / old_s:.2f}x "
+          f"| | | | |")
+
+    print("\n| ffmpeg, quality good | ours s | same command run directly s | ours / direct |")
+    print("|---|---|---|---|")
+    for module in (webm, mp4):
+        clip = Clip(frames, fps, threads=threads)
+        options = module.Options()
+
+        def direct(module=module, clip=clip, options=options) -> bytes:
+            with tempfile.TemporaryDirectory() as workdir:
+                out = os.path.join(workdir, "out" + module.EXT)
+                args = module.ffmpeg_args(options, clip)
+                args.pop("audio_args")
+                subprocess.run(_ffmpeg.command(clip, out, **args), input=frames.tobytes(), check=True)
+                return Path(out).read_bytes()
+
+        ours, _, by_hand, _ = timed_pair(lambda m=module, c=clip, o=options: m.encode(c, o), direct, repeat)
+        print(f"| {module.NAME} | {ours:.3f} | {by_hand:.3f} | {ours / by_hand:.2f}x |")
+
+
+def child(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as workdir:
-        out = os.path.join(workdir, "out" + suffix)
-        subprocess.run(_ffmpeg.command(clip, out, **args), input=clip.frames.tobytes(), check=True)
-        return Path(out).read_bytes()
-
-
-def ffmpeg_palette_gif(clip):
-    with tempfile.TemporaryDirectory() as workdir:
-        out = os.path.join(workdir, "out.gif")
-        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-f", "rawvideo",
-                        "-pix_fmt", "rgb24", "-s", f"{clip.width}x{clip.height}", "-framerate", str(clip.fps),
-                        "-i", "pipe:0", "-filter_complex",
-                        "split[a][b];[a]palettegen=stats_mode=diff[p];[b][p]paletteuse=dither=bayer:bayer_scale=5",
-                        "-y", out], input=clip.frames.tobytes(), check=True)
-        return Path(out).read_bytes()
+        baseline = load_baseline(args.baseline, Path(workdir))
+        warm = natural_clip(8, 32, 48)  # starts the GIF's worker processes, as the handler does at start-up
+        gif.encode(Clip(warm, args.fps), gif.Options())
+        for label in ("natural", "noise"):
+            bench_clip(label, np.load(Path(args.clips) / f"{label}.npy"), args.fps, baseline, args.repeat)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--frames", type=int, default=48)
-    parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--fps", type=int, default=12)
+    parser.add_argument("--frames", type=int, default=121)
+    parser.add_argument("--height", type=int, default=512)
+    parser.add_argument("--width", type=int, default=768)
+    parser.add_argument("--fps", type=int, default=24)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--cores", default="1,2", help="core counts to pin the runs to, e.g. 1,2,16")
+    parser.add_argument("--baseline", default=DEFAULT_BASELINE, help="the commit whose encoders are compared")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--clips", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    frames = synthetic_clip(args.frames, args.size, args.size)
-    clip = Clip(frames, args.fps, {"seed": 0})
-    print(f"machine: {platform.machine()} cpus={os.cpu_count()}; python {platform.python_version()}, "
-          f"numpy {np.__version__}, pillow {Image.__version__}, torch {torch.__version__}")
-    print(f"clip: {args.frames} frames, {args.size}x{args.size}, {args.fps} fps "
-          f"(plays {args.frames / args.fps:.2f} s); median of {args.repeat} "
-          f"({args.repeat + 2} for the ffmpeg pairs, each pair timed alternately)\n")
-    print("| method | time s | bytes | PSNR dB | blurred PSNR dB | plays s |")
-    print("|---|---|---|---|---|---|")
+    if args.child:
+        child(args)
+        return
+    import imageio_ffmpeg
 
-    def row(name, seconds, data, decoded_frames, plays, blurred=None):
-        blur = f"{blurred:.1f}" if blurred is not None else ""
-        print(f"| {name} | {seconds:.3f} | {len(data):,} | {psnr(decoded_frames, frames):.1f} | {blur} | {plays:.2f} |")
-
-    seconds, data, ref_seconds, ref_data = timed_pair(lambda: gif.encode(clip, gif.Options()),
-                                                      lambda: ffmpeg_palette_gif(clip), args.repeat)
-    ours = decode_gif(data)
-    row("GIF, ours (octree + k-means palette, nearest, no dither)", seconds, data, ours.frames,
-        sum(ours.durations_ms) / 1000, blurred_psnr(ours.frames, frames))
-    seconds, data = ref_seconds, ref_data
-    ref = decode_gif(data)
-    row("GIF, ffmpeg palettegen(diff) + paletteuse(bayer 5)", seconds, data, ref.frames,
-        sum(ref.durations_ms) / 1000, blurred_psnr(ref.frames, frames))
-    for module in (webm, mp4):
-        for quality in ("fast", "good", "best"):
-            options = module.Options(quality=quality)
-            seconds, data, direct, direct_data = timed_pair(
-                lambda m=module, o=options: m.encode(clip, o),
-                lambda m=module, o=options: ffmpeg_direct(clip, m.EXT, m.ffmpeg_args(o)), args.repeat + 2)
-            video = decode_video(data)
-            row(f"{module.NAME.upper()} {quality}, ours", seconds, data, video.frames, video.duration_s)
-            row(f"{module.NAME.upper()} {quality}, same ffmpeg command run directly (ours/direct = "
-                f"{seconds / direct:.2f}x)", direct, direct_data, decode_video(direct_data).frames,
-                video.duration_s)
-    seconds, data = timed(lambda: zip_format.encode(clip, zip_format.Options()), args.repeat)
-    row("ZIP, PNG level 1 stored, thread pool", seconds, data, decode_zip(data).frames, 0.0)
-
-    video = torch.rand(1, args.frames, 3, args.size, args.size)
-    convert, _ = timed(lambda: video.clone().mul_(255).round_().clamp_(0, 255).to(torch.uint8)
-                       .permute(0, 1, 3, 4, 2).contiguous().numpy(), args.repeat)
-    print(f"\nfloat32 frames -> uint8 (whole clip, CPU, includes a clone): {convert:.3f} s")
-
-    jobs = {"gif": (gif, gif.Options()), "webm": (webm, webm.Options()), "mp4": (mp4, mp4.Options()),
-            "zip": (zip_format, zip_format.Options())}
-    alone = {name: timed(lambda m=m, o=o: m.encode(clip, o), 1)[0] for name, (m, o) in jobs.items()}
-
-    def together():
-        with ThreadPoolExecutor(len(jobs)) as pool:
-            return [f.result() for f in [pool.submit(m.encode, clip, o) for m, o in jobs.values()]]
-
-    both, _ = timed(together, args.repeat)
-    print(f"all four formats (quality good) concurrently: {both:.2f} s; one after another: "
-          f"{sum(alone.values()):.2f} s; slowest alone: {max(alone.values()):.2f} s ({max(alone, key=alone.get)})")
+    allowed = sorted(os.sched_getaffinity(0))
+    ffmpeg_version = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-version"], capture_output=True,
+                                    text=True).stdout.split("\n")[0]
+    print(f"machine: {platform.machine()}, {len(allowed)} cores available ({platform.processor() or 'cpu'}); "
+          f"python {platform.python_version()}, numpy {np.__version__}, pillow {Image.__version__}; "
+          f"{ffmpeg_version}; baseline: encoders at {args.baseline}")
+    with tempfile.TemporaryDirectory() as clips:
+        np.save(Path(clips) / "natural.npy", natural_clip(args.frames, args.height, args.width))
+        noise = np.random.default_rng(0).integers(0, 256, (args.frames, args.height, args.width, 3), np.uint8)
+        np.save(Path(clips) / "noise.npy", noise)
+        for count in (int(c) for c in args.cores.split(",")):
+            if count > len(allowed):
+                print(f"\n(skipped {count} cores: only {len(allowed)} available)")
+                continue
+            pinned = ",".join(map(str, allowed[:count]))
+            print(f"\n## pinned to {count} core(s) (taskset -c {pinned})", flush=True)
+            subprocess.run(["taskset", "-c", pinned, sys.executable, __file__, "--child", "--clips", clips,
+                            "--fps", str(args.fps), "--repeat", str(args.repeat), "--baseline", args.baseline],
+                           check=True)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Frames go to the ffmpeg binary that `imageio-ffmpeg` bundles as one raw RGB stream on stdin:
 no temporary files of raw frames. The encoded file is written to a private temporary directory
-because the muxers need a seekable output (WebM cues, MP4 `+faststart`). A clip's soundtrack
+because the muxers need a seekable output (WebM cues, MP4 `+faststart`). The encoder runs with
+`-threads` set to the clip's cores (`Clip.threads`), not ffmpeg's guess from the host's count. A clip's soundtrack
 (LTX-2) goes in as a second input, a WAV file of exactly the video's duration, and is muxed
 with the format's audio codec.
 """
@@ -30,10 +31,6 @@ class FfmpegError(RuntimeError):
     """ffmpeg is missing, failed or timed out; the message holds the tail of its log."""
 
 
-def encoder_threads() -> int:
-    return max(1, min(16, os.cpu_count() or 1))
-
-
 def command(clip: Clip, out_path: str, *, codec: str, codec_args: Sequence[str] = (),
             pix_fmt: str = "yuv420p", even_size: bool = False, audio_path: str | None = None,
             audio_args: Sequence[str] = ()) -> list[str]:
@@ -51,7 +48,7 @@ def command(clip: Clip, out_path: str, *, codec: str, codec_args: Sequence[str] 
         ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
         "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{clip.width}x{clip.height}",
         "-framerate", str(clip.fps), "-i", "pipe:0", *(["-i", audio_path] if audio_path else []),
-        *audio, "-vf", filters, "-c:v", codec, *codec_args, "-threads", str(encoder_threads()),
+        *audio, "-vf", filters, "-c:v", codec, *codec_args, "-threads", str(clip.threads),
         out_path,
     ]
 

@@ -11,6 +11,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from encoders import cores
+
 MAX_FPS = 120
 """The highest rate any format plays: the bound of the request's `fps`; each format has its own."""
 
@@ -63,6 +65,9 @@ class Clip:
     """prompt, seed, mode, ...: written by formats that carry metadata (ZIP's manifest)."""
     audio: Audio | None = None
     """The soundtrack, for the formats that carry one; None for a model without audio."""
+    threads: int = field(default_factory=cores.available)
+    """Cores this encoder may keep busy (threads, ffmpeg's `-threads`, worker processes); the
+    encode stage divides its budget between the formats it encodes at once."""
 
     @property
     def seconds(self) -> float:
@@ -127,6 +132,11 @@ class OutputFormat(Protocol):
     @property
     def NEEDS_AUDIO(self) -> bool:
         """True for an audio-only format: refused (`unsupported`) for a model that makes no sound."""
+
+    @property
+    def ENCODE_COST(self) -> float:
+        """Its encoding work per frame at the default quality, relative to ZIP's (1.0), as
+        benchmarks/encoders.py measures it: concurrent formats share the cores by it."""
 
     @property
     def Options(self) -> type[FormatOptions]:

@@ -10,25 +10,37 @@ dithering (dither noise defeats GIF's LZW compression: bigger files; see benchma
 The stream is written frame by frame with Pillow's GIF writer (`GifImagePlugin.getdata`), not
 `Image.save(save_all=True)`, because the latter merges identical consecutive frames and the
 API promises exactly `num_frames` frames.
+
+Every core the clip is given works on it: the colour matching on threads (numpy releases the
+GIL), the LZW streams, which are independent once each frame's indices and changed box are
+known, in worker processes (Pillow's LZW holds the GIL), batch by batch as they are mapped.
+The bytes are the same whatever the number of cores.
 """
 
 from __future__ import annotations
 
+import collections
 import struct
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 from PIL import GifImagePlugin, Image
 
+from encoders import cores
 from encoders.base import Clip, FormatOptions
 
 NAME, MIME, EXT = "gif", "image/gif", ".gif"
 MAX_FPS = 50  # GIF stores delays in 1/100 s, and browsers play 2 cs (50 fps) at the fastest
 NEEDS_AUDIO = False
+ENCODE_COST = 1.0  # colour matching and LZW, about ZIP's work
 _COLOURS = 256
 _PALETTE_SAMPLE_FRAMES = 8  # frames the palette is learnt from (evenly spaced, half resolution)
 _KMEANS_SAMPLES, _KMEANS_ROUNDS = 20_000, 4
 _KEY_BITS = 7  # colours are matched to the palette at 7 bits per channel (2M cells)
 _MAX_EXACT_CELLS = 1 << 17  # more used cells than this (noise): match at 6 bits instead
+_BATCHES_PER_THREAD = 4  # batches per worker: the first starts soon, and the last ones finish together
+_SORT_AT_MOST = 1 << 14  # new colours of a frame found by sorting up to this many pixels
 
 
 class Options(FormatOptions):
@@ -75,8 +87,14 @@ def _nearest(colours: np.ndarray, palette: np.ndarray) -> np.ndarray:
 
 
 def _colour_keys(frame: np.ndarray) -> np.ndarray:
-    q = (frame >> (8 - _KEY_BITS)).astype(np.uint32)
-    return (q[..., 0] << (2 * _KEY_BITS)) | (q[..., 1] << _KEY_BITS) | q[..., 2]
+    """Each pixel's colour cell: `_KEY_BITS` of red, green and blue packed in one uint32."""
+    q = frame >> (8 - _KEY_BITS)
+    keys = q[..., 0].astype(np.uint32)
+    keys <<= _KEY_BITS  # in place: one array of keys, no temporaries (half the time)
+    keys |= q[..., 1]
+    keys <<= _KEY_BITS
+    keys |= q[..., 2]
+    return keys
 
 
 def _cell_centres(cells: np.ndarray, bits: int) -> np.ndarray:
@@ -86,27 +104,66 @@ def _cell_centres(cells: np.ndarray, bits: int) -> np.ndarray:
     return rgb.astype(np.float32) * size + (size - 1) / 2
 
 
-def _palette_lookup(keys: list[np.ndarray], palette: np.ndarray) -> np.ndarray:
-    """Key -> palette index, computed exactly for the colour cells the clip actually uses.
+class _ColourMatch:
+    """Colour cell (key) -> palette index, computed exactly for the cells the clip uses, as
+    frames bring them: the clip is read once, and its keys are never all held at once (4 bytes
+    a pixel). Generated video uses a few ten thousand cells; noise (e.g. a random-weight model)
+    can use all two million: past `_MAX_EXACT_CELLS` new cells are matched at 6 bits per channel
+    (8x fewer cells, one table for all). Exact matches are exact in float32 (small integers and
+    halves), so a cell's index never depends on which frames brought it or in what batches."""
 
-    Generated video uses a few ten thousand cells; noise (e.g. a random-weight model) can use
-    all two million, and then the match is made at 6 bits per channel (8x fewer cells).
-    """
-    used = np.zeros(1 << (3 * _KEY_BITS), bool)
-    for frame_keys in keys:
-        used[frame_keys.ravel()] = True
-    cells = np.flatnonzero(used).astype(np.uint32)
-    if len(cells) <= _MAX_EXACT_CELLS:
-        lookup = np.zeros(1 << (3 * _KEY_BITS), np.uint8)
-        lookup[cells] = _nearest(_cell_centres(cells, _KEY_BITS), palette)
-        return lookup
-    coarse_bits = _KEY_BITS - 1
-    coarse = _nearest(_cell_centres(np.arange(1 << (3 * coarse_bits), dtype=np.uint32), coarse_bits), palette)
-    keys_7 = np.arange(1 << (3 * _KEY_BITS), dtype=np.uint32)
-    keys_6 = (((keys_7 >> (2 * _KEY_BITS + 1)) << (2 * coarse_bits))
-              | (((keys_7 >> (_KEY_BITS + 1)) & ((1 << coarse_bits) - 1)) << coarse_bits)
-              | ((keys_7 >> 1) & ((1 << coarse_bits) - 1)))
-    return coarse.astype(np.uint8)[keys_6]
+    _UNKNOWN = np.uint16(0xFFFF)
+
+    def __init__(self, palette: np.ndarray) -> None:
+        self.palette = palette
+        self.lookup = np.full(1 << (3 * _KEY_BITS), self._UNKNOWN, np.uint16)
+        self.exact_cells = 0
+        self.coarse: np.ndarray | None = None
+        self.seen: np.ndarray | None = None
+
+    def first_guess(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The frame's keys and indices with the cells known so far (UNKNOWN where not); reads
+        the table only, so frames can be looked up on threads while `complete` runs."""
+        keys = _colour_keys(frame)
+        return keys, np.take(self.lookup, keys)
+
+    def complete(self, keys: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        """The frame's palette indices, uint8, its new cells matched first (in frame order)."""
+        missing = np.flatnonzero(indices == self._UNKNOWN)
+        if len(missing):
+            missing_keys = keys.ravel()[missing]
+            new = self._distinct(missing_keys)
+            new = new[self.lookup[new] == self._UNKNOWN]  # an earlier frame may have brought some
+            if self.exact_cells + len(new) <= _MAX_EXACT_CELLS:
+                self.lookup[new] = _nearest(_cell_centres(new, _KEY_BITS), self.palette)
+                self.exact_cells += len(new)
+            else:
+                self.lookup[new] = self._coarse_table()[new]
+            indices.ravel()[missing] = self.lookup[missing_keys]
+        return indices.astype(np.uint8)
+
+    def _distinct(self, keys: np.ndarray) -> np.ndarray:
+        """`keys` without repeats, ascending: sorted when few, else marked in a table (the
+        first frame brings most of a clip's cells: sorting its every pixel takes 10x longer)."""
+        if len(keys) < _SORT_AT_MOST:
+            return np.unique(keys)
+        if self.seen is None:
+            self.seen = np.zeros(len(self.lookup), bool)
+        self.seen[keys] = True
+        distinct = np.flatnonzero(self.seen).astype(np.uint32)
+        self.seen[distinct] = False
+        return distinct
+
+    def _coarse_table(self) -> np.ndarray:
+        if self.coarse is None:
+            bits = _KEY_BITS - 1
+            coarse = _nearest(_cell_centres(np.arange(1 << (3 * bits), dtype=np.uint32), bits), self.palette)
+            keys_7 = np.arange(1 << (3 * _KEY_BITS), dtype=np.uint32)
+            keys_6 = (((keys_7 >> (2 * _KEY_BITS + 1)) << (2 * bits))
+                      | (((keys_7 >> (_KEY_BITS + 1)) & ((1 << bits) - 1)) << bits)
+                      | ((keys_7 >> 1) & ((1 << bits) - 1)))
+            self.coarse = coarse.astype(np.uint16)[keys_6]
+        return self.coarse
 
 
 def _global_header(width: int, height: int, palette: bytes) -> bytes:
@@ -125,21 +182,72 @@ def _changed_box(previous: np.ndarray, current: np.ndarray) -> tuple[int, int, i
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
+Part = tuple[np.ndarray, tuple[int, int], int]
+"""One frame's update: palette indices of its changed box, the box's top-left, the delay in cs."""
+
+
+def lzw_frames(parts: list[Part]) -> list[bytes]:
+    """The image blocks of `parts` (run in the worker processes, too: it imports nothing else)."""
+    # palette indices written as they are (no local colour table); disposal 1 = keep, so a
+    # partial frame is drawn over the previous one
+    return [b"".join(GifImagePlugin.getdata(Image.fromarray(indices), offset, duration=delay * 10, disposal=1))
+            for indices, offset, delay in parts]
+
+
+def _frame_parts(clip: Clip, palette: np.ndarray, threads: ThreadPoolExecutor | None) -> Iterator[list[Part]]:
+    """The clip's frames as palette indices cropped to what changed, in batches, each ready to
+    be LZW-encoded while the next is mapped."""
+    delays = frame_delays_cs(clip.num_frames, clip.fps)
+    per_batch = max(2, clip.num_frames // (_BATCHES_PER_THREAD * clip.threads))
+    match = _ColourMatch(palette)
+    previous = None
+    for start in range(0, clip.num_frames, per_batch):
+        batch = clip.frames[start:start + per_batch]
+        parts: list[Part] = []
+        guesses = threads.map(match.first_guess, batch) if threads else map(match.first_guess, batch)
+        for index, (keys, guess) in enumerate(guesses):
+            current = match.complete(keys, guess)
+            left, top, right, bottom = (
+                (0, 0, clip.width, clip.height) if previous is None else _changed_box(previous, current))
+            parts.append((np.ascontiguousarray(current[top:bottom, left:right]), (left, top), delays[start + index]))
+            previous = current
+        yield parts
+
+
+def _lzw_in_processes(batches: Iterator[list[Part]], workers: int) -> list[bytes]:
+    """Each batch LZW-encoded by a worker process as soon as it is mapped, at most `workers`
+    batches at a time (the pool is shared with other requests' encoders); in order."""
+    pool = cores.process_pool()
+    done: list[Future[list[bytes]]] = []
+    running: collections.deque[Future[list[bytes]]] = collections.deque()
+    for parts in batches:
+        if len(running) >= workers:
+            running.popleft().result()
+        running.append(pool.submit(lzw_frames, parts))
+        done.append(running[-1])
+    return [block for future in done for block in future.result()]
+
+
+def _encode_blocks(clip: Clip, palette: np.ndarray, threads: ThreadPoolExecutor | None) -> list[bytes]:
+    if clip.threads > 1 and clip.num_frames > 1:
+        try:
+            return _lzw_in_processes(_frame_parts(clip, palette, threads), clip.threads)
+        except Exception as exc:  # a worker died or none can start here: encode in this process
+            if not cores.is_unavailable(exc):
+                raise
+    return [block for parts in _frame_parts(clip, palette, threads) for block in lzw_frames(parts)]
+
+
+_LZW_COST = 4
+"""LZW (in the workers) takes about 4x as long as matching the colours (here): the matching
+gets that share of the cores, on threads, once it has more than one."""
+
+
 def encode(clip: Clip, options: Options) -> bytes:
     palette = clip_palette(clip.frames)
-    keys = [_colour_keys(frame) for frame in clip.frames]
-    lookup = _palette_lookup(keys, palette)
-    delays = frame_delays_cs(clip.num_frames, clip.fps)
-    chunks = [_global_header(clip.width, clip.height, palette.tobytes())]
-    previous = None
-    for frame_keys, delay in zip(keys, delays, strict=True):
-        indices = lookup[frame_keys]
-        left, top, right, bottom = (
-            (0, 0, clip.width, clip.height) if previous is None else _changed_box(previous, indices))
-        # palette indices written as they are (no local colour table); disposal 1 = keep, so a
-        # partial frame is drawn over the previous one
-        part = Image.fromarray(np.ascontiguousarray(indices[top:bottom, left:right]))
-        chunks += GifImagePlugin.getdata(part, (left, top), duration=delay * 10, disposal=1)
-        previous = indices
-    chunks.append(b";")
-    return b"".join(chunks)
+    if clip.threads >= 2 * _LZW_COST:
+        with ThreadPoolExecutor(clip.threads // _LZW_COST, thread_name_prefix="gif") as threads:
+            blocks = _encode_blocks(clip, palette, threads)
+    else:
+        blocks = _encode_blocks(clip, palette, None)
+    return b"".join([_global_header(clip.width, clip.height, palette.tobytes()), *blocks, b";"])

@@ -21,6 +21,7 @@ from encoders.base import Clip, VideoOptions
 NAME, MIME, EXT = "mp4", "video/mp4", ".mp4"
 MAX_FPS = 120  # H.264 in MP4 stores any rate; 120 bounds the work a request can ask for
 NEEDS_AUDIO = False
+ENCODE_COST = 1.1  # libx264 `medium`
 
 PRESETS: dict[str, tuple[str, ...]] = {
     "fast": ("-preset", "veryfast", "-crf", "28"),
@@ -33,11 +34,11 @@ class Options(VideoOptions):
     """`"mp4": {"fps": int, "quality": "fast" | "good" | "best"}`."""
 
 
-def ffmpeg_args(options: Options) -> dict:
+def ffmpeg_args(options: Options, clip: Clip) -> dict:
     return {"codec": "libx264", "even_size": True,
             "codec_args": (*PRESETS[options.quality], "-profile:v", "high", "-movflags", "+faststart"),
             "audio_args": ("-c:a", "aac", "-b:a", "128k")}
 
 
 def encode(clip: Clip, options: Options) -> bytes:
-    return _ffmpeg.encode(clip, suffix=EXT, **ffmpeg_args(options))
+    return _ffmpeg.encode(clip, suffix=EXT, **ffmpeg_args(options, clip))

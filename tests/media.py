@@ -37,6 +37,50 @@ def synthetic_clip(num_frames: int = 12, height: int = 64, width: int = 96, seed
     return frames
 
 
+def _fractal_texture(rng: np.random.Generator, height: int, width: int, slope: float) -> np.ndarray:
+    """Noise with a 1/f^slope spectrum (clouds, terrain, foliage by the slope), scaled to [0, 1]."""
+    fy, fx = np.fft.fftfreq(height)[:, None], np.fft.rfftfreq(width)[None, :]
+    radius = np.hypot(fy, fx)
+    radius[0, 0] = 1.0
+    spectrum = np.fft.rfft2(rng.normal(size=(height, width))) / radius**slope
+    spectrum[0, 0] = 0
+    field = np.fft.irfft2(spectrum, s=(height, width)).astype(np.float32)
+    return (field - field.min()) / (field.max() - field.min())
+
+
+def natural_clip(num_frames: int = 121, height: int = 512, width: int = 768, seed: int = 0) -> np.ndarray:
+    """A clip with the statistics codecs meet in generated video, for the encoder benchmark:
+    textured sky (clouds) over textured ground (fine detail), a camera panning 2 px a frame,
+    soft-edged shapes moving at their own speeds, a slow change of light and sensor noise
+    (sigma 1.5). Every frame differs; most of each is predictable from the one before."""
+    rng = np.random.default_rng(seed)
+    pan = 2
+    span = width + pan * num_frames
+    clouds = _fractal_texture(rng, height, span, 1.6)
+    detail = _fractal_texture(rng, height, span, 0.9)
+    v = (np.arange(height, dtype=np.float32) / height)[:, None, None]
+    horizon = 0.55 + 0.04 * np.sin(np.arange(span, dtype=np.float32) / span * 6 * np.pi)[None, :, None]
+    ground_mix = np.clip((v - horizon) * 30 + 0.5, 0, 1)
+    sky = np.array([80, 130, 225], np.float32) * (1 - 0.3 * v) + 60 * clouds[..., None]
+    ground = np.array([95, 120, 55], np.float32) * (0.55 + 0.9 * detail[..., None]) * (0.8 + 0.4 * v)
+    world = sky * (1 - ground_mix) + ground * ground_mix
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    shapes = [((220, 70, 50), 0.12, 0.3, 0.45, 3.0), ((240, 210, 80), 0.07, 0.7, 0.25, -1.5),
+              ((70, 90, 200), 0.09, 0.5, 0.75, 5.0)]
+    frames = np.empty((num_frames, height, width, 3), np.uint8)
+    for t in range(num_frames):
+        rgb = world[:, t * pan:t * pan + width] * (0.9 + 0.1 * np.sin(2 * np.pi * t / max(num_frames, 2)))
+        for colour, radius, cx, cy, speed in shapes:
+            centre_x = (cx * width + speed * t) % width
+            dist = np.hypot(x - centre_x, y - cy * height) / height
+            alpha = np.clip((radius - dist) * height / 3, 0, 1)[..., None]  # ~3 px soft edge
+            shade = 1 - 0.35 * np.clip((y - cy * height) / (radius * height), -1, 1)[..., None]
+            rgb = rgb * (1 - alpha) + np.array(colour, np.float32) * shade * alpha
+        rgb += rng.normal(0, 1.5, rgb.shape).astype(np.float32)
+        frames[t] = np.clip(rgb, 0, 255).astype(np.uint8)
+    return frames
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else float(10 * np.log10(255**2 / mse))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from encoders import cores
 from pipelines import speed
 from pipelines.base import StepCallback
 from video_endpoint import settings, stages
@@ -27,6 +28,9 @@ class EndpointHandler:
         Raises `ModelLoadError` naming what was looked for."""
         self.limits = limits or Limits.from_env()
         self.upload_hosts = settings.host_list("VIDEO_UPLOAD_HOSTS")
+        self.encode_threads = settings.encode_threads()
+        if self.encode_threads > 1:  # the GIF's LZW runs in worker processes: start them while the model loads
+            cores.start_workers(self.encode_threads)
         if not settings.read_flag("VIDEO_LOG_PAYLOADS"):
             redact_request_payloads()
         self.model = load_model(path, model_id)
@@ -69,7 +73,8 @@ class EndpointHandler:
         try:
             job, notes = stages.plan(decoded, self.model)
             generated = stages.generate(self.model, job, timer, on_step)
-            outputs, outputs_info = stages.encode(generated, request, job, timer, decoded.uploads)
+            outputs, outputs_info = stages.encode(generated, request, job, timer, decoded.uploads,
+                                                   self.encode_threads)
             return {
                 "ok": True,
                 "outputs": outputs,

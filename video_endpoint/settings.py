@@ -101,6 +101,9 @@ SETTINGS: tuple[Setting, ...] = (
             "(small GPUs; much slower)", "gpu"),
     Setting("VIDEO_VAE_TILING", "auto", "`auto`: decode in tiles when the request would not fit (below); `1` / `0`: "
             "always / never", "gpu"),
+    Setting("VIDEO_ENCODE_THREADS", "", "cores one request's encoders may use together (threads, ffmpeg's `-threads`, "
+            "the GIF's worker processes), shared between the formats encoded at once by their work", "gpu",
+            shown_default="the cores this process may run on (CPU affinity, container CPU quota)"),
     Setting("VIDEO_API_TOKEN", "", "bearer token every request must carry (`--token` overrides it); unset = no "
             "auth, and the server listens on 127.0.0.1 only", "server", shown_default="(none)"),
     Setting("VIDEO_QUEUE_DEPTH", "4", "requests that may wait behind the running one (`--queue-depth`); more get "
@@ -183,6 +186,18 @@ def speed_settings(device: torch.device, environ: Mapping[str, str] | None = Non
     return SpeedSettings(compile=compile_blocks, warmup=read_flag("VIDEO_WARMUP", environ, default=compile_blocks),
                          step_cache=read_float("VIDEO_STEP_CACHE", environ),
                          cpu_offload=read_flag("VIDEO_CPU_OFFLOAD", environ) and cuda, vae_tiling=tiling)
+
+
+def encode_threads(environ: Mapping[str, str] | None = None) -> int:
+    """VIDEO_ENCODE_THREADS, else every core this process may use."""
+    from encoders import cores
+
+    if not is_set("VIDEO_ENCODE_THREADS", environ):
+        return cores.available()
+    threads = read_int("VIDEO_ENCODE_THREADS", environ)
+    if threads < 1:
+        raise ValueError(f"environment variable VIDEO_ENCODE_THREADS must be at least 1, got {threads}")
+    return threads
 
 
 def tiny_model_dir(model_id: str = "tiny", environ: Mapping[str, str] | None = None) -> Path:

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from encoders import cores
 from encoders.base import Clip, FormatOptions
 from encoders.registry import FORMATS
 from pipelines.base import CONDITIONING_FIELDS, FrameCount, GenerationJob, Keyframe, StepCallback
@@ -250,13 +251,16 @@ def _encode_one(name: str, clip: Clip, options: FormatOptions) -> tuple[bytes, f
 
 
 def encode(generated: Generated, request: RequestFields, job: GenerationJob, timer: StageTimer,
-           where: Mapping[str, HttpTarget] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Encode every requested format from the same uint8 frames, concurrently (ffmpeg runs in
-    its own process, Pillow and numpy release the GIL), so the stage costs about the slowest
-    encoder, not the sum. Base64 once at the end."""
+           where: Mapping[str, HttpTarget] | None = None,
+           threads: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Encode every requested format from the same uint8 frames, concurrently, `threads` cores
+    (default: all this process may use) shared between them by their work (`ENCODE_COST`), so
+    the stage costs about the slowest encoder, not the sum. Base64 once at the end."""
     metadata = {"prompt": request.prompt, "negative_prompt": request.negative_prompt,
                 "seed": job.seed, "mode": job.mode}
-    tasks = {name: (name, Clip(generated.frames, output_fps(request, name), metadata, audio=generated.audio),
+    shares = cores.share(threads or cores.available(), {name: FORMATS[name].ENCODE_COST for name in request.outputs})
+    tasks = {name: (name, Clip(generated.frames, output_fps(request, name), metadata, audio=generated.audio,
+                               threads=shares[name]),
                     format_options(request, name)) for name in request.outputs}
     with timer.stage("encode"):
         if len(tasks) == 1:

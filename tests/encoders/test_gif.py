@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import dataclasses
+import os
+from concurrent.futures.process import BrokenProcessPool
+
 import numpy as np
 import pytest
 
-from encoders import gif
+from encoders import cores, gif
 from encoders.base import Clip
 from tests.media import decode_gif, psnr, synthetic_clip
 
@@ -63,14 +67,51 @@ def test_palette_is_deterministic_and_full():
     assert first.shape == (256, 3) and first.dtype == np.uint8
 
 
-def test_noise_falls_back_to_a_coarser_match_that_stays_close():
+def test_noise_beyond_the_exact_cells_is_matched_coarser_and_stays_close():
+    """Noise uses more colour cells than are matched exactly: the later ones at 6 bits, still
+    within 5% of the exact nearest colour's error on every frame."""
     noise = np.random.default_rng(0).integers(0, 256, (8, 256, 256, 3), dtype=np.uint8)
-    keys = [gif._colour_keys(frame) for frame in noise]
+    decoded = decode_gif(gif.encode(Clip(noise, fps=10), gif.Options())).frames
     palette = gif.clip_palette(noise)
-    lookup = gif._palette_lookup(keys, palette)
-    exact = gif._nearest(noise[0].reshape(-1, 3), palette)
-    coarse = lookup[keys[0].ravel()]
-    error = lambda idx: np.abs(palette[idx].astype(int) - noise[0].reshape(-1, 3)).sum(1).mean()  # noqa: E731
-    assert error(coarse) < error(exact) * 1.05
-    decoded = decode_gif(gif.encode(Clip(noise, fps=10), gif.Options()))
-    assert decoded.frames.shape == noise.shape
+    assert decoded.shape == noise.shape
+    for frame, shown in zip(noise, decoded, strict=True):
+        exact = palette[gif._nearest(frame.reshape(-1, 3), palette)]
+        error = np.abs(shown.reshape(-1, 3).astype(int) - frame.reshape(-1, 3)).sum(1).mean()
+        assert error < np.abs(exact.astype(int) - frame.reshape(-1, 3)).sum(1).mean() * 1.05
+
+
+def test_every_pixel_is_its_colour_cells_nearest_palette_entry():
+    frames = synthetic_clip(12, 64, 96)
+    decoded = decode_gif(gif.encode(Clip(frames, fps=12), gif.Options())).frames
+    palette = gif.clip_palette(frames)
+    cells = gif._colour_keys(frames).ravel()
+    expected = palette[gif._nearest(gif._cell_centres(cells, gif._KEY_BITS), palette)]
+    np.testing.assert_array_equal(decoded.reshape(-1, 3), expected)
+
+
+def test_the_same_bytes_on_any_number_of_cores():
+    """One core: all in this process; more: LZW in worker processes, and with 8 the colour
+    matching on threads too. The file must not depend on it."""
+    clip = synthetic_clip(40, 48, 64)
+    files = {threads: gif.encode(Clip(clip, fps=12, threads=threads), gif.Options()) for threads in (1, 2, 3, 8)}
+    assert len(set(files.values())) == 1
+    assert len(decode_gif(files[1]).frames) == 40
+
+
+def test_a_dead_worker_is_replaced(monkeypatch):
+    pool = cores.process_pool()
+    with pytest.raises(BrokenProcessPool):
+        pool.submit(os._exit, 1).result(timeout=60)
+    clip = Clip(synthetic_clip(20, 32, 48), fps=12, threads=2)
+    assert gif.encode(clip, gif.Options()) == gif.encode(dataclasses.replace(clip, threads=1), gif.Options())
+    assert cores.process_pool() is not pool
+
+
+def test_without_worker_processes_the_gif_is_encoded_here(monkeypatch):
+    def no_processes():
+        raise OSError("no processes may start here")
+
+    clip = Clip(synthetic_clip(20, 32, 48), fps=12, threads=2)
+    expected = gif.encode(dataclasses.replace(clip, threads=1), gif.Options())
+    monkeypatch.setattr(cores, "process_pool", no_processes)
+    assert gif.encode(clip, gif.Options()) == expected

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from encoders import mp4, webm
+from encoders import _ffmpeg, mp4, webm
 from encoders.base import Clip
 from tests.media import decode_video, psnr, synthetic_clip
 
@@ -47,3 +48,23 @@ def test_mp4_odd_size_is_padded_to_even():
     video = decode_video(mp4.encode(Clip(odd, fps=12), mp4.Options()))
     assert video.size == (48, 34) and len(video.frames) == 6
     assert psnr(video.frames[:, :33, :47], odd) > 26
+
+
+@pytest.mark.parametrize(("width", "threads", "columns"), [(96, 8, 0), (768, 1, 0), (768, 2, 1), (768, 16, 1),
+                                                           (1280, 4, 2), (1920, 16, 2)])
+def test_vp9_tile_columns_follow_the_cores_and_the_width(width, threads, columns):
+    """A tile column is at least 256 px wide; one per core, as many as fit, in powers of two."""
+    clip = Clip(np.zeros((1, 16, width, 3), np.uint8), fps=12, threads=threads)
+    assert webm.tile_columns(clip) == columns
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_ffmpeg_runs_with_the_clips_cores_and_decodes_the_same_on_any(name):
+    module, _ = FORMATS[name]
+    for threads in (1, 3):
+        clip = Clip(FRAMES, fps=24, threads=threads)
+        command = _ffmpeg.command(clip, "out" + module.EXT, **module.ffmpeg_args(module.Options(), clip))
+        assert command[command.index("-threads") + 1] == str(threads)
+        video = decode_video(module.encode(clip, module.Options()))
+        assert video.frames.shape == FRAMES.shape
+        assert psnr(video.frames, FRAMES) > FLOORS[name]["good"]

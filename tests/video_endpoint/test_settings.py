@@ -38,6 +38,16 @@ def test_typed_readers_name_the_variable_on_bad_values():
         settings.read("VIDEO_NOT_A_SETTING", {})
 
 
+def test_encode_threads_default_to_the_cores_available_and_refuse_less_than_one():
+    from encoders import cores
+
+    assert settings.encode_threads({}) == cores.available()
+    assert settings.encode_threads({"VIDEO_ENCODE_THREADS": "3"}) == 3
+    for bad in ("0", "-2", "all"):
+        with pytest.raises(ValueError, match="VIDEO_ENCODE_THREADS"):
+            settings.encode_threads({"VIDEO_ENCODE_THREADS": bad})
+
+
 def test_each_reader_takes_its_defaults_from_the_one_table():
     environ: dict[str, str] = {}
     limits, server = Limits.from_env(environ), ServerSettings.from_env(environ)

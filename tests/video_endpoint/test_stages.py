@@ -62,6 +62,9 @@ def test_generate_keeps_the_asked_frames_and_encode_writes_each_format_from_them
     np.testing.assert_array_equal(frames, generated.frames)
     assert gif.frames.shape == frames.shape and info["gif"]["mime"] == "image/gif"
     assert {"encode.gif", "encode.zip", "base64"} <= set(request.timer.timing_ms)
+    for threads in (1, 3):  # the encode budget changes the work's split, never the files
+        again, _ = stages.encode(generated, request.request, job, request.timer, threads=threads)
+        assert again == outputs
 
 
 @pytest.mark.parametrize(("raised", "answered"), [

@@ -1,0 +1,101 @@
+"""The cores an encoder may use, and the worker processes for the work that holds the GIL.
+
+`available()` counts what this process may really run on: its CPU affinity (taskset, cpusets)
+and, inside a container, the cgroup's CPU quota (a Kubernetes `limits.cpu` of 4 on a 96-core
+host is 4 cores, not 96). `os.cpu_count()` counts the host and would oversubscribe.
+
+Pillow's GIF (LZW) encoder holds the GIL, so threads cannot share its work; a GIF is encoded by
+worker processes instead. They are spawned (not forked: the server process holds CUDA and
+thread pools) once, on first use, and kept for the life of the process.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import multiprocessing
+import os
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+MAX_WORKER_PROCESSES = 16
+"""The most worker processes the pool keeps (each holds numpy and Pillow: 45 MB resident, measured)."""
+
+_CGROUP = Path("/sys/fs/cgroup")
+
+
+def cgroup_cpu_limit(root: Path = _CGROUP) -> float | None:
+    """The container's CPU quota in cores (cgroup v2 `cpu.max`, else v1 `cpu.cfs_quota_us`), or
+    None where there is none."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+
+
+@functools.cache
+def available() -> int:
+    """Cores this process may use: its affinity, bounded by the container's CPU quota; >= 1."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    limit = cgroup_cpu_limit()
+    if limit is not None:
+        cores = min(cores, math.ceil(limit))
+    return max(1, cores)
+
+
+def share(threads: int, weights: dict[str, float]) -> dict[str, int]:
+    """Threads for jobs that run at once, in proportion to their weights (their expected work),
+    so that they finish about together. On few cores the lightest job still gets one and the
+    others proportionally more, up to all `threads`: the OS then shares the cores out by thread,
+    that is by work, and none waits idle behind the longest (4 formats on 2 cores: 1, 2, 1, 1)."""
+    total = sum(weights.values())
+    lightest = min((weight for weight in weights.values() if weight > 0), default=0.0)
+    if total <= 0:
+        return dict.fromkeys(weights, 1)
+    budget = max(threads, total / lightest)
+    return {name: min(threads, max(1, math.floor(budget * weight / total + 0.5))) for name, weight in weights.items()}
+
+
+_pool: ProcessPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def process_pool() -> ProcessPoolExecutor:
+    """The worker processes, started on first use (as many as `available()` cores, at most
+    MAX_WORKER_PROCESSES); a pool whose worker died is replaced."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or getattr(_pool, "_broken", False):
+            _pool = ProcessPoolExecutor(max_workers=min(available(), MAX_WORKER_PROCESSES),
+                                        mp_context=multiprocessing.get_context("spawn"))
+        return _pool
+
+
+def _import_formats() -> None:
+    import encoders.registry  # noqa: F401  (numpy, Pillow: what the work needs)
+
+
+def start_workers(count: int) -> None:
+    """Start `count` worker processes now (they import the formats while the model loads), so
+    that the first request does not wait for them; returns at once."""
+    pool = process_pool()
+    for _ in range(min(count, MAX_WORKER_PROCESSES)):
+        pool.submit(_import_formats)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when the worker processes failed, not the work: one died (killed, out of memory) or
+    none could start (no processes allowed here). The caller then does the work itself."""
+    return isinstance(exc, (BrokenProcessPool, OSError))
