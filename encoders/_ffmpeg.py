@@ -3,9 +3,9 @@
 Frames go to the ffmpeg binary that `imageio-ffmpeg` bundles as one raw RGB stream on stdin:
 no temporary files of raw frames. The encoded file is written to a private temporary directory
 because the muxers need a seekable output (WebM cues, MP4 `+faststart`). The encoder runs with
-`-threads` set to the clip's cores (`Clip.threads`), not ffmpeg's guess from the host's count. A clip's soundtrack
-(LTX-2) goes in as a second input, a WAV file of exactly the video's duration, and is muxed
-with the format's audio codec.
+`-threads` set to the clip's cores (`Clip.threads`), not ffmpeg's guess from the host's count.
+A clip's soundtrack (LTX-2) goes in as a second input, a WAV file of exactly the video's
+duration, and is muxed with the format's audio codec.
 """
 
 from __future__ import annotations

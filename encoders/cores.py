@@ -6,7 +6,8 @@ host is 4 cores, not 96). `os.cpu_count()` counts the host and would oversubscri
 
 Pillow's GIF (LZW) encoder holds the GIL, so threads cannot share its work; a GIF is encoded by
 worker processes instead. They are spawned (not forked: the server process holds CUDA and
-thread pools) once, on first use, and kept for the life of the process.
+thread pools) once, by the handler at start-up (`start_workers`) or on first use, and kept for
+the life of the process.
 """
 
 from __future__ import annotations

@@ -11,10 +11,11 @@ The stream is written frame by frame with Pillow's GIF writer (`GifImagePlugin.g
 `Image.save(save_all=True)`, because the latter merges identical consecutive frames and the
 API promises exactly `num_frames` frames.
 
-Every core the clip is given works on it: the colour matching on threads (numpy releases the
-GIL), the LZW streams, which are independent once each frame's indices and changed box are
-known, in worker processes (Pillow's LZW holds the GIL), batch by batch as they are mapped.
-The bytes are the same whatever the number of cores.
+Every core the clip is given works on it: the LZW streams, which are independent once each
+frame's indices and changed box are known, in worker processes (Pillow's LZW holds the GIL),
+batch by batch as the frames are matched; the matching itself in this process, on threads once
+it has a share of 2 or more cores (8 cores in all; numpy releases the GIL). The bytes are the
+same whatever the number of cores.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ _KEY_BITS = 7  # colours are matched to the palette at 7 bits per channel (2M ce
 _MAX_EXACT_CELLS = 1 << 17  # more used cells than this (noise): match at 6 bits instead
 _BATCHES_PER_THREAD = 4  # batches per worker: the first starts soon, and the last ones finish together
 _SORT_AT_MOST = 1 << 14  # new colours of a frame found by sorting up to this many pixels
+_LZW_COST = 4  # LZW (in the workers) takes ~4x the colour matching (here): the matching's share of the cores
 
 
 class Options(FormatOptions):
@@ -236,11 +238,6 @@ def _encode_blocks(clip: Clip, palette: np.ndarray, threads: ThreadPoolExecutor 
             if not cores.is_unavailable(exc):
                 raise
     return [block for parts in _frame_parts(clip, palette, threads) for block in lzw_frames(parts)]
-
-
-_LZW_COST = 4
-"""LZW (in the workers) takes about 4x as long as matching the colours (here): the matching
-gets that share of the cores, on threads, once it has more than one."""
 
 
 def encode(clip: Clip, options: Options) -> bytes:

@@ -223,6 +223,13 @@ def decode_zip(data: bytes) -> DecodedZip:
     return DecodedZip(np.stack(frames), names, manifest)
 
 
+def zip_members(data: bytes) -> dict[str, bytes]:
+    """Each entry's bytes by name: what two archives must share to be the same, their entries'
+    timestamps (the time of writing, to 2 s) aside."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
 def encoded_video(frames: np.ndarray, fps: int, fmt: str = "mp4") -> bytes:
     """`frames` as an MP4, WebM or GIF file, written by this project's own encoders."""
     from encoders.base import Clip

@@ -98,7 +98,7 @@ def test_the_same_bytes_on_any_number_of_cores():
     assert len(decode_gif(files[1]).frames) == 40
 
 
-def test_a_dead_worker_is_replaced(monkeypatch):
+def test_a_dead_worker_is_replaced():
     pool = cores.process_pool()
     with pytest.raises(BrokenProcessPool):
         pool.submit(os._exit, 1).result(timeout=60)
