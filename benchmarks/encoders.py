@@ -45,6 +45,9 @@ from tests.media import decode_gif, decode_video, decode_zip, natural_clip, psnr
 
 FORMATS = ("gif", "webm", "mp4", "zip")
 DEFAULT_BASELINE = "c59dfbd"  # the encoders before they used every core
+# a pause before each timed run, so that none pays for the one before: OpenBLAS's threads spin
+# for 0.1 s after a product (the baseline's GIF palette matching wakes them)
+SETTLE_S = 0.2
 
 
 def load_baseline(commit: str, into: Path) -> dict[str, types.ModuleType]:
@@ -70,6 +73,7 @@ def timed_pair(first: Callable[[], bytes], second: Callable[[], bytes], repeat: 
     results: list[bytes] = [b"", b""]
     for _ in range(repeat):
         for index, fn in enumerate((first, second)):
+            time.sleep(SETTLE_S)
             started = time.perf_counter()
             results[index] = fn()
             times[index].append(time.perf_counter() - started)

@@ -14,6 +14,6 @@ python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
   --platform manylinux1_x86_64 -d .whl \
   $pinned pydantic==2.14.4 pydantic-core==2.50.5 annotated-types typing-inspection \
-  "typing_extensions>=4.14" ftfy wcwidth imageio-ffmpeg==0.7.0
+  "typing_extensions>=4.14" ftfy wcwidth imageio-ffmpeg==0.7.0 zlib-ng
 ls .whl
 # Then, on the device: one call with carry [".whl"] running `bash scripts/gpu_bench.sh`.

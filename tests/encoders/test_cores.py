@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from encoders import cores
@@ -44,3 +46,27 @@ def test_available_counts_the_cores_this_process_may_run_on():
 ])
 def test_concurrent_formats_share_the_cores_by_their_work(threads, weights, expected):
     assert cores.share(threads, weights) == expected
+
+
+def _read_shared(name: cores.SharedName) -> bytes:
+    return cores.attach(name).tobytes()
+
+
+def test_a_shared_array_is_read_by_the_workers_and_removed_after():
+    with cores.SharedArray((3, 4, 5), "uint8") as shared:
+        shared.array[:] = np.arange(60, dtype=np.uint8).reshape(3, 4, 5)
+        assert cores.process_pool().submit(_read_shared, shared.name).result(timeout=60) == bytes(range(60))
+    assert not Path(shared.name.path).exists()
+
+
+def test_no_room_for_a_shared_array_is_an_oserror(monkeypatch, tmp_path):
+    """A full /dev/shm is refused when the array is made (the caller then does without), not a
+    SIGBUS when it is written."""
+    def no_room(fd, offset, length):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cores, "_SHARED_FOLDERS", (str(tmp_path),))
+    monkeypatch.setattr(os, "posix_fallocate", no_room)
+    with pytest.raises(OSError):
+        cores.SharedArray((1000,), "uint8")
+    assert list(tmp_path.iterdir()) == []

@@ -107,6 +107,41 @@ def test_a_dead_worker_is_replaced():
     assert cores.process_pool() is not pool
 
 
+def test_without_room_to_share_the_frames_the_gif_is_encoded_here(monkeypatch):
+    def no_room(shape, dtype):
+        raise OSError(28, "No space left on device")
+
+    clip = Clip(synthetic_clip(20, 32, 48), fps=12, threads=2)
+    expected = gif.encode(dataclasses.replace(clip, threads=1), gif.Options())
+    monkeypatch.setattr(cores, "SharedArray", no_room)
+    assert gif.encode(clip, gif.Options()) == expected
+
+
+@pytest.mark.parametrize(("num_frames", "workers"), [(121, 2), (121, 16), (7, 3), (1, 2), (300, 1)])
+def test_batches_cover_the_clip_in_order_starting_and_ending_small(num_frames, workers):
+    """The workers start on one frame, and the last batches are shares of what is left, so that
+    none finishes long after the others."""
+    bounds = gif.batch_bounds(num_frames, workers)
+    assert [start for start, _ in bounds] == [0, *(stop for _, stop in bounds[:-1])]
+    assert bounds[-1][1] == num_frames
+    sizes = [stop - start for start, stop in bounds]
+    assert sizes[0] == 1 and min(sizes) >= 1
+    assert max(sizes) <= max(2, num_frames // (4 * workers))
+    assert sizes[-1] <= max(1, num_frames // (8 * workers))
+
+
+def test_the_nearest_palette_entry_is_found_exactly():
+    """Against float64 distances, for colour cell centres (halves: exact in float32)."""
+    rng = np.random.default_rng(5)
+    palette = rng.integers(0, 256, (256, 3)).astype(np.uint8)
+    cells = rng.integers(0, 1 << (3 * gif._KEY_BITS), 5000).astype(np.uint32)
+    centres = gif._cell_centres(cells, gif._KEY_BITS)
+    distances = ((centres[:, None, :].astype(np.float64) - palette[None].astype(np.float64)) ** 2).sum(-1)
+    best = distances.min(1)
+    found = gif._nearest(centres, palette)
+    np.testing.assert_array_equal(distances[np.arange(len(cells)), found], best)
+
+
 def test_without_worker_processes_the_gif_is_encoded_here(monkeypatch):
     def no_processes():
         raise OSError("no processes may start here")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -68,3 +71,21 @@ def test_ffmpeg_runs_with_the_clips_cores_and_decodes_the_same_on_any(name):
         video = decode_video(module.encode(clip, module.Options()))
         assert video.frames.shape == FRAMES.shape
         assert psnr(video.frames, FRAMES) > FLOORS[name]["good"]
+
+
+def test_an_ffmpeg_that_hangs_is_killed_at_the_timeout(monkeypatch, tmp_path):
+    """One that stops reading its frames: the write waits, the timer kills it, the error says so
+    and no process is left behind."""
+    import imageio_ffmpeg
+
+    hanging = tmp_path / "ffmpeg"
+    hanging.write_text(f"#!/bin/sh\necho $$ > {tmp_path / 'pid'}\nexec sleep 60\n")
+    hanging.chmod(0o755)
+    monkeypatch.setattr(imageio_ffmpeg, "get_ffmpeg_exe", lambda: str(hanging))
+    monkeypatch.setattr(_ffmpeg, "ENCODE_TIMEOUT_S", 1.0)
+    started = time.monotonic()
+    with pytest.raises(_ffmpeg.FfmpegError, match=r"killed after 1\.0 s"):
+        mp4.encode(Clip(FRAMES, fps=24), mp4.Options())
+    assert time.monotonic() - started < 30
+    pid = int((tmp_path / "pid").read_text())
+    assert not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"

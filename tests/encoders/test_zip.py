@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import zlib
 
 import numpy as np
 import pytest
@@ -38,3 +39,12 @@ def test_the_same_archive_on_any_number_of_cores():
     archives = [zip_members(zip_format.encode(dataclasses.replace(clip, threads=threads), zip_format.Options()))
                 for threads in (1, 2, 5)]
     assert archives[0] == archives[1] == archives[2]
+
+
+def test_zlib_ng_writes_the_same_pngs_as_zlib(monkeypatch):
+    """zlib-ng only makes the PNGs faster: where it is absent, zlib writes the same bytes."""
+    pytest.importorskip("zlib_ng")
+    frames = synthetic_clip(3, 40, 56)
+    fast = [zip_format.png(frame) for frame in frames]
+    monkeypatch.setattr(zip_format, "deflate_library", zlib)
+    assert [zip_format.png(frame) for frame in frames] == fast
