@@ -8,7 +8,8 @@ Pillow's GIF (LZW) encoder holds the GIL, so threads cannot share its work; a GI
 worker processes instead. They are spawned (not forked: the server process holds CUDA and
 thread pools) once, by the handler at start-up (`start_workers`) or on first use, and kept for
 the life of the process. What they work on reaches them in a `SharedArray`, not through their
-pipes: pickling a clip's frames to them and back took a quarter of the GIF's CPU time.
+pipes (pickling a 768x512x121 clip's palette indices alone took 0.03 s here, before the copies
+through the pipe and the unpickling there).
 """
 
 from __future__ import annotations
