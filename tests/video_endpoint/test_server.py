@@ -339,7 +339,7 @@ def test_cli_client_runs_a_job_on_the_server(server, tmp_path, capsys):
 def test_job_keys_never_skip_the_server_guards(server):
     """`"async": false` and `"webhook": null` are plain synchronous requests: they used to skip the
     queue bound (all 10 of 10 ran at queue depth 4), the hang-up check and the raw-output check."""
-    slow = {"prompt": "slow", "height": 512, "width": 512, "num_frames": 33, "num_inference_steps": 100,
+    slow = {"prompt": "slow", "height": 512, "width": 512, "num_frames": 65, "num_inference_steps": 100,
             "outputs": ["zip"]}
     log_before = server["log"].read_text().count("client disconnected")
     hung_up: list[bool] = []
