@@ -10,11 +10,12 @@ duration, and is muxed with the format's audio codec.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import BinaryIO
 
 from encoders.base import Clip
@@ -79,6 +80,24 @@ def encode(clip: Clip, *, codec: str, suffix: str, codec_args: Sequence[str] = (
             return encoded.read()
 
 
+@contextlib.contextmanager
+def killed_after(process: subprocess.Popen, seconds: float) -> Iterator[threading.Event]:
+    """Kill `process` if it still runs `seconds` after entering; the event is set when it was
+    killed so. Leaving the block stops the timer."""
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        process.kill()
+
+    timer = threading.Timer(seconds, expire)
+    timer.start()
+    try:
+        yield expired
+    finally:
+        timer.cancel()
+
+
 def _run(cmd: list[str], frames: memoryview, log: BinaryIO, codec: str) -> int:
     """Run `cmd` with `frames` on its stdin and its messages in `log`; its exit status. The frames
     go in one write call, without a copy, that passes them on as fast as ffmpeg reads them
@@ -88,24 +107,16 @@ def _run(cmd: list[str], frames: memoryview, log: BinaryIO, codec: str) -> int:
         process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
     except OSError as exc:
         raise FfmpegError(f"ffmpeg ({codec}) did not start: {exc}") from exc
-    timed_out = threading.Event()
-
-    def kill() -> None:
-        timed_out.set()
-        process.kill()
-
-    timer = threading.Timer(ENCODE_TIMEOUT_S, kill)
-    timer.start()
     try:
-        assert process.stdin is not None
-        try:
-            with process.stdin:
-                process.stdin.write(frames)
-        except BrokenPipeError:
-            pass  # ffmpeg stopped reading: it exited, and its status and log say why
-        returncode = process.wait()
+        with killed_after(process, ENCODE_TIMEOUT_S) as timed_out:
+            assert process.stdin is not None
+            try:
+                with process.stdin:
+                    process.stdin.write(frames)
+            except BrokenPipeError:
+                pass  # ffmpeg stopped reading: it exited, and its status and log say why
+            returncode = process.wait()
     finally:
-        timer.cancel()
         if process.poll() is None:  # interrupted here: no ffmpeg is left running
             process.kill()
             process.wait()

@@ -28,6 +28,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from encoders._ffmpeg import killed_after
 from video_endpoint.errors import Busy, InvalidRequest
 from video_endpoint.image_input import decode_base64
 from video_endpoint.request_schema import Limits
@@ -200,23 +201,15 @@ def _decode(path: str, demuxer: str, field: str, width: int, height: int, fps: i
     kept: collections.deque[np.ndarray] = collections.deque(maxlen=count)
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
-        expired = threading.Event()
-
-        def expire() -> None:
-            expired.set()
-            process.kill()
-
-        timer = threading.Timer(limits.video_decode_timeout_s, expire)
-        timer.start()
         try:
-            assert process.stdout is not None
-            while len(chunk := process.stdout.read(frame_bytes)) == frame_bytes:
-                # to the end, whatever is kept: damage anywhere in the file refuses it
-                if keep == "last" or len(kept) < count:
-                    kept.append(np.frombuffer(chunk, np.uint8).reshape(height, width, 3))
-            returncode = process.wait()
+            with killed_after(process, limits.video_decode_timeout_s) as expired:
+                assert process.stdout is not None
+                while len(chunk := process.stdout.read(frame_bytes)) == frame_bytes:
+                    # to the end, whatever is kept: damage anywhere in the file refuses it
+                    if keep == "last" or len(kept) < count:
+                        kept.append(np.frombuffer(chunk, np.uint8).reshape(height, width, 3))
+                returncode = process.wait()
         finally:
-            timer.cancel()
             process.stdout.close() if process.stdout else None
         log.seek(0)
         complaints = log.read(4000).strip()
