@@ -15,7 +15,7 @@ import os
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import BinaryIO
 
 from encoders.base import Clip
@@ -71,7 +71,7 @@ def encode(clip: Clip, *, codec: str, suffix: str, codec_args: Sequence[str] = (
                       even_size=even_size, audio_path=audio_path, audio_args=audio_args)
         log_path = os.path.join(workdir, "ffmpeg.log")
         with open(log_path, "wb") as log:
-            returncode = _run(cmd, memoryview(clip.frames.data).cast("B"), log, codec)
+            returncode = _run(cmd, clip, log, codec)
         if returncode != 0:
             with open(log_path, "rb") as log:
                 text = log.read().decode("utf-8", "replace").strip()[-2000:]
@@ -81,45 +81,52 @@ def encode(clip: Clip, *, codec: str, suffix: str, codec_args: Sequence[str] = (
 
 
 @contextlib.contextmanager
-def killed_after(process: subprocess.Popen, seconds: float) -> Iterator[threading.Event]:
-    """Kill `process` if it still runs `seconds` after entering; the event is set when it was
-    killed so. Leaving the block stops the timer."""
-    expired = threading.Event()
+def killed_after(process: subprocess.Popen, seconds: float,
+                 starting: Callable[[], None] | None = None) -> Iterator[threading.Event]:
+    """Kill `process` if it still runs `seconds` after entering (after `starting()` returns, where
+    given); the event is set when it was killed so. Leaving the block stops the clock."""
+    expired, left = threading.Event(), threading.Event()
 
-    def expire() -> None:
-        expired.set()
-        process.kill()
+    def watch() -> None:
+        if starting is not None:
+            starting()
+        if not left.wait(seconds):
+            expired.set()
+            process.kill()
 
-    timer = threading.Timer(seconds, expire)
-    timer.start()
+    threading.Thread(target=watch, name="ffmpeg-deadline", daemon=True).start()
     try:
         yield expired
     finally:
-        timer.cancel()
+        left.set()
 
 
-def _run(cmd: list[str], frames: memoryview, log: BinaryIO, codec: str) -> int:
-    """Run `cmd` with `frames` on its stdin and its messages in `log`; its exit status. The frames
-    go in one write call, without a copy, that passes them on as fast as ffmpeg reads them
-    (`subprocess.run(input=)` hands them over 4 KB at a time: 3x this process's CPU time); a
-    timer kills an ffmpeg that takes longer than ENCODE_TIMEOUT_S."""
+def _run(cmd: list[str], clip: Clip, log: BinaryIO, codec: str) -> int:
+    """Run `cmd` with the clip's frames on its stdin and its messages in `log`; its exit status.
+    The frames go in one write call per batch that arrives (`Clip.batches`), without a copy, that
+    passes them on as fast as ffmpeg reads them (`subprocess.run(input=)` hands them over 4 KB at a
+    time: 3x this process's CPU time). A timer kills an ffmpeg that takes longer than
+    ENCODE_TIMEOUT_S once the last frame is decoded; withdrawn frames (`FramesWithdrawn`) kill it."""
     try:
         process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
     except OSError as exc:
         raise FfmpegError(f"ffmpeg ({codec}) did not start: {exc}") from exc
+    assert process.stdin is not None
     try:
-        with killed_after(process, ENCODE_TIMEOUT_S) as timed_out:
-            assert process.stdin is not None
+        with killed_after(process, ENCODE_TIMEOUT_S, starting=clip.settled) as timed_out:
             try:
-                with process.stdin:
-                    process.stdin.write(frames)
+                for batch in clip.batches():
+                    process.stdin.write(memoryview(batch.data).cast("B"))
+                process.stdin.close()
             except BrokenPipeError:
                 pass  # ffmpeg stopped reading: it exited, and its status and log say why
             returncode = process.wait()
     finally:
-        if process.poll() is None:  # interrupted here: no ffmpeg is left running
+        if process.poll() is None:  # interrupted here (or the frames were withdrawn): none is left running
             process.kill()
             process.wait()
+        with contextlib.suppress(OSError):
+            process.stdin.close()
     if timed_out.is_set():
         raise FfmpegError(f"ffmpeg ({codec}) did not run to the end: killed after {ENCODE_TIMEOUT_S} s")
     return returncode

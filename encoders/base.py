@@ -3,8 +3,11 @@ encodes and the options every format accepts."""
 
 from __future__ import annotations
 
+import functools
 import io
+import threading
 import wave
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -53,6 +56,69 @@ class Audio:
         return buffer.getvalue()
 
 
+class FramesWithdrawn(RuntimeError):
+    """The frames a streaming encoder was reading were withdrawn: the generation failed, or its
+    frames will be encoded again from the finished clip."""
+
+
+class ArrivingFrames:
+    """A clip's frames while the VAE still decodes them: the array they are written into, in order,
+    how many are in, and whether they are final. The producer writes `frames[:n]` then calls
+    `arrived(n)`; readers take them with `batches()`, whose last batch waits for `complete()`."""
+
+    def __init__(self, frames: np.ndarray) -> None:
+        self.frames = frames
+        self.count = 0
+        self._state = "arriving"  # then "complete" or "withdrawn"
+        self._changed = threading.Condition()
+
+    def arrived(self, count: int) -> None:
+        """`frames[:count]` are written."""
+        with self._changed:
+            self.count = count
+            self._changed.notify_all()
+
+    def complete(self) -> None:
+        """Every frame is written, and final."""
+        self._end("complete")
+
+    def withdraw(self) -> None:
+        """The frames so far are void: readers raise FramesWithdrawn."""
+        self._end("withdrawn")
+
+    def _end(self, state: str) -> None:
+        with self._changed:
+            if self._state == "arriving":
+                self._state = state
+                if state == "complete":
+                    self.count = len(self.frames)
+            self._changed.notify_all()
+
+    def settled(self) -> None:
+        """Wait until the frames are complete or withdrawn."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._state != "arriving")
+
+    def _beyond(self, start: int) -> bool:
+        return self._state != "arriving" or self.count > start
+
+    def batches(self) -> Iterator[np.ndarray]:
+        """Consecutive runs of frames as they arrive, the last once they are complete; raises
+        FramesWithdrawn where they are withdrawn."""
+        start = 0
+        while True:
+            with self._changed:
+                self._changed.wait_for(functools.partial(self._beyond, start))
+                if self._state == "withdrawn":
+                    raise FramesWithdrawn("the frames were withdrawn")
+                count, done = self.count, self._state == "complete"
+            if count > start:
+                yield self.frames[start:count]
+                start = count
+            elif done:
+                return
+
+
 @dataclass(frozen=True)
 class Clip:
     """The frames of one answer, converted to uint8 once and shared by every encoder."""
@@ -68,6 +134,20 @@ class Clip:
     threads: int = field(default_factory=cores.available)
     """Cores this encoder may keep busy (threads, ffmpeg's `-threads`, worker processes); the
     encode stage divides its budget between the formats it encodes at once."""
+    arriving: ArrivingFrames | None = None
+    """Set while `frames` are still being decoded (a format that `STREAMS`): read them with `batches`."""
+
+    def batches(self) -> Iterator[np.ndarray]:
+        """The frames in consecutive runs as the VAE decodes them (all at once for a finished clip)."""
+        if self.arriving is None:
+            yield self.frames
+        else:
+            yield from self.arriving.batches()
+
+    def settled(self) -> None:
+        """Wait until every frame is decoded (at once for a finished clip)."""
+        if self.arriving is not None:
+            self.arriving.settled()
 
     @property
     def seconds(self) -> float:
@@ -132,6 +212,11 @@ class OutputFormat(Protocol):
     @property
     def NEEDS_AUDIO(self) -> bool:
         """True for an audio-only format: refused (`unsupported`) for a model that makes no sound."""
+
+    @property
+    def STREAMS(self) -> bool:
+        """Whether `encode` reads the frames with `Clip.batches()`, so that it can start while the VAE
+        still decodes the later ones; the others are given finished clips."""
 
     @property
     def ENCODE_COST(self) -> float:

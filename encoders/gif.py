@@ -36,6 +36,7 @@ from encoders.base import Clip, FormatOptions
 NAME, MIME, EXT = "gif", "image/gif", ".gif"
 MAX_FPS = 50  # GIF stores delays in 1/100 s, and browsers play 2 cs (50 fps) at the fastest
 NEEDS_AUDIO = False
+STREAMS = False  # its palette is learnt from frames spread over the whole clip
 ENCODE_COST = 1.0  # colour matching and LZW, about ZIP's work
 _COLOURS = 256
 _PALETTE_SAMPLE_FRAMES = 8  # frames the palette is learnt from (evenly spaced, half resolution)

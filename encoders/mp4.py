@@ -21,6 +21,7 @@ from encoders.base import Clip, VideoOptions
 NAME, MIME, EXT = "mp4", "video/mp4", ".mp4"
 MAX_FPS = 120  # H.264 in MP4 stores any rate; 120 bounds the work a request can ask for
 NEEDS_AUDIO = False
+STREAMS = True  # frames go to ffmpeg as they are decoded
 ENCODE_COST = 1.1  # libx264 `medium`
 
 PRESETS: dict[str, tuple[str, ...]] = {

@@ -10,6 +10,7 @@ from encoders.base import Clip, FormatOptions
 NAME, MIME, EXT = "wav", "audio/wav", ".wav"
 MAX_FPS = 120  # the rate only sets the duration: num_frames / fps
 NEEDS_AUDIO = True
+STREAMS = False
 ENCODE_COST = 0.0  # no frames to encode
 
 

@@ -21,6 +21,7 @@ from encoders.base import Clip, VideoOptions
 NAME, MIME, EXT = "webm", "video/webm", ".webm"
 MAX_FPS = 120  # VP9 in WebM stores any rate; 120 bounds the work a request can ask for
 NEEDS_AUDIO = False
+STREAMS = True  # frames go to ffmpeg as they are decoded
 ENCODE_COST = 2.5  # libvpx-vp9 at `good`: the slowest
 
 PRESETS: dict[str, tuple[str, ...]] = {

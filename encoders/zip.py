@@ -34,6 +34,7 @@ except ImportError:  # a platform without its wheels: the standard library's zli
 NAME, MIME, EXT = "zip", "application/zip", ".zip"
 MAX_FPS = 120  # the rate is only written in the manifest
 NEEDS_AUDIO = False
+STREAMS = True  # each frame is a PNG of its own
 ENCODE_COST = 1.0  # the unit: a PNG per frame
 _PNG_LEVEL = 1
 _UP_FILTER = 2
@@ -81,8 +82,9 @@ def encode(clip: Clip, options: Options) -> bytes:
     archive = io.BytesIO()
     with ThreadPoolExecutor(max_workers=clip.threads, thread_name_prefix="png") as pool, \
             zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zf:
-        for index, frame_png in enumerate(pool.map(png, clip.frames)):
-            zf.writestr(frame_name(index), frame_png)
+        pngs = [pool.submit(png, frame) for batch in clip.batches() for frame in batch]
+        for index, frame_png in enumerate(pngs):
+            zf.writestr(frame_name(index), frame_png.result())
         if soundtrack is not None:
             zf.writestr("audio.wav", soundtrack.wav())
         zf.writestr("manifest.json", json.dumps(manifest, indent=2))

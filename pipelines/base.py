@@ -51,6 +51,8 @@ class SpeedSettings:
     cpu_offload: bool = False
     vae_tiling: str = "auto"
     """auto, on or off: see pipelines/memory.py"""
+    stream_encode: bool = False
+    """hand the frames to the encoders that stream while the VAE decodes later ones (`pipelines.model.DecodedChunks`)"""
 
 
 CONDITIONING_FIELDS = ("last_image", "keyframes", "video", "extend")

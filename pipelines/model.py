@@ -7,9 +7,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -39,6 +41,8 @@ class Generated:
     """the soundtrack as generated (its own length; each output fits it to its duration)"""
     enhanced_prompt: str | None = None
     """the prompt generated with, where the model's enhancer rewrote the request's"""
+    streamed: bool = False
+    """`frames` are those handed to the request's `FrameSink` as they were decoded, all of them"""
 
 
 def frames_to_uint8(video: torch.Tensor, keep: int, first: int = 0) -> np.ndarray:
@@ -48,6 +52,81 @@ def frames_to_uint8(video: torch.Tensor, keep: int, first: int = 0) -> np.ndarra
     """
     frames = video[0, first:first + keep].mul_(255).round_().clamp_(0, 255).to(torch.uint8)  # in place: we own it
     return frames.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+
+
+class FrameSink(Protocol):
+    """Where a request's frames go while the VAE decodes them (`encoders.base.ArrivingFrames`):
+    `frames` is `(keep, H, W, 3)` uint8, filled in order, `arrived(n)` told once `frames[:n]` are in."""
+
+    frames: np.ndarray
+
+    def arrived(self, count: int) -> None: ...
+
+
+class DecodedChunks:
+    """A forward hook on a VAE's decoder that hands each temporal chunk it decodes to a `FrameSink`,
+    converted as the pipeline converts the whole video (`postprocess_video`, then `frames_to_uint8`).
+    Only VAEs that call their decoder once per chunk of frames, in order, stream so (Wan and
+    CogVideoX decode causally, a few frames at a time); any other call pattern (one call for the
+    whole clip, overlapping tiles, a patchified output) is seen by the counts or the sizes, and then
+    the frames are not `complete` and the caller converts the finished video instead."""
+
+    def __init__(self, pipe: Any, job: GenerationJob, sink: FrameSink) -> None:
+        self.pipe, self.sink = pipe, sink
+        self.first, self.keep, self.size = job.first_frame, job.returned_frames, (job.height, job.width)
+        self.produced = self.delivered = 0
+        self.failed = False
+
+    def __call__(self, module: Any, args: Any, output: Any) -> None:
+        if self.failed:
+            return
+        try:
+            self._take(output[0] if isinstance(output, tuple) else output)
+        except Exception:  # never the generation's failure: the finished video is converted instead
+            logger.debug("streaming the decoded frames stopped", exc_info=True)
+            self.failed = True
+
+    def _take(self, chunk: Any) -> None:
+        if not isinstance(chunk, torch.Tensor) or chunk.ndim != 5 or tuple(chunk.shape[:2]) != (1, 3) \
+                or tuple(chunk.shape[-2:]) != self.size:
+            self.failed = True
+            return
+        start, stop = self.produced, self.produced + int(chunk.shape[2])
+        self.produced = stop
+        low, high = max(start, self.first + self.delivered), min(stop, self.first + self.keep)
+        if high <= low:
+            return
+        if low != self.first + self.delivered:  # a gap: not one pass over the frames in order
+            self.failed = True
+            return
+        with torch.no_grad():
+            video = self.pipe.video_processor.postprocess_video(chunk[:, :, low - start:high - start], output_type="pt")
+            self.sink.frames[low - self.first:high - self.first] = frames_to_uint8(video, high - low)
+        self.delivered = high - self.first
+        self.sink.arrived(self.delivered)
+
+    def complete(self, video: torch.Tensor) -> bool:
+        """Whether the sink holds every returned frame of the finished `video`: the decoder made
+        exactly its frames, and its first and last returned frames are the sink's."""
+        if self.failed or self.delivered != self.keep or self.produced != video.shape[1] or self.keep == 0:
+            return False
+        ends = [self.first, self.first + self.keep - 1]
+        return bool(np.array_equal(frames_to_uint8(video[:, ends].clone(), 2), self.sink.frames[[0, -1]]))
+
+    @classmethod
+    @contextmanager
+    def hooked(cls, pipe: Any, job: GenerationJob, sink: FrameSink | None) -> Iterator[DecodedChunks | None]:
+        """The hook on `pipe`'s VAE decoder while in the block (None: no sink, or no decoder to hook)."""
+        decoder = getattr(getattr(pipe, "vae", None), "decoder", None)
+        if sink is None or not isinstance(decoder, torch.nn.Module):
+            yield None
+            return
+        hook = cls(pipe, job, sink)
+        handle = decoder.register_forward_hook(hook)
+        try:
+            yield hook
+        finally:
+            handle.remove()
 
 
 class PromptRedaction(logging.Filter):
@@ -115,8 +194,10 @@ class VideoModel:
             info["note"] = "tiny random-weight test model: its output is noise"
         return info
 
-    def generate(self, job: GenerationJob,
-                 on_step: StepCallback | None = None) -> Generated:
+    def generate(self, job: GenerationJob, on_step: StepCallback | None = None,
+                 sink: FrameSink | None = None) -> Generated:
+        """Generate `job`; with a `sink`, its frames are handed to it as the VAE decodes them where
+        the VAE allows (`DecodedChunks`; `Generated.streamed` says whether all were)."""
         with self._lock:
             if self.loras is not None:
                 try:
@@ -134,7 +215,7 @@ class VideoModel:
                 job = replace(job, prompt=enhanced)
             free = free_gpu_bytes(self.device)
             tiled = self.vae_tiling.decide(job.pixel_frames, free)
-            attempt = self._generate_once(job, on_step, tiled)
+            attempt = self._generate_once(job, on_step, tiled, sink)
             retry = not tiled and self.vae_tiling.mode == "auto"
             if isinstance(attempt, _OutOfMemory) and attempt.in_decode and retry:
                 self.vae_tiling.did_not_fit(job.pixel_frames, free)
@@ -161,8 +242,8 @@ class VideoModel:
             prompt = enhancer(job)
         return prompt, (time.perf_counter() - started) * 1000
 
-    def _generate_once(self, job: GenerationJob, on_step: StepCallback | None,
-                       tiled: bool) -> Generated | _OutOfMemory:
+    def _generate_once(self, job: GenerationJob, on_step: StepCallback | None, tiled: bool,
+                       sink: FrameSink | None = None) -> Generated | _OutOfMemory:
         cuda = self.device.type == "cuda"
         step_ends: list[float] = []
         denoised = False  # set after the last step
@@ -184,13 +265,15 @@ class VideoModel:
             if on_step is not None:
                 on_step(step, total)
 
-        set_tiling(self.pipelines.for_job(job).vae, tiled)
+        pipe = self.pipelines.for_job(job)
+        set_tiling(pipe.vae, tiled)
         if cuda:
             torch.cuda.reset_peak_memory_stats()
         started = time.perf_counter()
-        out_of_memory = False
+        out_of_memory = streamed = False
         try:
-            output = self.family.generate(self.pipelines, job, record_step)
+            with DecodedChunks.hooked(pipe, job, None if tiled else sink) as chunks:
+                output = self.family.generate(self.pipelines, job, record_step)
             video, audio = output, None
             if isinstance(output, VideoWithAudio):
                 samples = output.audio.float().cpu().numpy()
@@ -199,7 +282,9 @@ class VideoModel:
                 video, audio = output.video, Audio(np.ascontiguousarray(samples[:, skip:]), output.sample_rate)
             assert isinstance(video, torch.Tensor)
             generated_frames = int(video.shape[1])  # the job's, or the model's own length (auto_duration)
-            frames = frames_to_uint8(video, job.returned_frames, job.first_frame)
+            streamed = chunks is not None and sink is not None and chunks.complete(video)
+            frames = sink.frames if streamed and sink is not None else frames_to_uint8(
+                video, job.returned_frames, job.first_frame)
         except torch.cuda.OutOfMemoryError:
             out_of_memory = True
         if out_of_memory:
@@ -222,7 +307,7 @@ class VideoModel:
         }
         return Generated(frames=frames, generated_frames=generated_frames, timing_ms=timing,
                          peak_gpu_memory_mb=peak, vae_decode_gpu_memory_mb=decode_mb, vae_tiling=tiled,
-                         audio=audio)
+                         audio=audio, streamed=streamed)
 
 
 @dataclass(frozen=True)

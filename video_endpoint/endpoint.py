@@ -72,9 +72,14 @@ class EndpointHandler:
         timer.resume()
         try:
             job, notes = stages.plan(decoded, self.model)
-            generated = stages.generate(self.model, job, timer, on_step)
-            outputs, outputs_info = stages.encode(generated, request, job, timer, decoded.uploads,
-                                                   self.encode_threads)
+            streaming = stages.Streaming.start(self.model, request, job, self.encode_threads)
+            try:
+                generated = stages.generate(self.model, job, timer, on_step, streaming)
+                outputs, outputs_info = stages.encode(generated, request, job, timer, decoded.uploads,
+                                                       self.encode_threads, streaming)
+            finally:
+                if streaming is not None:  # a failed generation: its encoders stop
+                    streaming.close()
             return {
                 "ok": True,
                 "outputs": outputs,

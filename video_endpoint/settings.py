@@ -101,6 +101,10 @@ SETTINGS: tuple[Setting, ...] = (
             "(small GPUs; much slower)", "gpu"),
     Setting("VIDEO_VAE_TILING", "auto", "`auto`: decode in tiles when the request would not fit (below); `1` / `0`: "
             "always / never", "gpu"),
+    Setting("VIDEO_STREAM_ENCODE", "", "`1`: where the VAE decodes a few frames at a time (Wan, CogVideoX), hand "
+            "each run of frames to the formats that stream (WebM, MP4, ZIP) while it decodes the next; `0`: encode "
+            "once every frame is decoded. Same bytes either way", "gpu",
+            shown_default="`1` on CUDA, `0` elsewhere (on a CPU the VAE takes the cores the encoders would use)"),
     Setting("VIDEO_ENCODE_THREADS", "", "cores one request's encoders may use together (threads, ffmpeg's `-threads`, "
             "the GIF's worker processes), shared between the formats encoded at once by their work", "gpu",
             shown_default="the cores this process may run on (CPU affinity, container CPU quota)"),
@@ -185,7 +189,8 @@ def speed_settings(device: torch.device, environ: Mapping[str, str] | None = Non
             raise ValueError(f"VIDEO_VAE_TILING must be auto, 1 or 0, got {tiling!r}") from None
     return SpeedSettings(compile=compile_blocks, warmup=read_flag("VIDEO_WARMUP", environ, default=compile_blocks),
                          step_cache=read_float("VIDEO_STEP_CACHE", environ),
-                         cpu_offload=read_flag("VIDEO_CPU_OFFLOAD", environ) and cuda, vae_tiling=tiling)
+                         cpu_offload=read_flag("VIDEO_CPU_OFFLOAD", environ) and cuda, vae_tiling=tiling,
+                         stream_encode=read_flag("VIDEO_STREAM_ENCODE", environ, default=cuda))
 
 
 def encode_threads(environ: Mapping[str, str] | None = None) -> int:

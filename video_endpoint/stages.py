@@ -9,16 +9,17 @@ import base64
 import secrets
 import time
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
 from encoders import cores
-from encoders.base import Clip, FormatOptions
+from encoders.base import ArrivingFrames, Audio, Clip, FormatOptions
 from encoders.registry import FORMATS
 from pipelines.base import CONDITIONING_FIELDS, FrameCount, GenerationJob, Keyframe, StepCallback
 from pipelines.errors import OutOfMemory as ModelOutOfMemory
@@ -236,44 +237,100 @@ def check_loras(request: RequestFields, model: VideoModel) -> tuple[tuple[str, f
     return tuple((choice.name, choice.scale) for choice in request.loras)
 
 
-def generate(model: VideoModel, job: GenerationJob, timer: StageTimer, on_step: StepCallback | None) -> Generated:
+def generate(model: VideoModel, job: GenerationJob, timer: StageTimer, on_step: StepCallback | None,
+             streaming: Streaming | None = None) -> Generated:
+    """Generate `job`; the frames go to `streaming`'s encoders as they are decoded, where it is given."""
     with timer.stage("generate"), model_errors_answered():
-        return model.generate(job, on_step=on_step)
+        return model.generate(job, on_step=on_step, sink=None if streaming is None else streaming.frames)
 
 
 def _encode_one(name: str, clip: Clip, options: FormatOptions) -> tuple[bytes, float]:
-    begun = time.perf_counter()
+    """The format's bytes, and when it finished (`time.perf_counter()`)."""
     try:
         data = FORMATS[name].encode(clip, options)
     except Exception as exc:
         raise EncodeFailed(f"could not encode the {name} output", field=f"outputs.{name}") from exc
-    return data, round((time.perf_counter() - begun) * 1000, 2)
+    return data, time.perf_counter()
 
 
-def encode(generated: Generated, request: RequestFields, job: GenerationJob, timer: StageTimer,
-           where: Mapping[str, HttpTarget] | None = None,
-           threads: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Encode every requested format from the same uint8 frames, concurrently, `threads` cores
-    (default: all this process may use) shared between them by their work (`ENCODE_COST`), so
-    the stage costs about the slowest encoder, not the sum. Base64 once at the end."""
+def _tasks(frames: np.ndarray, request: RequestFields, job: GenerationJob, threads: int | None,
+           audio: Audio | None = None, arriving: ArrivingFrames | None = None) -> dict[str, tuple[str, Clip, Any]]:
+    """Each requested format's `_encode_one` arguments: `threads` cores (default: all this process
+    may use) shared between the formats by their work (`ENCODE_COST`)."""
     metadata = {"prompt": request.prompt, "negative_prompt": request.negative_prompt,
                 "seed": job.seed, "mode": job.mode}
     shares = cores.share(threads or cores.available(), {name: FORMATS[name].ENCODE_COST for name in request.outputs})
-    tasks = {name: (name, Clip(generated.frames, output_fps(request, name), metadata, audio=generated.audio,
-                               threads=shares[name]),
-                    format_options(request, name)) for name in request.outputs}
+    return {name: (name, Clip(frames, output_fps(request, name), metadata, audio=audio, threads=shares[name],
+                              arriving=arriving),
+                   format_options(request, name)) for name in request.outputs}
+
+
+class Streaming:
+    """The formats that stream (`STREAMS`), encoding the frames of one answer while the VAE still
+    decodes the later ones: started before generating, given the frames as `ArrivingFrames`."""
+
+    def __init__(self, request: RequestFields, job: GenerationJob, threads: int | None) -> None:
+        self.frames = ArrivingFrames(np.empty((job.returned_frames, job.height, job.width, 3), np.uint8))
+        tasks = _tasks(self.frames.frames, request, job, threads, arriving=self.frames)
+        self.pool = ThreadPoolExecutor(max_workers=len(tasks), thread_name_prefix="encode")
+        self.futures = {name: self.pool.submit(_encode_one, *task)
+                        for name, task in tasks.items() if FORMATS[name].STREAMS}
+
+    @classmethod
+    def start(cls, model: VideoModel, request: RequestFields, job: GenerationJob,
+              threads: int | None) -> Streaming | None:
+        """Started where the model streams its frames (`SpeedSettings.stream_encode`) and the answer
+        can be written before its end: a format that streams, no soundtrack (ffmpeg muxes it from
+        the start), a known length (not `auto_duration`). None otherwise."""
+        if not (model.speed.stream_encode and any(FORMATS[name].STREAMS for name in request.outputs)
+                and not model.family.AUDIO and not job.auto_duration):
+            return None
+        return cls(request, job, threads)
+
+    def finish(self, generated: Generated) -> dict[str, Future[tuple[bytes, float]]]:
+        """The encoders that go on with the generated frames; none where the frames were not all
+        streamed (`Generated.streamed`): those stop, and every format encodes the finished clip."""
+        if generated.streamed:
+            self.frames.complete()
+            return self.futures
+        self.close()
+        return {}
+
+    def close(self) -> None:
+        """Stop the encoders whose frames are not complete (a failed generation) and free the threads."""
+        self.frames.withdraw()
+        wait(self.futures.values())
+        self.pool.shutdown()
+
+
+def encode(generated: Generated, request: RequestFields, job: GenerationJob, timer: StageTimer,
+           where: Mapping[str, HttpTarget] | None = None, threads: int | None = None,
+           streaming: Streaming | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Encode every requested format from the same uint8 frames, concurrently, `threads` cores
+    shared between them (`_tasks`), so the stage costs about the slowest encoder, not the sum; those
+    `streaming` started go on with the frames they were given as they were decoded. Base64 once at
+    the end. `encode.<format>` times run from the end of generating to that format's end."""
+    tasks = _tasks(generated.frames, request, job, threads, generated.audio)
     with timer.stage("encode"):
-        if len(tasks) == 1:
-            done = {name: _encode_one(*task) for name, task in tasks.items()}
-        else:
-            with ThreadPoolExecutor(max_workers=len(tasks), thread_name_prefix="encode") as pool:
-                futures = {name: pool.submit(_encode_one, *task) for name, task in tasks.items()}
-                done = {name: future.result() for name, future in futures.items()}
+        begun = time.perf_counter()
+        running = streaming.finish(generated) if streaming is not None else {}
+        try:
+            if len(tasks) == 1 and not running:
+                done = {name: _encode_one(*task) for name, task in tasks.items()}
+            else:
+                with ThreadPoolExecutor(max_workers=len(tasks), thread_name_prefix="encode") as pool:
+                    futures = {name: running[name] if name in running else pool.submit(_encode_one, *task)
+                               for name, task in tasks.items()}
+                    done = {name: future.result() for name, future in futures.items()}
+        finally:
+            if streaming is not None:
+                streaming.close()
     files = {name: data for name, (data, _) in done.items()}
     info = {}
-    for name, (data, ms) in done.items():
-        timer.timing_ms[f"encode.{name}"] = ms
-        info[name] = {"mime": FORMATS[name].MIME, "bytes": len(data), "fps": tasks[name][1].fps}
+    for name, (data, finished) in done.items():
+        timer.timing_ms[f"encode.{name}"] = round((finished - begun) * 1000, 2)
+        info[name] = {"mime": FORMATS[name].MIME, "bytes": len(data), "fps": tasks[name][1].fps,
+                      **({"streamed": True} if name in running else {})}
     outputs: dict[str, Any] = {}
     if where:  # uploaded: the answer says where they went
         with timer.stage("upload"):

@@ -48,7 +48,7 @@ def test_a_module_missing_part_of_the_contract_is_refused(monkeypatch):
     half = types.ModuleType("encoders.half")
     half.NAME, half.MIME, half.EXT = "half", "x/half", ".half"
     monkeypatch.setattr(registry.importlib, "import_module", lambda name: half)
-    lacks = r"encoders/half.py is not an output format: it lacks MAX_FPS, NEEDS_AUDIO, ENCODE_COST, Options"
+    lacks = r"encoders/half.py is not an output format: it lacks MAX_FPS, NEEDS_AUDIO, STREAMS, ENCODE_COST, Options"
     with pytest.raises(ImportError, match=lacks):
         registry._load("half")
 
@@ -60,6 +60,7 @@ from encoders.base import Clip, FormatOptions
 NAME, MIME, EXT = "ppm", "image/x-portable-pixmap", ".ppm"
 MAX_FPS = 60
 NEEDS_AUDIO = False
+STREAMS = False
 ENCODE_COST = 0.2
 
 

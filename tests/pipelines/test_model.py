@@ -11,7 +11,7 @@ import torch
 
 from pipelines import registry
 from pipelines.base import GenerationJob, SpeedSettings
-from pipelines.model import frames_to_uint8
+from pipelines.model import DecodedChunks, frames_to_uint8
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +85,57 @@ def test_step_reports_and_the_time_split(model):
     generated = model.generate(job(num_inference_steps=3), on_step=lambda done, total: steps.append((done, total)))
     assert steps == [(1, 3), (2, 3), (3, 3)]
     assert set(generated.timing_ms) == {"denoise", "vae_decode"} and min(generated.timing_ms.values()) > 0
+
+
+class RecordingSink:
+    """A `FrameSink` that notes each count it is told."""
+
+    def __init__(self, job: GenerationJob) -> None:
+        self.frames = np.zeros((job.returned_frames, job.height, job.width, 3), np.uint8)
+        self.counts: list[int] = []
+
+    def arrived(self, count: int) -> None:
+        self.counts.append(count)
+
+
+@pytest.mark.parametrize(("model_id", "generated", "counts"), [
+    ("tiny-wan", 13, [1, 5, 9, 10]), ("tiny-cogvideox", 13, [8, 10]), ("tiny", 17, [10])])
+def test_a_sink_gets_the_frames_as_the_vae_decodes_them(tiny_models, model_id, generated, counts):
+    """Wan decodes one latent frame (four frames, one for the first) per decoder call, CogVideoX two
+    latent frames, LTX the clip in one call: the sink gets each run as it comes, the first 10 of
+    those generated, and they are the frames generated without a sink."""
+    loaded = registry.load_model(str(tiny_models(model_id)), "test", torch.device("cpu"), torch.float32,
+                                 SpeedSettings())
+    wanted = job(height=64, width=96, num_frames=generated, keep_frames=10)
+    plain = loaded.generate(wanted)
+    sink = RecordingSink(wanted)
+    streamed = loaded.generate(wanted, sink=sink)
+    assert streamed.streamed and not plain.streamed
+    assert sink.counts == counts and streamed.frames is sink.frames
+    np.testing.assert_array_equal(streamed.frames, plain.frames)
+
+
+def test_decoded_chunks_stream_only_one_pass_over_the_frames_in_order(model):
+    """What another decoder call pattern looks like to the hook: overlapping temporal tiles, the
+    wrong size, patchified channels. None of them is taken for the clip."""
+    pipe, wanted = model.pipelines.t2v, job(num_frames=9)
+    video = torch.rand(1, 3, 9, 32, 64) * 2 - 1  # what a decoder makes: (B, C, F, H, W) in [-1, 1]
+    finished = pipe.video_processor.postprocess_video(video, output_type="pt")
+
+    def fed(*chunks: torch.Tensor) -> tuple[DecodedChunks, RecordingSink]:
+        sink = RecordingSink(wanted)
+        hook = DecodedChunks(pipe, wanted, sink)
+        for chunk in chunks:
+            hook(pipe.vae.decoder, (), chunk)
+        return hook, sink
+
+    hook, sink = fed(video[:, :, :1], video[:, :, 1:5], (video[:, :, 5:],))  # CogVideoX's decoder returns a tuple
+    assert hook.complete(finished.clone()) and sink.counts == [1, 5, 9]
+    np.testing.assert_array_equal(sink.frames, frames_to_uint8(finished.clone(), 9))
+    for chunks in [(video[:, :, :5], video[:, :, 3:]),  # overlapping tiles: 11 frames made
+                   (video[:, :, :5],),  # the rest never came
+                   (video[..., :16],),  # a spatial tile
+                   (video.repeat(1, 4, 1, 1, 1),)]:  # 12 channels: patchified
+        assert not fed(*chunks)[0].complete(finished.clone())
+    wrong, _ = fed(video * 0)  # right counts, other frames: the ends compared find it
+    assert not wrong.complete(finished.clone())

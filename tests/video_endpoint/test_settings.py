@@ -75,11 +75,12 @@ def test_the_tiny_cache_folder_readme_names_is_the_one_used(monkeypatch):
 def test_speed_defaults_fast_on_cuda_plain_on_cpu():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert settings.speed_settings(cpu, {}) == SpeedSettings()
-    assert settings.speed_settings(cuda, {}) == SpeedSettings(compile=True, warmup=True)
+    assert settings.speed_settings(cuda, {}) == SpeedSettings(compile=True, warmup=True, stream_encode=True)
     switched = settings.speed_settings(cuda, {"VIDEO_COMPILE": "0", "VIDEO_STEP_CACHE": "0.05",
-                                              "VIDEO_CPU_OFFLOAD": "1"})
+                                              "VIDEO_CPU_OFFLOAD": "1", "VIDEO_STREAM_ENCODE": "0"})
     assert switched == SpeedSettings(compile=False, warmup=False, step_cache=0.05, cpu_offload=True)
+    assert settings.speed_settings(cpu, {"VIDEO_STREAM_ENCODE": "1"}).stream_encode
     assert not settings.speed_settings(cpu, {"VIDEO_CPU_OFFLOAD": "1"}).cpu_offload  # GPU only
-    for bad in ({"VIDEO_COMPILE": "maybe"}, {"VIDEO_STEP_CACHE": "fast"}):
+    for bad in ({"VIDEO_COMPILE": "maybe"}, {"VIDEO_STEP_CACHE": "fast"}, {"VIDEO_STREAM_ENCODE": "auto"}):
         with pytest.raises(ValueError):
             settings.speed_settings(cpu, bad)

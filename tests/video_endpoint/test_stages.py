@@ -4,13 +4,14 @@ encode, and how the model's own errors become the endpoint's."""
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from pipelines import errors as model_errors
 from tests.conftest import SMALL, jpeg_base64
-from tests.media import decode_gif, decode_zip, zip_members
+from tests.media import decode_gif, decode_video, decode_zip, zip_members
 from video_endpoint import stages
 from video_endpoint.errors import InvalidRequest, OutOfMemory, Unsupported
 
@@ -91,3 +92,76 @@ def test_a_family_without_conditioning_answers_unsupported_by_field(family_handl
         with pytest.raises(Unsupported) as refused:
             stages.plan(decoded(handler, num_frames=9, **{field: value}), handler.model)
         assert refused.value.field == field and "cannot use" in refused.value.message
+
+
+ALL_FORMATS = {"prompt": "stream", **SMALL, "num_frames": 10, "seed": 5, "outputs": ["gif", "mp4", "webm", "zip"]}
+
+
+def streaming_on(handler, monkeypatch, on: bool = True) -> None:
+    monkeypatch.setattr(handler.model, "speed", replace(handler.model.speed, stream_encode=on))
+
+
+def answer_files(result: dict) -> dict[str, bytes]:
+    return {name: base64.b64decode(result["outputs"][f"{name}_base64"]) for name in ALL_FORMATS["outputs"]}
+
+
+def test_formats_that_stream_encode_while_wan_decodes_and_answer_the_same(family_handlers, monkeypatch):
+    """With VIDEO_STREAM_ENCODE on, WebM, MP4 and ZIP take Wan's frames as each latent frame is
+    decoded; the GIF waits for the finished clip. Every file decodes to what the unstreamed answer's does."""
+    handler = family_handlers("tiny-wan")
+    streaming_on(handler, monkeypatch, on=False)
+    plain = handler({"inputs": ALL_FORMATS})
+    streaming_on(handler, monkeypatch)
+    streamed = handler({"inputs": ALL_FORMATS})
+    assert plain["ok"] and streamed["ok"], streamed
+    outputs = streamed["diagnostics"]["outputs"]
+    assert [name for name in outputs if outputs[name].get("streamed")] == ["mp4", "webm", "zip"]
+    assert not any("streamed" in info for info in plain["diagnostics"]["outputs"].values())
+    files, before = answer_files(streamed), answer_files(plain)
+    assert files["gif"] == before["gif"] and files["mp4"] == before["mp4"]
+    assert zip_members(files["zip"]) == zip_members(before["zip"])
+    np.testing.assert_array_equal(decode_video(files["webm"]).frames, decode_video(before["webm"]).frames)
+    assert decode_zip(files["zip"]).frames.shape == (10, 64, 96, 3)
+
+
+def test_frames_that_were_not_all_streamed_are_encoded_from_the_finished_clip(handler, monkeypatch):
+    """The encoders that started on frames the model then did not confirm (another decode pattern,
+    an out-of-memory retry in tiles) are stopped, and each format encodes the generated frames."""
+    streaming_on(handler, monkeypatch)
+    request = decoded(handler, outputs=["mp4", "zip"])
+    job, _ = stages.plan(request, handler.model)
+    generated = stages.generate(handler.model, job, request.timer, None)
+    streaming = stages.Streaming.start(handler.model, request.request, job, None)
+    assert streaming is not None
+    streaming.frames.frames[:4] = 255 - generated.frames[:4]  # frames that were streamed, then void
+    streaming.frames.arrived(4)
+    outputs, info = stages.encode(replace(generated, streamed=False), request.request, job, request.timer,
+                                  streaming=streaming)
+    np.testing.assert_array_equal(decode_zip(base64.b64decode(outputs["zip_base64"])).frames, generated.frames)
+    assert decode_video(base64.b64decode(outputs["mp4_base64"])).frames.shape == generated.frames.shape
+    assert not any("streamed" in entry for entry in info.values())
+
+
+def test_a_generation_that_fails_while_decoding_stops_the_streaming_encoders(family_handlers, monkeypatch):
+    """The decoder fails after its first chunk: the answer is an error, no ffmpeg is left running, and
+    the next request is served."""
+    from tests.encoders.test_streaming import ffmpeg_children
+
+    handler = family_handlers("tiny-wan")
+    streaming_on(handler, monkeypatch)
+    decoder, calls = handler.model.pipelines.t2v.vae.decoder, []
+
+    def fail_second(module, args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("the decoder failed")
+
+    handle = decoder.register_forward_pre_hook(fail_second)
+    try:
+        failed = handler({"inputs": ALL_FORMATS})
+    finally:
+        handle.remove()
+    assert failed["ok"] is False and failed["error"]["type"] == "internal"
+    assert ffmpeg_children() == []
+    served = handler({"inputs": ALL_FORMATS})
+    assert served["ok"] and served["diagnostics"]["outputs"]["mp4"]["streamed"]
