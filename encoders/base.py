@@ -63,14 +63,19 @@ class FramesWithdrawn(RuntimeError):
 
 class ArrivingFrames:
     """A clip's frames while the VAE still decodes them: the array they are written into, in order,
-    how many are in, and whether they are final. The producer writes `frames[:n]` then calls
-    `arrived(n)`; readers take them with `batches()`, whose last batch waits for `complete()`."""
+    how many are in, and whether they are final. The producer writes `frames[:n]` (the array
+    `open()` returns) then calls `arrived(n)`; readers take them with `batches()`, whose last
+    batch waits for `complete()`."""
 
     def __init__(self, frames: np.ndarray) -> None:
         self.frames = frames
         self.count = 0
         self._state = "arriving"  # then "complete" or "withdrawn"
         self._changed = threading.Condition()
+
+    def open(self) -> np.ndarray:
+        """The array the producer writes the frames into."""
+        return self.frames
 
     def arrived(self, count: int) -> None:
         """`frames[:count]` are written."""
@@ -220,8 +225,9 @@ class OutputFormat(Protocol):
 
     @property
     def ENCODE_COST(self) -> float:
-        """Its encoding work per frame at the default quality, relative to ZIP's (1.0), as
-        benchmarks/encoders.py measures it: concurrent formats share the cores by it."""
+        """Its weight when formats encoded at once share the cores (`cores.share`): about its work
+        at the default quality, relative to ZIP's (1.0). What matters is the split it gives;
+        benchmarks/encode_shares.py times the four formats at once with other weights beside these."""
 
     @property
     def Options(self) -> type[FormatOptions]:

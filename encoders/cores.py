@@ -78,6 +78,50 @@ def share(threads: int, weights: dict[str, float]) -> dict[str, int]:
     return {name: min(threads, max(1, math.floor(budget * weight / total + 0.5))) for name, weight in weights.items()}
 
 
+class CoreBudget:
+    """The cores that the encoders of every answer share (the handler's VIDEO_ENCODE_THREADS).
+    An answer's encoders take a `Lease` when they start: what the answers encoding before them left
+    free, at least one. Two answers encoding at once so run about one thread per core between them,
+    not one per core each; the first keeps its cores until it ends (it finishes first), and a thread
+    count, once given to ffmpeg, cannot change anyway."""
+
+    def __init__(self, cores: int) -> None:
+        self.cores = max(1, cores)
+        self.in_use = 0
+        self._lock = threading.Lock()
+
+    def lease(self) -> Lease:
+        with self._lock:
+            threads = max(1, self.cores - self.in_use)
+            self.in_use += threads
+        return Lease(self, threads)
+
+    def _give_back(self, lease: Lease) -> None:
+        with self._lock:
+            if lease.held:
+                lease.held = False
+                self.in_use -= lease.threads
+
+
+class Lease:
+    """Cores taken from a `CoreBudget` until `release()` (or the end of a `with` block); releasing
+    twice gives them back once."""
+
+    def __init__(self, budget: CoreBudget, threads: int) -> None:
+        self.budget, self.threads = budget, threads
+        self.held = True
+
+    def release(self) -> None:
+        self.budget._give_back(self)
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.release()
+
+
 _pool: ProcessPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
@@ -99,7 +143,9 @@ def _import_formats() -> None:
 
 def start_workers(count: int) -> None:
     """Start `count` worker processes now (they import the formats while the model loads), so
-    that the first request does not wait for them; returns at once."""
+    that the first request does not wait for them; returns at once. Shared arrays that killed
+    servers left behind are removed now."""
+    _sweep_once()
     pool = process_pool()
     for _ in range(min(count, MAX_WORKER_PROCESSES)):
         pool.submit(_import_formats)
@@ -120,19 +166,65 @@ class SharedName:
     dtype: str
 
 
+_SHARED_PREFIX = "video-endpoint-"
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_shared_files(folders: tuple[str, ...] = _SHARED_FOLDERS) -> list[str]:
+    """Remove the shared arrays of processes that no longer run (a server killed mid-GIF leaves its
+    file: /dev/shm is memory, kept until the machine restarts); the paths removed. A file's name
+    carries the pid of the process that made it."""
+    removed = []
+    for folder in folders:
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            pid = name.removeprefix(_SHARED_PREFIX).partition("-")[0]
+            if name.startswith(_SHARED_PREFIX) and pid.isdigit() and not _running(int(pid)):
+                path = os.path.join(folder, name)
+                try:
+                    os.unlink(path)
+                except OSError:
+                    continue
+                removed.append(path)
+    return removed
+
+
+_swept = threading.Event()
+
+
+def _sweep_once() -> None:
+    if not _swept.is_set():
+        _swept.set()
+        remove_stale_shared_files()
+
+
 class SharedArray:
     """A numpy array that worker processes read where it is, without a copy through their pipes:
     a file in /dev/shm (else the temp folder), mapped here and in each worker that `attach`es it,
-    removed on leaving the `with` block (the memory goes with the last mapping). Its space is
+    removed on leaving the `with` block (the memory goes with the last mapping), or, where this
+    process is killed first, by the next one to make a shared array (`remove_stale_shared_files`). Its space is
     reserved when it is made, so that a full /dev/shm (64 MB in a default Docker container) is an
     OSError here, for the caller to do without, never a SIGBUS on a later write."""
 
     def __init__(self, shape: tuple[int, ...], dtype: str) -> None:
+        _sweep_once()  # what killed servers left behind, once per process
         size = max(1, math.prod(shape) * np.dtype(dtype).itemsize)
         failure: OSError = OSError("no folder for a shared array")
         for folder in _SHARED_FOLDERS:
             try:
-                fd, path = tempfile.mkstemp(prefix="video-endpoint-", dir=folder)
+                fd, path = tempfile.mkstemp(prefix=f"{_SHARED_PREFIX}{os.getpid()}-", dir=folder)
             except OSError as exc:
                 failure = exc
                 continue

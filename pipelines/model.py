@@ -55,10 +55,13 @@ def frames_to_uint8(video: torch.Tensor, keep: int, first: int = 0) -> np.ndarra
 
 
 class FrameSink(Protocol):
-    """Where a request's frames go while the VAE decodes them (`encoders.base.ArrivingFrames`):
-    `frames` is `(keep, H, W, 3)` uint8, filled in order, `arrived(n)` told once `frames[:n]` are in."""
+    """Where a request's frames go while the VAE decodes them (the encode stage's `Streaming`, or an
+    `encoders.base.ArrivingFrames`). `open()` is called once, when the decoder has made the first of
+    them, and returns the `(keep, H, W, 3)` uint8 array to fill in order; `arrived(n)` is told once
+    its first n frames are in. A sink opened only then holds nothing while its request waits for
+    the model or denoises."""
 
-    frames: np.ndarray
+    def open(self) -> np.ndarray: ...
 
     def arrived(self, count: int) -> None: ...
 
@@ -76,6 +79,8 @@ class DecodedChunks:
         self.first, self.keep, self.size = job.first_frame, job.returned_frames, (job.height, job.width)
         self.produced = self.delivered = 0
         self.failed = False
+        self.frames: np.ndarray | None = None
+        """the sink's array, once it is opened"""
 
     def __call__(self, module: Any, args: Any, output: Any) -> None:
         if self.failed:
@@ -101,17 +106,20 @@ class DecodedChunks:
             return
         with torch.no_grad():
             video = self.pipe.video_processor.postprocess_video(chunk[:, :, low - start:high - start], output_type="pt")
-            self.sink.frames[low - self.first:high - self.first] = frames_to_uint8(video, high - low)
+            converted = frames_to_uint8(video, high - low)
+        if self.frames is None:
+            self.frames = self.sink.open()
+        self.frames[low - self.first:high - self.first] = converted
         self.delivered = high - self.first
         self.sink.arrived(self.delivered)
 
     def complete(self, video: torch.Tensor) -> bool:
         """Whether the sink holds every returned frame of the finished `video`: the decoder made
         exactly its frames, and its first and last returned frames are the sink's."""
-        if self.failed or self.delivered != self.keep or self.produced != video.shape[1] or self.keep == 0:
+        if self.failed or self.frames is None or self.delivered != self.keep or self.produced != video.shape[1]:
             return False
         ends = [self.first, self.first + self.keep - 1]
-        return bool(np.array_equal(frames_to_uint8(video[:, ends].clone(), 2), self.sink.frames[[0, -1]]))
+        return bool(np.array_equal(frames_to_uint8(video[:, ends].clone(), 2), self.frames[[0, -1]]))
 
     @classmethod
     @contextmanager
@@ -282,9 +290,10 @@ class VideoModel:
                 video, audio = output.video, Audio(np.ascontiguousarray(samples[:, skip:]), output.sample_rate)
             assert isinstance(video, torch.Tensor)
             generated_frames = int(video.shape[1])  # the job's, or the model's own length (auto_duration)
-            streamed = chunks is not None and sink is not None and chunks.complete(video)
-            frames = sink.frames if streamed and sink is not None else frames_to_uint8(
-                video, job.returned_frames, job.first_frame)
+            confirmed = chunks.frames if chunks is not None and chunks.complete(video) else None
+            streamed = confirmed is not None
+            frames = confirmed if confirmed is not None else \
+                frames_to_uint8(video, job.returned_frames, job.first_frame)
         except torch.cuda.OutOfMemoryError:
             out_of_memory = True
         if out_of_memory:

@@ -28,9 +28,10 @@ class EndpointHandler:
         Raises `ModelLoadError` naming what was looked for."""
         self.limits = limits or Limits.from_env()
         self.upload_hosts = settings.host_list("VIDEO_UPLOAD_HOSTS")
-        self.encode_threads = settings.encode_threads()
-        if self.encode_threads > 1:  # the GIF's LZW runs in worker processes: start them while the model loads
-            cores.start_workers(self.encode_threads)
+        encode_threads = settings.encode_threads()
+        self.encode_cores = cores.CoreBudget(encode_threads)  # shared by the answers encoding at once
+        if encode_threads > 1:  # the GIF's LZW runs in worker processes: start them while the model loads
+            cores.start_workers(encode_threads)
         if not settings.read_flag("VIDEO_LOG_PAYLOADS"):
             redact_request_payloads()
         self.model = load_model(path, model_id)
@@ -72,11 +73,11 @@ class EndpointHandler:
         timer.resume()
         try:
             job, notes = stages.plan(decoded, self.model)
-            streaming = stages.Streaming.start(self.model, request, job, self.encode_threads)
+            streaming = stages.Streaming.start(self.model, request, job, self.encode_cores)
             try:
                 generated = stages.generate(self.model, job, timer, on_step, streaming)
                 outputs, outputs_info = stages.encode(generated, request, job, timer, decoded.uploads,
-                                                       self.encode_threads, streaming)
+                                                       self.encode_cores, streaming)
             finally:
                 if streaming is not None:  # a failed generation: its encoders stop
                     streaming.close()

@@ -105,8 +105,9 @@ SETTINGS: tuple[Setting, ...] = (
             "each run of frames to the formats that stream (WebM, MP4, ZIP) while it decodes the next; `0`: encode "
             "once every frame is decoded. Same bytes either way", "gpu",
             shown_default="`1` on CUDA, `0` elsewhere (on a CPU the VAE takes the cores the encoders would use)"),
-    Setting("VIDEO_ENCODE_THREADS", "", "cores one request's encoders may use together (threads, ffmpeg's `-threads`, "
-            "the GIF's worker processes), shared between the formats encoded at once by their work", "gpu",
+    Setting("VIDEO_ENCODE_THREADS", "", "cores the encoders may use together (threads, ffmpeg's `-threads`, the "
+            "GIF's worker processes), shared between the formats of an answer by their work; answers encoding at "
+            "once share them too (a later one gets what the earlier left, at least one)", "gpu",
             shown_default="the cores this process may run on (CPU affinity, container CPU quota)"),
     Setting("VIDEO_API_TOKEN", "", "bearer token every request must carry (`--token` overrides it); unset = no "
             "auth, and the server listens on 127.0.0.1 only", "server", shown_default="(none)"),

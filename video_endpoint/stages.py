@@ -241,7 +241,7 @@ def generate(model: VideoModel, job: GenerationJob, timer: StageTimer, on_step: 
              streaming: Streaming | None = None) -> Generated:
     """Generate `job`; the frames go to `streaming`'s encoders as they are decoded, where it is given."""
     with timer.stage("generate"), model_errors_answered():
-        return model.generate(job, on_step=on_step, sink=None if streaming is None else streaming.frames)
+        return model.generate(job, on_step=on_step, sink=streaming)
 
 
 def _encode_one(name: str, clip: Clip, options: FormatOptions) -> tuple[bytes, float]:
@@ -253,13 +253,13 @@ def _encode_one(name: str, clip: Clip, options: FormatOptions) -> tuple[bytes, f
     return data, time.perf_counter()
 
 
-def _tasks(frames: np.ndarray, request: RequestFields, job: GenerationJob, threads: int | None,
+def _tasks(frames: np.ndarray, request: RequestFields, job: GenerationJob, threads: int,
            audio: Audio | None = None, arriving: ArrivingFrames | None = None) -> dict[str, tuple[str, Clip, Any]]:
-    """Each requested format's `_encode_one` arguments: `threads` cores (default: all this process
-    may use) shared between the formats by their work (`ENCODE_COST`)."""
+    """Each requested format's `_encode_one` arguments: `threads` cores shared between the formats
+    by their work (`ENCODE_COST`)."""
     metadata = {"prompt": request.prompt, "negative_prompt": request.negative_prompt,
                 "seed": job.seed, "mode": job.mode}
-    shares = cores.share(threads or cores.available(), {name: FORMATS[name].ENCODE_COST for name in request.outputs})
+    shares = cores.share(threads, {name: FORMATS[name].ENCODE_COST for name in request.outputs})
     return {name: (name, Clip(frames, output_fps(request, name), metadata, audio=audio, threads=shares[name],
                               arriving=arriving),
                    format_options(request, name)) for name in request.outputs}
@@ -267,53 +267,81 @@ def _tasks(frames: np.ndarray, request: RequestFields, job: GenerationJob, threa
 
 class Streaming:
     """The formats that stream (`STREAMS`), encoding the frames of one answer while the VAE still
-    decodes the later ones: started before generating, given the frames as `ArrivingFrames`."""
+    decodes the later ones: the model's `FrameSink`. It starts them when the decoder makes its first
+    frames (`open`): until then, while the request waits for the model and while it denoises, it
+    holds no frames, thread, ffmpeg or core."""
 
-    def __init__(self, request: RequestFields, job: GenerationJob, threads: int | None) -> None:
-        self.frames = ArrivingFrames(np.empty((job.returned_frames, job.height, job.width, 3), np.uint8))
-        tasks = _tasks(self.frames.frames, request, job, threads, arriving=self.frames)
-        self.pool = ThreadPoolExecutor(max_workers=len(tasks), thread_name_prefix="encode")
-        self.futures = {name: self.pool.submit(_encode_one, *task)
-                        for name, task in tasks.items() if FORMATS[name].STREAMS}
+    def __init__(self, request: RequestFields, job: GenerationJob, budget: cores.CoreBudget) -> None:
+        self.request, self.job, self.budget = request, job, budget
+        self.frames: ArrivingFrames | None = None
+        self.lease: cores.Lease | None = None
+        self.futures: dict[str, Future[tuple[bytes, float]]] = {}
+        self.pool: ThreadPoolExecutor | None = None
 
     @classmethod
     def start(cls, model: VideoModel, request: RequestFields, job: GenerationJob,
-              threads: int | None) -> Streaming | None:
-        """Started where the model streams its frames (`SpeedSettings.stream_encode`) and the answer
-        can be written before its end: a format that streams, no soundtrack (ffmpeg muxes it from
-        the start), a known length (not `auto_duration`). None otherwise."""
+              budget: cores.CoreBudget) -> Streaming | None:
+        """Where the model streams its frames (`SpeedSettings.stream_encode`) and the answer can be
+        written before its end: a format that streams, no soundtrack (ffmpeg muxes it from the
+        start), a known length (not `auto_duration`). None otherwise."""
         if not (model.speed.stream_encode and any(FORMATS[name].STREAMS for name in request.outputs)
                 and not model.family.AUDIO and not job.auto_duration):
             return None
-        return cls(request, job, threads)
+        return cls(request, job, budget)
+
+    def open(self) -> np.ndarray:
+        """The first frames are decoded: the streaming formats start, on the cores leased now, shared
+        with the formats that wait for the finished clip."""
+        job = self.job
+        self.lease = self.budget.lease()
+        self.frames = ArrivingFrames(np.empty((job.returned_frames, job.height, job.width, 3), np.uint8))
+        tasks = {name: task for name, task in _tasks(self.frames.frames, self.request, job, self.lease.threads,
+                                                     arriving=self.frames).items() if FORMATS[name].STREAMS}
+        self.pool = ThreadPoolExecutor(max_workers=len(tasks), thread_name_prefix="encode")
+        self.futures = {name: self.pool.submit(_encode_one, *task) for name, task in tasks.items()}
+        return self.frames.frames
+
+    def arrived(self, count: int) -> None:
+        assert self.frames is not None
+        self.frames.arrived(count)
 
     def finish(self, generated: Generated) -> dict[str, Future[tuple[bytes, float]]]:
         """The encoders that go on with the generated frames; none where the frames were not all
         streamed (`Generated.streamed`): those stop, and every format encodes the finished clip."""
-        if generated.streamed:
+        if generated.streamed and self.frames is not None:
             self.frames.complete()
             return self.futures
         self.close()
         return {}
 
     def close(self) -> None:
-        """Stop the encoders whose frames are not complete (a failed generation) and free the threads."""
-        self.frames.withdraw()
+        """Stop the encoders whose frames are not complete (a failed generation), free the threads
+        and give the cores back."""
+        if self.frames is not None:
+            self.frames.withdraw()
         wait(self.futures.values())
-        self.pool.shutdown()
+        if self.pool is not None:
+            self.pool.shutdown()
+        if self.lease is not None:
+            self.lease.release()
 
 
 def encode(generated: Generated, request: RequestFields, job: GenerationJob, timer: StageTimer,
-           where: Mapping[str, HttpTarget] | None = None, threads: int | None = None,
+           where: Mapping[str, HttpTarget] | None = None, budget: cores.CoreBudget | None = None,
            streaming: Streaming | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Encode every requested format from the same uint8 frames, concurrently, `threads` cores
-    shared between them (`_tasks`), so the stage costs about the slowest encoder, not the sum; those
-    `streaming` started go on with the frames they were given as they were decoded. Base64 once at
-    the end. `encode.<format>` times run from the end of generating to that format's end."""
-    tasks = _tasks(generated.frames, request, job, threads, generated.audio)
+    """Encode every requested format from the same uint8 frames, concurrently, on cores leased from
+    `budget` (default: every core this process may use) and shared between them (`_tasks`), so the
+    stage costs about the slowest encoder, not the sum; those `streaming` started go on with the
+    frames they were given as they were decoded, on its lease. Base64 once at the end.
+    `encode.<format>` times run from the end of generating to that format's end."""
     with timer.stage("encode"):
         begun = time.perf_counter()
         running = streaming.finish(generated) if streaming is not None else {}
+        if running and streaming is not None and streaming.lease is not None:
+            lease = streaming.lease
+        else:
+            lease = (budget or cores.CoreBudget(cores.available())).lease()
+        tasks = _tasks(generated.frames, request, job, lease.threads, generated.audio)
         try:
             if len(tasks) == 1 and not running:
                 done = {name: _encode_one(*task) for name, task in tasks.items()}
@@ -323,6 +351,7 @@ def encode(generated: Generated, request: RequestFields, job: GenerationJob, tim
                                for name, task in tasks.items()}
                     done = {name: future.result() for name, future in futures.items()}
         finally:
+            lease.release()
             if streaming is not None:
                 streaming.close()
     files = {name: data for name, (data, _) in done.items()}
@@ -330,7 +359,7 @@ def encode(generated: Generated, request: RequestFields, job: GenerationJob, tim
     for name, (data, finished) in done.items():
         timer.timing_ms[f"encode.{name}"] = round((finished - begun) * 1000, 2)
         info[name] = {"mime": FORMATS[name].MIME, "bytes": len(data), "fps": tasks[name][1].fps,
-                      **({"streamed": True} if name in running else {})}
+                      "threads": tasks[name][1].threads, **({"streamed": True} if name in running else {})}
     outputs: dict[str, Any] = {}
     if where:  # uploaded: the answer says where they went
         with timer.stage("upload"):

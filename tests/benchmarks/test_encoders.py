@@ -5,26 +5,21 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from benchmarks.encoders import DEFAULT_BASELINE
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarks import ROOT, run_benchmark
 
 
 def test_benchmark_compares_with_the_baseline_on_one_and_two_cores():
     if subprocess.run(["git", "cat-file", "-e", f"{DEFAULT_BASELINE}^{{commit}}"], cwd=ROOT,
                       capture_output=True).returncode != 0:
         pytest.skip(f"this clone lacks the baseline commit {DEFAULT_BASELINE} (shallow)")
-    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "encoders.py"), "--frames", "6", "--height", "32",
-                          "--width", "48", "--repeat", "1", "--cores", "1,2"],
-                         capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
+    printed = run_benchmark("encoders.py", "--frames", "6", "--height", "32", "--width", "48", "--repeat", "1",
+                            "--cores", "1,2")
     rows = {}
-    for section in re.split(r"\n(?=natural clip|noise clip)", run.stdout)[1:]:
+    for section in re.split(r"\n(?=natural clip|noise clip)", printed)[1:]:
         label = section.split()[0]
         for line in section.splitlines():
             cells = [cell.strip() for cell in line.strip("|").split("|")]

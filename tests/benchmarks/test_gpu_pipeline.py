@@ -6,25 +6,19 @@ from __future__ import annotations
 
 import gzip
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from benchmarks.request_profile import kernel_kind, phases, summarize_chrome_trace
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarks import run_benchmark
 
 
 @pytest.mark.parametrize(("model", "step_cache"), [("tiny", True), ("tiny-wan", True), ("tiny-kandinsky5", False)])
 def test_benchmark_runs_on_cpu_and_matches_the_plain_recipe(tmp_path, model, step_cache):
     out = tmp_path / "bench.json"
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "gpu_pipeline.py"), "--model", model, "--sizes", "96x64x9",
-         "--steps", "3", "--cache-thresholds", "0.1", "--profile", "--out", str(out)],
-        capture_output=True, text=True, timeout=300, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
-    assert run.returncode == 0, run.stderr[-3000:]
+    printed = run_benchmark("gpu_pipeline.py", "--model", model, "--sizes", "96x64x9", "--steps", "3",
+                            "--cache-thresholds", "0.1", "--profile", "--out", str(out),
+                            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     report = json.loads(out.read_text())
     [row] = report["rows"]
     assert row["psnr_vs_plain_db"] == float("inf")  # bit-identical frames
@@ -36,7 +30,7 @@ def test_benchmark_runs_on_cpu_and_matches_the_plain_recipe(tmp_path, model, ste
         assert 0 < cached["ssim"] <= 1
     else:  # diffusers' first-block cache cannot run Kandinsky 5's blocks: said, not run
         assert "has none" in cached["error"] and "ssim" not in cached
-    assert "| 96x64x9 |" in run.stdout
+    assert "| 96x64x9 |" in printed
 
     profile = report["profile"]
     assert len(profile["generate_s_repeated"]) == 3

@@ -70,3 +70,34 @@ def test_no_room_for_a_shared_array_is_an_oserror(monkeypatch, tmp_path):
     with pytest.raises(OSError):
         cores.SharedArray((1000,), "uint8")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_answers_encoding_at_once_share_the_budget_and_give_it_back():
+    """The first answer takes every core; one that starts while it runs gets what is left, at least
+    one; the cores go back when a lease ends, once however often it is released."""
+    budget = cores.CoreBudget(4)
+    first = budget.lease()
+    second = budget.lease()
+    assert (first.threads, second.threads, budget.in_use) == (4, 1, 5)
+    second.release()
+    second.release()
+    assert budget.in_use == 4
+    with first:
+        pass
+    assert budget.in_use == 0
+    with budget.lease() as again:
+        assert again.threads == 4
+
+
+def test_a_killed_servers_shared_array_is_removed_by_the_next_one(tmp_path):
+    """A process killed inside the `with` block leaves its file in /dev/shm; the next process to
+    share an array removes it, and never one of a process that still runs."""
+    code = ("import os, signal; from encoders import cores; shared = cores.SharedArray((8, 8), 'uint8'); "
+            "print(shared.name.path, flush=True); os.kill(os.getpid(), signal.SIGKILL)")
+    killed = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert killed.returncode == -9
+    left = Path(killed.stdout.strip())
+    assert left.exists()
+    assert str(left) in cores.remove_stale_shared_files() and not left.exists()
+    with cores.SharedArray((2, 2), "uint8") as mine:
+        assert cores.remove_stale_shared_files() == [] and Path(mine.name.path).exists()  # this process runs

@@ -93,6 +93,11 @@ class RecordingSink:
     def __init__(self, job: GenerationJob) -> None:
         self.frames = np.zeros((job.returned_frames, job.height, job.width, 3), np.uint8)
         self.counts: list[int] = []
+        self.opened = 0
+
+    def open(self) -> np.ndarray:
+        self.opened += 1
+        return self.frames
 
     def arrived(self, count: int) -> None:
         self.counts.append(count)
@@ -111,7 +116,7 @@ def test_a_sink_gets_the_frames_as_the_vae_decodes_them(tiny_models, model_id, g
     sink = RecordingSink(wanted)
     streamed = loaded.generate(wanted, sink=sink)
     assert streamed.streamed and not plain.streamed
-    assert sink.counts == counts and streamed.frames is sink.frames
+    assert sink.counts == counts and sink.opened == 1 and streamed.frames is sink.frames
     np.testing.assert_array_equal(streamed.frames, plain.frames)
 
 
@@ -137,5 +142,6 @@ def test_decoded_chunks_stream_only_one_pass_over_the_frames_in_order(model):
                    (video[..., :16],),  # a spatial tile
                    (video.repeat(1, 4, 1, 1, 1),)]:  # 12 channels: patchified
         assert not fed(*chunks)[0].complete(finished.clone())
+    assert fed(video[..., :16])[1].opened == 0  # a first call of the wrong size: the sink never opens
     wrong, _ = fed(video * 0)  # right counts, other frames: the ends compared find it
     assert not wrong.complete(finished.clone())

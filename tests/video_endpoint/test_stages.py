@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from encoders import cores
 from pipelines import errors as model_errors
 from tests.conftest import SMALL, jpeg_base64
 from tests.media import decode_gif, decode_video, decode_zip, zip_members
@@ -64,7 +65,7 @@ def test_generate_keeps_the_asked_frames_and_encode_writes_each_format_from_them
     assert gif.frames.shape == frames.shape and info["gif"]["mime"] == "image/gif"
     assert {"encode.gif", "encode.zip", "base64"} <= set(request.timer.timing_ms)
     for threads in (1, 3):  # the encode budget changes the work's split, never the files
-        again, _ = stages.encode(generated, request.request, job, request.timer, threads=threads)
+        again, _ = stages.encode(generated, request.request, job, request.timer, budget=cores.CoreBudget(threads))
         assert again["gif_base64"] == outputs["gif_base64"]
         archives = [zip_members(base64.b64decode(answer["zip_base64"])) for answer in (again, outputs)]
         assert archives[0] == archives[1]
@@ -131,10 +132,10 @@ def test_frames_that_were_not_all_streamed_are_encoded_from_the_finished_clip(ha
     request = decoded(handler, outputs=["mp4", "zip"])
     job, _ = stages.plan(request, handler.model)
     generated = stages.generate(handler.model, job, request.timer, None)
-    streaming = stages.Streaming.start(handler.model, request.request, job, None)
+    streaming = stages.Streaming.start(handler.model, request.request, job, handler.encode_cores)
     assert streaming is not None
-    streaming.frames.frames[:4] = 255 - generated.frames[:4]  # frames that were streamed, then void
-    streaming.frames.arrived(4)
+    streaming.open()[:4] = 255 - generated.frames[:4]  # frames that were streamed, then void
+    streaming.arrived(4)
     outputs, info = stages.encode(replace(generated, streamed=False), request.request, job, request.timer,
                                   streaming=streaming)
     np.testing.assert_array_equal(decode_zip(base64.b64decode(outputs["zip_base64"])).frames, generated.frames)
@@ -165,3 +166,49 @@ def test_a_generation_that_fails_while_decoding_stops_the_streaming_encoders(fam
     assert ffmpeg_children() == []
     served = handler({"inputs": ALL_FORMATS})
     assert served["ok"] and served["diagnostics"]["outputs"]["mp4"]["streamed"]
+
+
+def test_a_request_waiting_for_the_model_holds_no_encoder_frames_or_cores(family_handlers, monkeypatch):
+    """Streaming encoders start when the decoder makes its first frames: a request queued behind
+    another (the model busy) has no ffmpeg running and no cores leased; once it runs, it streams."""
+    import threading
+    import time
+
+    from tests.encoders.test_streaming import ffmpeg_children
+
+    handler = family_handlers("tiny-wan")
+    streaming_on(handler, monkeypatch)
+    monkeypatch.setattr(handler, "encode_cores", cores.CoreBudget(2))
+    answers: list[dict] = []
+    with handler.model._lock:  # another request is generating
+        waiting = threading.Thread(target=lambda: answers.append(handler({"inputs": ALL_FORMATS})))
+        waiting.start()
+        time.sleep(1.0)
+        assert waiting.is_alive() and ffmpeg_children() == [] and handler.encode_cores.in_use == 0
+    waiting.join(timeout=120)
+    assert answers[0]["ok"] and answers[0]["diagnostics"]["outputs"]["mp4"]["streamed"]
+    assert handler.encode_cores.in_use == 0 and ffmpeg_children() == []
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_answers_encoding_at_once_share_the_cores(family_handlers, monkeypatch, streaming):
+    """While another answer's encoders hold the budget, a request's formats get one core each (the
+    least there is), not one per core each; alone, they share all four. The lease ends with the request."""
+    handler = family_handlers("tiny-wan")
+    streaming_on(handler, monkeypatch, on=streaming)
+    monkeypatch.setattr(handler, "encode_cores", cores.CoreBudget(4))
+    alone = handler({"inputs": ALL_FORMATS})
+    with handler.encode_cores.lease() as other:  # what another answer's encoders hold while they run
+        assert other.threads == 4
+        crowded = handler({"inputs": ALL_FORMATS})
+        assert handler.encode_cores.in_use == 4
+    assert alone["ok"] and crowded["ok"], crowded
+    threads = {answer: {name: info["threads"] for name, info in result["diagnostics"]["outputs"].items()}
+               for answer, result in (("alone", alone), ("crowded", crowded))}
+    assert threads["crowded"] == dict.fromkeys(ALL_FORMATS["outputs"], 1)
+    assert sum(threads["alone"].values()) >= 4 and max(threads["alone"].values()) > 1
+    files, before = answer_files(crowded), answer_files(alone)
+    assert files["gif"] == before["gif"] and zip_members(files["zip"]) == zip_members(before["zip"])
+    for name in ("mp4", "webm"):  # other thread counts: other bytes, the same frames
+        assert decode_video(files[name]).frames.shape == decode_video(before[name]).frames.shape == (10, 64, 96, 3)
+    assert handler.encode_cores.in_use == 0
