@@ -171,18 +171,19 @@ _SHARED_PREFIX = "video-endpoint-"
 
 def _running(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # signal 0: only whether it exists
     except ProcessLookupError:
         return False
-    except PermissionError:  # another user's process
-        return True
+    except PermissionError:  # it runs, as another user
+        pass
     return True
 
 
 def remove_stale_shared_files(folders: tuple[str, ...] = _SHARED_FOLDERS) -> list[str]:
     """Remove the shared arrays of processes that no longer run (a server killed mid-GIF leaves its
     file: /dev/shm is memory, kept until the machine restarts); the paths removed. A file's name
-    carries the pid of the process that made it."""
+    carries the pid of the process that made it. A server in another pid namespace that shares
+    this /dev/shm looks dead from here: losing its file, it encodes that GIF in its own process."""
     removed = []
     for folder in folders:
         try:
@@ -214,9 +215,10 @@ class SharedArray:
     """A numpy array that worker processes read where it is, without a copy through their pipes:
     a file in /dev/shm (else the temp folder), mapped here and in each worker that `attach`es it,
     removed on leaving the `with` block (the memory goes with the last mapping), or, where this
-    process is killed first, by the next one to make a shared array (`remove_stale_shared_files`). Its space is
-    reserved when it is made, so that a full /dev/shm (64 MB in a default Docker container) is an
-    OSError here, for the caller to do without, never a SIGBUS on a later write."""
+    process is killed first, by the next process that starts the workers or shares an array
+    (`remove_stale_shared_files`). Its space is reserved when it is made, so that a full /dev/shm
+    (64 MB in a default Docker container) is an OSError here, for the caller to do without, never
+    a SIGBUS on a later write."""
 
     def __init__(self, shape: tuple[int, ...], dtype: str) -> None:
         _sweep_once()  # what killed servers left behind, once per process
