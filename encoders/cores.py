@@ -5,11 +5,11 @@ and, inside a container, the cgroup's CPU quota (a Kubernetes `limits.cpu` of 4 
 host is 4 cores, not 96). `os.cpu_count()` counts the host and would oversubscribe.
 
 Pillow's GIF (LZW) encoder holds the GIL, so threads cannot share its work; a GIF is encoded by
-worker processes instead. They are spawned (not forked: the server process holds CUDA and
-thread pools) once, by the handler at start-up (`start_workers`) or on first use, and kept for
-the life of the process. What they work on reaches them in a `SharedArray`, not through their
-pipes (pickling a 768x512x121 clip's palette indices alone took 0.03 s here, before the copies
-through the pipe and the unpickling there).
+worker processes instead (`encoders.worker_processes`: fresh interpreters running a module of
+this project, never a re-import of the caller's `__main__`). They start once, with the handler
+(`start_workers`) or on first use, and live as long as the process. What they work on reaches
+them in a `SharedArray`, not through their pipes (pickling a 768x512x121 clip's palette indices
+alone took 0.03 s here, before the copies through the pipe and the unpickling there).
 """
 
 from __future__ import annotations
@@ -18,16 +18,15 @@ import dataclasses
 import functools
 import math
 import mmap
-import multiprocessing
 import os
 import tempfile
 import threading
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from types import TracebackType
 
 import numpy as np
+
+from encoders import worker_processes
 
 MAX_WORKER_PROCESSES = 16
 """The most worker processes the pool keeps (each holds numpy and Pillow: 45 MB resident, measured)."""
@@ -122,39 +121,24 @@ class Lease:
         self.release()
 
 
-_pool: ProcessPoolExecutor | None = None
-_pool_lock = threading.Lock()
+def process_pool() -> worker_processes.WorkerPool:
+    """The worker processes (as many as `available()` cores, at most MAX_WORKER_PROCESSES), started
+    on first use; a worker that died is replaced with its next call."""
+    return worker_processes.shared_pool(min(available(), MAX_WORKER_PROCESSES))
 
 
-def process_pool() -> ProcessPoolExecutor:
-    """The worker processes, started on first use (as many as `available()` cores, at most
-    MAX_WORKER_PROCESSES); a pool whose worker died is replaced."""
-    global _pool
-    with _pool_lock:
-        if _pool is None or getattr(_pool, "_broken", False):
-            _pool = ProcessPoolExecutor(max_workers=min(available(), MAX_WORKER_PROCESSES),
-                                        mp_context=multiprocessing.get_context("spawn"))
-        return _pool
-
-
-def _import_formats() -> None:
-    import encoders.registry  # noqa: F401  (numpy, Pillow: what the work needs)
-
-
-def start_workers(count: int) -> None:
-    """Start `count` worker processes now (they import the formats while the model loads), so
-    that the first request does not wait for them; returns at once. Shared arrays that killed
-    servers left behind are removed now."""
+def start_workers() -> None:
+    """Start the worker processes now (they import the formats while the model loads), so that the
+    first request does not wait for them; returns at once. Shared arrays that killed servers left
+    behind are removed now."""
     _sweep_once()
-    pool = process_pool()
-    for _ in range(min(count, MAX_WORKER_PROCESSES)):
-        pool.submit(_import_formats)
+    process_pool().start()
 
 
 def is_unavailable(exc: BaseException) -> bool:
     """True when the worker processes failed, not the work: one died (killed, out of memory) or
     none could start (no processes allowed here). The caller then does the work itself."""
-    return isinstance(exc, (BrokenProcessPool, OSError))
+    return isinstance(exc, OSError)
 
 
 @dataclasses.dataclass(frozen=True)

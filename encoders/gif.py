@@ -22,6 +22,7 @@ same whatever the number of cores.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import math
 import struct
 from collections.abc import Iterator
@@ -197,10 +198,8 @@ Update = tuple[int, tuple[int, int, int, int], int]
 delay in cs."""
 
 
-def lzw_frames(indices: np.ndarray | cores.SharedName, updates: list[Update]) -> list[bytes]:
-    """The image blocks of `updates` to the frames whose palette indices are `indices` (in the
-    worker processes, the shared array that holds them: this runs there and imports nothing else)."""
-    frames = cores.attach(indices) if isinstance(indices, cores.SharedName) else indices
+def lzw_frames(frames: np.ndarray, updates: list[Update]) -> list[bytes]:
+    """The image blocks of `updates` to the frames whose palette indices are `frames`."""
     # palette indices written as they are (no local colour table); disposal 1 = keep, so a
     # partial frame is drawn over the previous one
     blocks = []
@@ -208,6 +207,11 @@ def lzw_frames(indices: np.ndarray | cores.SharedName, updates: list[Update]) ->
         box = Image.fromarray(np.ascontiguousarray(frames[index, top:bottom, left:right]))
         blocks.append(b"".join(GifImagePlugin.getdata(box, (left, top), duration=delay * 10, disposal=1)))
     return blocks
+
+
+def lzw_shared_frames(shared: dict[str, object], updates: list[Update]) -> list[bytes]:
+    """`lzw_frames` in a worker process, on the shared array that `shared` names (its fields)."""
+    return lzw_frames(cores.attach(cores.SharedName(**shared)), updates)  # type: ignore[arg-type]
 
 
 def batch_bounds(num_frames: int, workers: int) -> list[tuple[int, int]]:
@@ -246,12 +250,13 @@ def _lzw_in_processes(batches: Iterator[list[Update]], indices: cores.SharedName
     a worker that finished waited for it: 10% slower), and the pool, shared with other requests'
     encoders, is not flooded."""
     pool = cores.process_pool()
+    shared = dataclasses.asdict(indices)
     done: list[Future[list[bytes]]] = []
     running: collections.deque[Future[list[bytes]]] = collections.deque()
     for updates in batches:
         if len(running) >= 2 * workers:
             running.popleft().result()
-        running.append(pool.submit(lzw_frames, indices, updates))
+        running.append(pool.submit(lzw_shared_frames, shared, updates))
         done.append(running[-1])
     return [block for future in done for block in future.result()]
 

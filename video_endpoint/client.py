@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import http.client
 import json
-import socket
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from video_endpoint.http_url import BadUrl, HttpTarget, parse_http_url
+from video_endpoint.http_url import BadUrl, Deadline, HttpTarget, parse_http_url
 
 FINISHED = ("succeeded", "failed", "cancelled")  # as video_endpoint.jobs says; not imported: it would load torch
 MAX_ANSWER_BYTES = 1024 * 2**20  # an answer carries base64 video: generous, but never unbounded
@@ -50,7 +47,7 @@ def call(url: str, token: str | None, body: dict[str, Any], timeout: float = TIM
     if token:
         headers["Authorization"] = f"Bearer {token}"
     connection = endpoint.connection(timeout)
-    deadline = _Deadline(connection, timeout)
+    deadline = Deadline(connection, timeout)
     try:
         connection.request("POST", endpoint.target, body=json.dumps(body).encode(), headers=headers)
         response = connection.getresponse()
@@ -77,27 +74,6 @@ def call(url: str, token: str | None, body: dict[str, Any], timeout: float = TIM
     if not isinstance(answer, dict):
         raise EndpointError(f"{url} answered {str(answer)[:200]}")
     return answer
-
-
-class _Deadline:
-    """Cuts the connection when the whole exchange has taken `seconds` (a socket timeout only
-    bounds each read: a server trickling a byte at a time would never trip it)."""
-
-    def __init__(self, connection: http.client.HTTPConnection, seconds: float) -> None:
-        self.connection, self.passed = connection, False
-        self.timer = threading.Timer(seconds, self._cut)
-        self.timer.daemon = True
-        self.timer.start()
-
-    def _cut(self) -> None:
-        self.passed = True
-        sock = self.connection.sock
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def cancel(self) -> None:
-        self.timer.cancel()
 
 
 def _read_bounded(response: http.client.HTTPResponse, max_bytes: int, url: str) -> bytes:

@@ -6,19 +6,31 @@ The platform calls `EndpointHandler(path)` once and then `handler(data)` per req
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from encoders import cores
 from pipelines import speed
 from pipelines.base import StepCallback
-from video_endpoint import settings, stages
+from video_endpoint import settings, stages, uploads
 from video_endpoint.errors import HandlerError, InvalidRequest
+from video_endpoint.http_url import HttpTarget
 from video_endpoint.jobs import JobQueue, JobSettings
 from video_endpoint.model_loading import load_model
 from video_endpoint.request_schema import JobCall, Limits, read_job_call
 from video_endpoint.server_logs import redact_request_payloads
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Produced:
+    """A generated and encoded answer whose uploads (if any) are still to be done."""
+
+    result: dict[str, Any]
+    to_upload: dict[str, bytes] = field(default_factory=dict)
+    where: dict[str, HttpTarget] = field(default_factory=dict)
 
 
 class EndpointHandler:
@@ -31,7 +43,7 @@ class EndpointHandler:
         encode_threads = settings.encode_threads()
         self.encode_cores = cores.CoreBudget(encode_threads)  # shared by the answers encoding at once
         if encode_threads > 1:  # the GIF's LZW runs in worker processes: start them while the model loads
-            cores.start_workers(encode_threads)
+            cores.start_workers()
         if not settings.read_flag("VIDEO_LOG_PAYLOADS"):
             redact_request_payloads()
         self.model = load_model(path, model_id)
@@ -68,7 +80,12 @@ class EndpointHandler:
         return stages.decode(data, self.limits, self.upload_hosts)
 
     def run(self, decoded: stages.Decoded, on_step: StepCallback | None = None) -> dict[str, Any]:
-        """Generate and encode what `decode` returned; never raises."""
+        """Generate and encode what `decode` returned, then upload; never raises."""
+        return self.deliver(self.produce(decoded, on_step))
+
+    def produce(self, decoded: stages.Decoded, on_step: StepCallback | None = None) -> Produced:
+        """Generate and encode: the part that needs the model. The uploads wait for `deliver`, so
+        that a caller can free the model first (a slow store then holds no one else's request)."""
         request, timer = decoded.request, decoded.timer
         timer.resume()
         try:
@@ -76,26 +93,43 @@ class EndpointHandler:
             streaming = stages.Streaming.start(self.model, request, job, self.encode_cores)
             try:
                 generated = stages.generate(self.model, job, timer, on_step, streaming)
-                outputs, outputs_info = stages.encode(generated, request, job, timer, decoded.uploads,
-                                                       self.encode_cores, streaming)
+                encoded = stages.encode(generated, request, job, timer, decoded.uploads, self.encode_cores, streaming)
             finally:
                 if streaming is not None:  # a failed generation: its encoders stop
                     streaming.close()
-            return {
+            result = {
                 "ok": True,
-                "outputs": outputs,
+                "outputs": encoded.outputs,
                 "diagnostics": stages.diagnostics(
-                    self.model, stages.Outcome(request, job, notes, generated, outputs_info, timer,
+                    self.model, stages.Outcome(request, job, notes, generated, encoded.info, timer,
                                                decoded.video, decoded.extend)),
             }
+            return Produced(result, encoded.to_upload, decoded.uploads)
         except HandlerError as exc:
             if exc.__cause__ is not None:
                 logger.error("request failed (%s): %s", exc.type, exc.message, exc_info=exc.__cause__)
-            return exc.envelope()
+            return Produced(exc.envelope())
         except Exception:
             logger.exception("request failed with an unexpected error")
-            return {"ok": False, "error": {"type": "internal", "field": None,
-                                           "message": "internal error while generating; see the server log"}}
+            return Produced({"ok": False, "error": {"type": "internal", "field": None,
+                                                    "message": "internal error while generating; see the server log"}})
+
+    @staticmethod
+    def deliver(produced: Produced) -> dict[str, Any]:
+        """`produce`'s answer with its files uploaded where the request said; never raises."""
+        if not produced.to_upload:
+            return produced.result
+        started = time.perf_counter()
+        try:
+            stored = uploads.upload_all(produced.to_upload, produced.where)
+        except HandlerError as exc:
+            return exc.envelope()
+        result = produced.result
+        result["outputs"] = {**stored, **result["outputs"]}
+        timing = result["diagnostics"]["timing_ms"]
+        timing["upload"] = round((time.perf_counter() - started) * 1000, 2)
+        timing["total"] = round(timing["total"] + timing["upload"], 2)
+        return result
 
     def job_request(self, call: JobCall) -> dict[str, Any]:
         """The job protocol (`video_endpoint.jobs`): submit with `async`, poll with `job_id`, cancel

@@ -241,13 +241,16 @@ class _Service:
                     generation.cancel()
 
                 watchers.start_soon(watch_for_disconnect)
-                result = await anyio.to_thread.run_sync(partial(self.loaded.run, decoded, on_step=on_step),
-                                                        limiter=self.model_slot)
+                produced = await anyio.to_thread.run_sync(partial(self.loaded.produce, decoded, on_step=on_step),
+                                                          limiter=self.model_slot)
             watchers.cancel_scope.cancel()
-        elapsed = time.perf_counter() - started
         if client_gone.is_set():
-            logger.info("request %s: client disconnected after %.2f s; dropped", request_id, elapsed)
+            logger.info("request %s: client disconnected after %.2f s; dropped", request_id,
+                        time.perf_counter() - started)
             return _error(499, "client disconnected", request_id)
+        # uploads after the model is free: a slow store holds this request only
+        result = await anyio.to_thread.run_sync(self.loaded.deliver, produced)
+        elapsed = time.perf_counter() - started
         self.recent_seconds = elapsed
         headers = {"X-Request-Id": request_id}
         if not result["ok"]:

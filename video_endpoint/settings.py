@@ -50,10 +50,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VIDEO_MAX_KEPT_JOBS", "1000", "finished jobs kept at most, however small (cancelled ones too); the "
             "oldest goes first", "jobs"),
     Setting("VIDEO_MAX_QUEUED", "16", "jobs that may wait behind the running one; more answer `busy`", "jobs"),
-    Setting("VIDEO_WEBHOOK_HOSTS", "", "hosts (`host` or `host:port`) a job's `webhook` may name; any other is "
-            "refused", "jobs", shown_default="(none: webhooks off)"),
-    Setting("VIDEO_UPLOAD_HOSTS", "", "hosts (`host` or `host:port`) a request's `upload` URLs may name (e.g. "
-            "`my-bucket.s3.eu-west-1.amazonaws.com`); any other is refused before generating", "jobs",
+    Setting("VIDEO_WEBHOOK_HOSTS", "", "hosts a job's `webhook` may name: `host` (its scheme's default port, "
+            "443 or 80) or `host:port`; any other is refused", "jobs", shown_default="(none: webhooks off)"),
+    Setting("VIDEO_UPLOAD_HOSTS", "", "hosts a request's `upload` URLs may name: `host` (its scheme's default "
+            "port, 443 or 80) or `host:port` (e.g. `my-bucket.s3.eu-west-1.amazonaws.com`); any other is "
+            "refused before generating", "jobs",
             shown_default="(none: uploads off)"),
     Setting("VIDEO_WEBHOOK_SECRET", "", "key of the webhook's HMAC-SHA256 signature (headers "
             "`X-Video-Timestamp` and `X-Video-Signature: sha256=<hex>`); webhooks are off without it", "jobs",

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -326,13 +326,23 @@ class Streaming:
             self.lease.release()
 
 
+class Encoded(NamedTuple):
+    outputs: dict[str, Any]
+    """what the answer carries (base64 or raw files), without the outputs to upload"""
+    info: dict[str, Any]
+    """diagnostics.outputs"""
+    to_upload: dict[str, bytes]
+    """the files of the formats the request uploads (`upload`), for `uploads.upload_all`"""
+
+
 def encode(generated: Generated, request: RequestFields, job: GenerationJob, timer: StageTimer,
            where: Mapping[str, HttpTarget] | None = None, budget: cores.CoreBudget | None = None,
-           streaming: Streaming | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+           streaming: Streaming | None = None) -> Encoded:
     """Encode every requested format from the same uint8 frames, concurrently, on cores leased from
     `budget` (default: every core this process may use) and shared between them (`_tasks`), so the
     stage costs about the slowest encoder, not the sum; those `streaming` started go on with the
-    frames they were given as they were decoded, on its lease. Base64 once at the end.
+    frames they were given as they were decoded, on its lease. Base64 once at the end; the formats
+    in `where` are set aside for their upload, which runs apart (after the model is free).
     `encode.<format>` times run from the end of generating to that format's end."""
     with timer.stage("encode"):
         begun = time.perf_counter()
@@ -360,16 +370,13 @@ def encode(generated: Generated, request: RequestFields, job: GenerationJob, tim
         timer.timing_ms[f"encode.{name}"] = round((finished - begun) * 1000, 2)
         info[name] = {"mime": FORMATS[name].MIME, "bytes": len(data), "fps": tasks[name][1].fps,
                       "threads": tasks[name][1].threads, **({"streamed": True} if name in running else {})}
-    outputs: dict[str, Any] = {}
-    if where:  # uploaded: the answer says where they went
-        with timer.stage("upload"):
-            outputs.update(uploads.upload_all(files, where))
-        files = {name: data for name, data in files.items() if name not in where}
+    to_upload = {name: data for name, data in files.items() if name in (where or {})}
+    files = {name: data for name, data in files.items() if name not in to_upload}
     if not request.return_base64:
-        return {**outputs, **files}, info
+        return Encoded(files, info, to_upload)
     with timer.stage("base64"):
-        outputs.update({f"{name}_base64": base64.b64encode(data).decode("ascii") for name, data in files.items()})
-    return outputs, info
+        outputs = {f"{name}_base64": base64.b64encode(data).decode("ascii") for name, data in files.items()}
+    return Encoded(outputs, info, to_upload)
 
 
 @dataclass

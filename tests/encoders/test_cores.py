@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -48,14 +49,15 @@ def test_concurrent_formats_share_the_cores_by_their_work(threads, weights, expe
     assert cores.share(threads, weights) == expected
 
 
-def _read_shared(name: cores.SharedName) -> bytes:
-    return cores.attach(name).tobytes()
+def _read_shared(name: dict) -> list[bytes]:
+    return [cores.attach(cores.SharedName(**name)).tobytes()]
 
 
 def test_a_shared_array_is_read_by_the_workers_and_removed_after():
     with cores.SharedArray((3, 4, 5), "uint8") as shared:
         shared.array[:] = np.arange(60, dtype=np.uint8).reshape(3, 4, 5)
-        assert cores.process_pool().submit(_read_shared, shared.name).result(timeout=60) == bytes(range(60))
+        assert cores.process_pool().submit(_read_shared, dataclasses.asdict(shared.name)).result(timeout=60) == [
+            bytes(range(60))]
     assert not Path(shared.name.path).exists()
 
 

@@ -36,9 +36,20 @@ def store():
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model_dir, tmp_path_factory, store):
+def silent_store():
+    """A loopback store that takes uploads and never answers, also allowed."""
+    from tests.video_endpoint.test_uploads import SilentStore
+
+    silent = SilentStore()
+    yield silent
+    silent.close()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, tmp_path_factory, store, silent_store):
     log_path = tmp_path_factory.mktemp("server") / "server.log"
-    env = {"VIDEO_API_TOKEN": TOKEN, "VIDEO_QUEUE_DEPTH": "1", "VIDEO_UPLOAD_HOSTS": store.host,
+    env = {"VIDEO_API_TOKEN": TOKEN, "VIDEO_QUEUE_DEPTH": "1",
+           "VIDEO_UPLOAD_HOSTS": f"{store.host},{silent_store.host}",
            "VIDEO_MAX_BODY_BYTES": str(2 * 1024 * 1024), "VIDEO_BODY_TIMEOUT_S": "2", "VIDEO_HEADER_TIMEOUT_S": "2",
            "VIDEO_MAX_EVENT_STREAMS": "70"}
     with serving(tiny_model_dir, log_path, env) as (url, process):
@@ -552,3 +563,27 @@ def test_an_upload_leaves_the_video_at_the_store_and_a_small_answer(server, stor
     raw = post(server, {"prompt": "waves", **SMALL, "outputs": ["mp4"], "upload": {"mp4": url}},
                headers={**auth(), "Accept": "video/mp4"})
     assert (raw.status_code, raw.json()["error"]["field"]) == (400, "upload")
+
+
+def test_a_silent_store_holds_its_own_request_and_not_the_model(server, silent_store):
+    """The upload runs after the model is released: a request sent while another waits on a store
+    that never answers is served at once."""
+    answers: list[httpx.Response] = []
+    waiting = threading.Thread(target=lambda: answers.append(post(server, {
+        "prompt": "to a silent store", **SMALL, "num_frames": 9, "outputs": ["gif"],
+        "upload": {"gif": f"http://{silent_store.host}/never.gif?sig=s"}})))
+    waiting.start()
+    deadline = time.monotonic() + 60
+    while not silent_store.connections:
+        assert time.monotonic() < deadline and waiting.is_alive()
+        time.sleep(0.05)
+    started = time.monotonic()
+    quick = post(server, {"prompt": "meanwhile", **SMALL, "num_frames": 9})
+    took = time.monotonic() - started
+    silent_store.close()  # hangs up: the upload fails and its request is answered
+    waiting.join(timeout=120)
+    assert quick.status_code == 200 and decode_gif(base64.b64decode(quick.json()["outputs"]["gif_base64"]))
+    assert took < 30, took  # the store's attempt alone may last 60 s
+    [slow] = answers
+    assert (slow.status_code, slow.json()["error"]["type"], slow.json()["error"]["field"]) == (
+        502, "upload_failed", "upload.gif")

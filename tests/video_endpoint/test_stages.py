@@ -58,14 +58,14 @@ def test_generate_keeps_the_asked_frames_and_encode_writes_each_format_from_them
     generated = stages.generate(handler.model, job, request.timer, lambda done, total: steps.append((done, total)))
     assert generated.frames.shape == (10, 64, 96, 3) and generated.generated_frames == 17
     assert steps == [(1, 2), (2, 2)]  # after each denoising step
-    outputs, info = stages.encode(generated, request.request, job, request.timer)
+    outputs, info, _ = stages.encode(generated, request.request, job, request.timer)
     gif = decode_gif(base64.b64decode(outputs["gif_base64"]))
     frames = decode_zip(base64.b64decode(outputs["zip_base64"])).frames
     np.testing.assert_array_equal(frames, generated.frames)
     assert gif.frames.shape == frames.shape and info["gif"]["mime"] == "image/gif"
     assert {"encode.gif", "encode.zip", "base64"} <= set(request.timer.timing_ms)
     for threads in (1, 3):  # the encode budget changes the work's split, never the files
-        again, _ = stages.encode(generated, request.request, job, request.timer, budget=cores.CoreBudget(threads))
+        again, _, _ = stages.encode(generated, request.request, job, request.timer, budget=cores.CoreBudget(threads))
         assert again["gif_base64"] == outputs["gif_base64"]
         archives = [zip_members(base64.b64decode(answer["zip_base64"])) for answer in (again, outputs)]
         assert archives[0] == archives[1]
@@ -136,7 +136,7 @@ def test_frames_that_were_not_all_streamed_are_encoded_from_the_finished_clip(ha
     assert streaming is not None
     streaming.open()[:4] = 255 - generated.frames[:4]  # frames that were streamed, then void
     streaming.arrived(4)
-    outputs, info = stages.encode(replace(generated, streamed=False), request.request, job, request.timer,
+    outputs, info, _ = stages.encode(replace(generated, streamed=False), request.request, job, request.timer,
                                   streaming=streaming)
     np.testing.assert_array_equal(decode_zip(base64.b64decode(outputs["zip_base64"])).frames, generated.frames)
     assert decode_video(base64.b64decode(outputs["mp4_base64"])).frames.shape == generated.frames.shape

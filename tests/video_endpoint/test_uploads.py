@@ -138,3 +138,113 @@ def test_an_upload_url_is_at_most_2000_characters():
     with pytest.raises(InvalidRequest) as refused:
         parse_payload({"inputs": {"prompt": "p", "upload": {"gif": "http://x/" + "a" * 1992}}}, Limits())
     assert refused.value.field == "upload.gif"
+
+
+def test_malformed_bracketed_hosts_are_refused_by_field_not_raised(uploading, receiver):
+    """urlsplit raises ValueError for these: the handler answers, naming the field."""
+    for url in ("http://[::1/x", "http://[127.0.0.1]/x", "http://[::1]]/x"):
+        answer = uploading({"inputs": {**REQUEST, "upload": {"mp4": url}}})
+        assert (answer["ok"], answer["error"]["type"], answer["error"]["field"]) == (
+            False, "invalid_request", "upload.mp4"), url
+    assert receiver.received == []
+
+
+def test_a_host_listed_without_a_port_means_its_schemes_default_port(uploading, receiver, monkeypatch):
+    """`127.0.0.1` listed lets through http://127.0.0.1/ (port 80) and https on 443, never another
+    port of that host (a port scan through the server)."""
+    monkeypatch.setattr(uploading, "upload_hosts", ("127.0.0.1",))
+    answer = uploading({"inputs": {**REQUEST, "upload": {"mp4": receiver.url("/x.mp4")}}})
+    assert (answer["ok"], answer["error"]["field"]) == (False, "upload.mp4")
+    assert "VIDEO_UPLOAD_HOSTS" in answer["error"]["message"] and receiver.received == []
+    from video_endpoint.http_url import parse_allowed_url
+
+    assert parse_allowed_url("http://127.0.0.1/x", ("127.0.0.1",), "S").effective_port == 80
+    assert parse_allowed_url("https://127.0.0.1:443/x", ("127.0.0.1",), "S").effective_port == 443
+    assert parse_allowed_url("http://127.0.0.1:6379/", ("127.0.0.1:6379",), "S").port == 6379
+
+
+def test_an_unreachable_store_is_named_without_the_systems_words(uploading, receiver, monkeypatch):
+    """No errno or resolver text in the answer: it would tell which ports of a listed host are open."""
+    import socket
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setattr(uploading, "upload_hosts", (f"127.0.0.1:{port}",))
+    answer = uploading({"inputs": {**REQUEST, "upload": {"mp4": f"http://127.0.0.1:{port}/x.mp4"}}})
+    assert (answer["ok"], answer["error"]["type"]) == (False, "upload_failed")
+    assert answer["error"]["message"] == "could not upload mp4 (not reached)"
+
+
+class SilentStore:
+    """A store on 127.0.0.1 that takes each connection and its PUT, then answers nothing (until
+    `close`, which hangs up on all of them)."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.host = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.stopped = threading.Event()
+        self.connections: list = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections.append(connection)
+            threading.Thread(target=self.answer, args=(connection,), daemon=True).start()
+
+    def answer(self, connection) -> None:
+        self.stopped.wait()
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.listener.close()
+        for connection in self.connections:
+            connection.close()
+
+
+class Trickler(SilentStore):
+    """A store that reads the PUT, then sends its answer one byte every `pause` seconds."""
+
+    def __init__(self, pause: float = 0.3) -> None:
+        self.pause = pause
+        super().__init__()
+
+    def answer(self, connection) -> None:
+        with connection:
+            connection.settimeout(5)
+            try:
+                connection.recv(1 << 20)
+                for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 10_000:
+                    if self.stopped.wait(self.pause):
+                        return
+                    connection.sendall(bytes([byte]))
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.listener.close()
+
+
+def test_a_trickling_store_is_cut_at_the_whole_attempts_deadline():
+    """Each socket read gets a byte well within its timeout; the attempt as a whole does not."""
+    from video_endpoint import uploads
+    from video_endpoint.http_url import parse_allowed_url
+
+    store = Trickler()
+    try:
+        target = parse_allowed_url(f"http://{store.host}/x.gif", (store.host,), "S")
+        started = time.monotonic()
+        with pytest.raises(uploads.UploadFailed) as failed:
+            uploads.upload_all({"gif": b"GIF89a"}, {"gif": target}, timeout_s=1.0, deadline_s=2.5)
+        took = time.monotonic() - started
+    finally:
+        store.close()
+    assert took < 10, took  # three 1 s attempts and their pauses, cut at the 2.5 s deadline
+    assert "no answer" in failed.value.message or "took over" in failed.value.message
