@@ -19,6 +19,7 @@ from typing import Any, get_args
 from encoders.base import VideoOptions
 from encoders.registry import FORMATS
 from video_endpoint import settings
+from video_endpoint.client import MAX_WAIT_S
 from video_endpoint.request_schema import VideoRequest
 
 # Short spellings users type; the schema's own names work too.
@@ -75,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--overwrite", action="store_true", help="replace output files that exist (default: "
                                                                     "refuse before generating)")
     generate.add_argument("--poll", type=float, default=1.0, help="seconds between polls of --url's job")
+    generate.add_argument("--max-wait", type=float, default=MAX_WAIT_S,
+                          help="seconds to wait for --url's job to end before cancelling it (default: %(default)g)")
     generate.add_argument("--quality", choices=QUALITIES,
                           help=f"encoder preset of every output that has one ({', '.join(WITH_QUALITY)})")
     serve = commands.add_parser("serve", help="serve the Endpoint protocol over HTTP (POST /, GET /health)")
@@ -251,7 +254,8 @@ def generate_remote(args: argparse.Namespace, request: dict[str, Any]) -> int:
         return 2
     show, close = client.progress_bar()
     try:
-        answer = client.run_job(args.url, token, request, poll_s=args.poll, on_progress=show)
+        answer = client.run_job(args.url, token, request, poll_s=args.poll, on_progress=show,
+                                max_wait_s=args.max_wait)
     except client.EndpointError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -24,6 +24,13 @@ from video_endpoint.http_url import BadUrl, Deadline, HttpTarget, parse_http_url
 FINISHED = ("succeeded", "failed", "cancelled")  # as video_endpoint.jobs says; not imported: it would load torch
 MAX_ANSWER_BYTES = 1024 * 2**20  # an answer carries base64 video: generous, but never unbounded
 TIMEOUT_S = 60.0  # for one whole exchange: connecting, sending, the answer's last byte
+MAX_WAIT_S = 3600.0  # for a whole job, submit to its end: a job that never ends is cancelled, not polled forever
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """`text` from a server, safe for a terminal: control characters (escape sequences, bells,
+    carriage returns) written as escapes, at most `limit` characters."""
+    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text[:limit])
 
 
 class EndpointError(Exception):
@@ -55,37 +62,48 @@ def call(url: str, token: str | None, body: dict[str, Any], timeout: float = TIM
             location = (response.getheader("Location") or "")[:200]
             raise EndpointError(f"{url} answered HTTP {response.status}, a redirect to {location!r}: not followed "
                                 "(the token goes only to --url's host); use that URL")
-        text = _read_bounded(response, max_bytes, url)
+        raw = _read_bounded(response, max_bytes, url)
         if deadline.passed or response.length:  # cut by the deadline, or fewer bytes than announced
-            raise http.client.IncompleteRead(text)
+            raise http.client.IncompleteRead(bytes(raw[:200]))
     except (OSError, http.client.HTTPException) as exc:
         if deadline.passed:
             raise EndpointError(f"{url} did not answer completely within {timeout:g} s") from None
-        raise EndpointError(f"cannot reach {url}: {exc}") from None
+        raise EndpointError(f"cannot reach {url}: {printable(str(exc))}") from None
     finally:
         deadline.cancel()
         connection.close()
-    if not text:
+    if not raw:
         raise EndpointError(f"{url} answered HTTP {response.status} without a body")
-    try:
+    start = bytes(raw[:200])
+    try:  # the bytes are let go once they are text: the answer is held about twice at most, not four times
+        text = raw.decode("utf-8")
+        del raw
         answer = json.loads(text)
-    except ValueError:
-        raise EndpointError(f"{url} did not answer JSON: {text[:200]!r}") from None
+    except (ValueError, RecursionError):  # not UTF-8 or not JSON; nested deeper than Python parses
+        raise EndpointError(f"{url} did not answer JSON: {start!r}") from None
     if not isinstance(answer, dict):
-        raise EndpointError(f"{url} answered {str(answer)[:200]}")
+        raise EndpointError(f"{url} answered {printable(str(answer))}")
     return answer
 
 
-def _read_bounded(response: http.client.HTTPResponse, max_bytes: int, url: str) -> bytes:
+def _read_bounded(response: http.client.HTTPResponse, max_bytes: int, url: str) -> bytearray:
     declared = response.getheader("Content-Length") or ""
     if declared.isdigit() and int(declared) > max_bytes:
         raise EndpointError(f"{url} answered {int(declared):,} bytes, over this client's {max_bytes:,}")
+    if declared.isdigit():  # read into its final place: a growing buffer is copied as it grows
+        body = bytearray(int(declared))
+        view, filled = memoryview(body), 0
+        while filled < len(body) and (count := response.readinto(view[filled:])):
+            filled += count
+        view.release()
+        del body[filled:]
+        return body
     body = bytearray()
     while chunk := response.read1(1 << 16):
         body += chunk
         if len(body) > max_bytes:
             raise EndpointError(f"{url} answered over this client's {max_bytes:,} bytes")
-    return bytes(body)
+    return body
 
 
 def _job(answer: dict[str, Any], url: str) -> dict[str, Any]:
@@ -96,7 +114,7 @@ def _job(answer: dict[str, Any], url: str) -> dict[str, Any]:
             or not isinstance(progress, dict) or not isinstance(progress.get("step"), int)
             or not isinstance(progress.get("total"), int | None)):
         raise EndpointError(f"{url} answered a job this client cannot read: {json.dumps(answer)[:200]}")
-    return job
+    return {**job, "status": printable(job["status"], 40)}
 
 
 Progress = Callable[[str, int, int | None], None]
@@ -104,9 +122,11 @@ Progress = Callable[[str, int, int | None], None]
 
 
 def run_job(url: str, token: str | None, request: dict[str, Any], poll_s: float = 1.0,
-            on_progress: Progress | None = None) -> dict[str, Any]:
+            on_progress: Progress | None = None, max_wait_s: float = MAX_WAIT_S) -> dict[str, Any]:
     """Submit `request` as a job and poll it to its end, reporting each poll to `on_progress`;
-    Ctrl-C cancels the job. Returns the final answer (`ok` false when it could not be submitted)."""
+    Ctrl-C cancels the job, and so does its not ending within `max_wait_s` (EndpointError).
+    Returns the final answer (`ok` false when it could not be submitted)."""
+    gives_up = time.monotonic() + max_wait_s
     submitted = call(url, token, {**request, "inputs": {**request["inputs"], "async": True}})
     if submitted.get("ok") is not True:
         return submitted
@@ -123,14 +143,22 @@ def run_job(url: str, token: str | None, request: dict[str, Any], poll_s: float 
                 on_progress(job["status"], job["progress"]["step"], job["progress"]["total"])
             if job["status"] in FINISHED:
                 return answer
+            if time.monotonic() + poll_s > gives_up:
+                _cancel(url, token, job_id)
+                raise EndpointError(f"job {job_id} did not end within {max_wait_s:g} s (still {job['status']}); "
+                                    "cancelled it")
             time.sleep(poll_s)
     except KeyboardInterrupt:
-        try:
-            call(url, token, {"inputs": {"job_id": job_id, "cancel": True}}, timeout=10)
-            print(f"\ncancelled job {job_id}", file=sys.stderr)
-        except EndpointError as exc:
-            print(f"\ncould not cancel job {job_id}: {exc}", file=sys.stderr)
+        _cancel(url, token, job_id)
         raise
+
+
+def _cancel(url: str, token: str | None, job_id: str) -> None:
+    try:
+        call(url, token, {"inputs": {"job_id": job_id, "cancel": True}}, timeout=10)
+        print(f"\ncancelled job {job_id}", file=sys.stderr)
+    except EndpointError as exc:
+        print(f"\ncould not cancel job {job_id}: {exc}", file=sys.stderr)
 
 
 def progress_bar() -> tuple[Progress, Callable[[], None]]:
@@ -156,7 +184,8 @@ class RequestFailed(EndpointError):
         self.error: dict[str, Any] = error if isinstance(error, dict) else {"type": "unknown", "field": None,
                                                                             "message": str(answer)[:200]}
         self.answer = answer
-        super().__init__(f"{self.error.get('type')} ({self.error.get('field')}): {self.error.get('message')}")
+        super().__init__(printable(f"{self.error.get('type')} ({self.error.get('field')}): "
+                                   f"{self.error.get('message')}", 1000))
 
 
 @dataclass(frozen=True)
@@ -180,14 +209,15 @@ class VideoClient:
     `generate` runs a job (polled every `poll_s`, reported to `on_progress`) unless `job=False`;
     an `ok: false` answer raises RequestFailed with the endpoint's error."""
 
-    def __init__(self, url: str, token: str | None = None, timeout: float = TIMEOUT_S, poll_s: float = 1.0) -> None:
+    def __init__(self, url: str, token: str | None = None, timeout: float = TIMEOUT_S, poll_s: float = 1.0,
+                 max_wait_s: float = MAX_WAIT_S) -> None:
         parse_url(url)  # refused now, not at the first call
-        self.url, self.token, self.timeout, self.poll_s = url, token, timeout, poll_s
+        self.url, self.token, self.timeout, self.poll_s, self.max_wait_s = url, token, timeout, poll_s, max_wait_s
 
     def generate(self, prompt: str, *, job: bool = True, on_progress: Progress | None = None,
                  **fields: Any) -> Video:
         request = {"inputs": {"prompt": prompt, **fields}}
-        answer = (run_job(self.url, self.token, request, self.poll_s, on_progress) if job
+        answer = (run_job(self.url, self.token, request, self.poll_s, on_progress, self.max_wait_s) if job
                   else call(self.url, self.token, request, self.timeout))
         if answer.get("ok") is not True:
             raise RequestFailed(answer)

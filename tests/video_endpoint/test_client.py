@@ -231,3 +231,60 @@ def test_the_python_client_returns_decoded_files_and_raises_the_endpoint_s_error
     assert refused.value.error["field"] == "authorization"
     with pytest.raises(client.EndpointError):
         client.VideoClient("ftp://example.org")
+
+
+def test_a_hostile_servers_text_reaches_the_terminal_without_control_characters(endpoint, tmp_path, capsys):
+    """A job status or error message holding escape sequences (window title, clear screen) used to
+    reach stderr raw through the progress bar and the error line."""
+    evil = "\x1b]0;TITLE-HIJACK\x07\x1b[2J\x1b[31mrunning"
+    running = {"ok": True, "job": {"id": "j1", "status": evil, "progress": {"step": 1, "total": 2}}}
+    failed = {"ok": False, "error": {"type": "internal\x1b[2J", "field": None, "message": "no\rpe\x9b31m"}}
+    url, _ = endpoint(answer_json(QUEUED), answer_json(running), answer_json(failed))
+    code = cli.main(["generate", "--url", url, "--prompt", "p", "--poll", "0.01", "-o", str(tmp_path / "a.gif")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\x07" not in err and "\x9b" not in err  # (tqdm writes its own \r)
+    assert "TITLE-HIJACK" in err  # shown, escaped
+    with pytest.raises(client.RequestFailed) as refused:
+        client.VideoClient(url).generate("p", job=False)
+    assert "\x1b" not in str(refused.value) and "\\x1b" in str(refused.value)
+
+
+def test_an_answer_nested_too_deeply_is_the_clients_error(endpoint):
+    def nested(handler):
+        body = b"[" * 200_000
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    url, _ = endpoint(nested)
+    with pytest.raises(client.EndpointError, match="did not answer JSON"):
+        client.call(url, None, {})
+
+
+def test_a_job_that_never_ends_is_given_up_and_cancelled(endpoint):
+    running = {"ok": True, "job": {"id": "j1", "status": "running", "progress": {"step": 1, "total": 2}}}
+    url, seen = endpoint(answer_json(QUEUED), answer_json(running))
+    started = time.monotonic()
+    with pytest.raises(client.EndpointError, match=r"did not end within 0\.5 s \(still running\); cancelled"):
+        client.run_job(url, None, {"inputs": {"prompt": "p"}}, poll_s=0.05, max_wait_s=0.5)
+    assert time.monotonic() - started < 5
+    assert json.loads(seen[-1]["body"]) == {"inputs": {"job_id": "j1", "cancel": True}}
+
+
+def test_a_large_answer_is_held_about_twice_at_most(endpoint):
+    """A 300 MB answer used to peak at about 3x its size (a growing buffer, a copy, the text)."""
+    import tracemalloc
+
+    outputs = {"mp4_base64": base64.b64encode(b"\0" * 30_000_000).decode()}
+    url, _ = endpoint(answer_json({"ok": True, "outputs": outputs}))
+    size = len(json.dumps({"ok": True, "outputs": outputs}))
+    tracemalloc.start()
+    try:
+        answer = client.call(url, None, {})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert answer["outputs"]["mp4_base64"] == outputs["mp4_base64"]
+    assert peak < 2.2 * size, peak / size
