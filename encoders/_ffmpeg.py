@@ -15,6 +15,7 @@ import os
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import BinaryIO
 
@@ -81,24 +82,34 @@ def encode(clip: Clip, *, codec: str, suffix: str, codec_args: Sequence[str] = (
 
 
 @contextlib.contextmanager
-def killed_after(process: subprocess.Popen, seconds: float,
-                 starting: Callable[[], None] | None = None) -> Iterator[threading.Event]:
+def killed_after(process: subprocess.Popen, seconds: float, starting: Callable[[], None] | None = None,
+                 cancelled: threading.Event | None = None) -> Iterator[threading.Event]:
     """Kill `process` if it still runs `seconds` after entering (after `starting()` returns, where
-    given); the event is set when it was killed so. Leaving the block stops the clock."""
+    given), or as soon as `cancelled` is set; the event is set when it was killed for its time.
+    Leaving the block stops the clock."""
     expired, left = threading.Event(), threading.Event()
 
     def watch() -> None:
         if starting is not None:
             starting()
-        if not left.wait(seconds):
-            expired.set()
-            process.kill()
+        ends = time.monotonic() + seconds
+        while not left.wait(min(_CANCEL_CHECK_S, max(0.0, ends - time.monotonic()))):
+            if cancelled is not None and cancelled.is_set():
+                process.kill()
+                return
+            if time.monotonic() >= ends:
+                expired.set()
+                process.kill()
+                return
 
     threading.Thread(target=watch, name="ffmpeg-deadline", daemon=True).start()
     try:
         yield expired
     finally:
         left.set()
+
+
+_CANCEL_CHECK_S = 0.1
 
 
 def _run(cmd: list[str], clip: Clip, log: BinaryIO, codec: str) -> int:

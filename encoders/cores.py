@@ -153,7 +153,8 @@ class SharedName:
 _SHARED_PREFIX = "video-endpoint-"
 
 
-def _running(pid: int) -> bool:
+def is_running(pid: int) -> bool:
+    """Whether process `pid` runs (as any user)."""
     try:
         os.kill(pid, 0)  # signal 0: only whether it exists
     except ProcessLookupError:
@@ -176,7 +177,7 @@ def remove_stale_shared_files(folders: tuple[str, ...] = _SHARED_FOLDERS) -> lis
             continue
         for name in names:
             pid = name.removeprefix(_SHARED_PREFIX).partition("-")[0]
-            if name.startswith(_SHARED_PREFIX) and pid.isdigit() and not _running(int(pid)):
+            if name.startswith(_SHARED_PREFIX) and pid.isdigit() and not is_running(int(pid)):
                 path = os.path.join(folder, name)
                 try:
                     os.unlink(path)

@@ -77,7 +77,7 @@ class _Worker:
         if self.process is None or self.process.poll() is not None:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "encoders.worker_processes", str(os.getpid())], cwd=_ROOT,
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         return self.process
 
     def _serve(self) -> None:

@@ -6,6 +6,7 @@ The platform calls `EndpointHandler(path)` once and then `handler(data)` per req
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 from encoders import cores
 from pipelines import speed
 from pipelines.base import StepCallback
-from video_endpoint import settings, stages, uploads
+from video_endpoint import settings, stages, uploads, video_input
 from video_endpoint.errors import HandlerError, InvalidRequest
 from video_endpoint.http_url import HttpTarget
 from video_endpoint.jobs import JobQueue, JobSettings
@@ -44,6 +45,7 @@ class EndpointHandler:
         self.encode_cores = cores.CoreBudget(encode_threads)  # shared by the answers encoding at once
         if encode_threads > 1:  # the GIF's LZW runs in worker processes: start them while the model loads
             cores.start_workers()
+        video_input.remove_stale_input_folders()  # client videos a killed server was reading
         if not settings.read_flag("VIDEO_LOG_PAYLOADS"):
             redact_request_payloads()
         self.model = load_model(path, model_id)
@@ -75,9 +77,18 @@ class EndpointHandler:
             return exc.envelope()
         return self.run(decoded, on_step)
 
-    def decode(self, data: Any) -> stages.Decoded:
-        """The body parsed and its images and videos decoded, once; raises HandlerError for bad input."""
-        return stages.decode(data, self.limits, self.upload_hosts)
+    def decode(self, data: Any, cancelled: threading.Event | None = None) -> stages.Decoded:
+        """The body parsed and its images and videos decoded, once (`cancelled` set stops a video's
+        reading); raises HandlerError for bad input."""
+        return self.decode_media(self.parse(data), cancelled)
+
+    def parse(self, data: Any) -> stages.Parsed:
+        """The body validated, nothing decoded (quick); raises HandlerError for bad input."""
+        return stages.parse(data, self.limits, self.upload_hosts)
+
+    def decode_media(self, parsed: stages.Parsed, cancelled: threading.Event | None = None) -> stages.Decoded:
+        """`parse`'s request with its images and videos decoded; raises HandlerError for bad input."""
+        return stages.decode_media(parsed, self.limits, cancelled)
 
     def run(self, decoded: stages.Decoded, on_step: StepCallback | None = None) -> dict[str, Any]:
         """Generate and encode what `decode` returned, then upload; never raises."""
@@ -144,6 +155,6 @@ class EndpointHandler:
                 raise InvalidRequest("a job's answer is JSON, fetched later: return_base64 false is for "
                                      "synchronous requests", field="return_base64")
             stages.plan(decoded, self.model)  # mode, family rules, adapters: refused now
-            return self.jobs.submit(decoded, call.webhook)  # runs from what was decoded here
+            return self.jobs.submit(decoded, call.webhook, decoded.held_bytes())  # runs from what was decoded here
         except HandlerError as exc:
             return exc.envelope()

@@ -45,20 +45,41 @@ def decode_base64(text: str, max_bytes: int, field: str = "image", setting: str 
 def decode_image(text: str, width: int, height: int, limits: Limits, field: str = "image") -> Image.Image:
     """Decode, apply EXIF orientation, convert to RGB, resize to cover and centre-crop to width x height;
     a refusal names `field` (`image`, `last_image`, `keyframes.2.image`)."""
-    data = decode_base64(text, limits.max_image_bytes, field)
-    try:
-        image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-    except Image.DecompressionBombError:
-        raise _too_many_pixels(limits, field) from None
-    except Exception:  # whatever Pillow raises for bytes that are no (allowed) image
-        raise InvalidRequest(f"{field} is not a decodable image (accepted: {', '.join(ALLOWED_FORMATS)})",
-                             field=field) from None
-    with image:
+    return fit_image(open_images({field: text}, limits)[field], width, height, field)
+
+
+def open_images(texts: dict[str, str], limits: Limits) -> dict[str, Image.Image]:
+    """Each field's image opened (its header read, no pixel decoded yet), the pixels of all of them
+    together within VIDEO_MAX_IMAGE_PIXELS: one request's budget, however many images it sends."""
+    opened: dict[str, Image.Image] = {}
+    pixels = 0
+    for field, text in texts.items():
+        data = decode_base64(text, limits.max_image_bytes, field)
+        try:
+            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+        except Image.DecompressionBombError:
+            raise _too_many_pixels(limits, field) from None
+        except Exception:  # whatever Pillow raises for bytes that are no (allowed) image
+            raise InvalidRequest(f"{field} is not a decodable image (accepted: {', '.join(ALLOWED_FORMATS)})",
+                                 field=field) from None
         if image.width * image.height > limits.max_image_pixels:
             raise _too_many_pixels(limits, field, image.size)
+        pixels += image.width * image.height
+        if pixels > limits.max_image_pixels:
+            raise InvalidRequest(f"{field}: the request's images have more pixels together ({pixels} so far) than "
+                                 f"this server's limit of {limits.max_image_pixels} for all the images of a request "
+                                 "(setting VIDEO_MAX_IMAGE_PIXELS)", field=field)
         if image.format == "JPEG" and image.width * image.height > _JPEG_MAX_PIXELS_PER_BYTE * len(data):
             raise InvalidRequest(f"{field} data is truncated: its header claims more pixels than its data holds",
                                  field=field)
+        opened[field] = image
+    return opened
+
+
+def fit_image(image: Image.Image, width: int, height: int, field: str) -> Image.Image:
+    """An opened image decoded (at a reduced size where the format allows it), upright, RGB, covering
+    width x height and centre-cropped to it."""
+    with image:
         try:
             # JPEG can decode at 1/2, 1/4, 1/8 scale directly: no bigger than needed (still covers)
             side = max(width, height)

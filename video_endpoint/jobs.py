@@ -57,6 +57,8 @@ class JobSettings:
     """finished jobs kept at most, whatever their size; oldest out first"""
     max_queued: int = int(settings.BY_NAME["VIDEO_MAX_QUEUED"].default)
     """jobs that may wait; more answer `busy`"""
+    max_held_bytes: int = int(settings.BY_NAME["VIDEO_JOB_MAX_INPUT_BYTES"].default)
+    """the decoded inputs (frames of input videos, images) of the waiting jobs together; more answer `busy`"""
     webhook_hosts: tuple[str, ...] = ()
     """hosts (`host` or `host:port`) a webhook may be sent to"""
     webhook_secret: str = ""
@@ -68,6 +70,7 @@ class JobSettings:
                    max_bytes=settings.read_int("VIDEO_JOB_MAX_BYTES", environ),
                    max_kept=settings.read_int("VIDEO_MAX_KEPT_JOBS", environ),
                    max_queued=settings.read_int("VIDEO_MAX_QUEUED", environ),
+                   max_held_bytes=settings.read_int("VIDEO_JOB_MAX_INPUT_BYTES", environ),
                    webhook_hosts=settings.host_list("VIDEO_WEBHOOK_HOSTS", environ),
                    webhook_secret=settings.read("VIDEO_WEBHOOK_SECRET", environ))
 
@@ -110,6 +113,8 @@ class Job:
     data: Any
     """the request as submitted (the handler's: parsed, image decoded), dropped once it ends"""
     webhook: HttpTarget | None
+    held_bytes: int = 0
+    """the memory its decoded inputs take while it waits"""
     submitted: float = field(default_factory=time.monotonic)
     status: str = QUEUED
     started: float | None = None
@@ -143,14 +148,20 @@ class JobQueue:
 
     # -- the protocol ------------------------------------------------------------------------
 
-    def submit(self, data: Any, webhook: str | None) -> dict[str, Any]:
+    def submit(self, data: Any, webhook: str | None, held_bytes: int = 0) -> dict[str, Any]:
+        """Queue `data` (whose decoded inputs take `held_bytes` while it waits)."""
         target = self.check_webhook(webhook) if webhook is not None else None
         with self.changed:
             self._evict()
             if len(self.waiting) >= self.config.max_queued:
                 raise Busy(f"busy: {len(self.waiting)} jobs are waiting (VIDEO_MAX_QUEUED); retry later",
                            field=None)
-            job = Job(id=secrets.token_urlsafe(18), data=data, webhook=target)
+            held = sum(job.held_bytes for job in self.waiting)
+            if held_bytes and held + held_bytes > self.config.max_held_bytes:
+                raise Busy(f"busy: the waiting jobs' decoded inputs take {held // 2**20} MiB, and this one's "
+                           f"{held_bytes // 2**20} MiB more would pass {self.config.max_held_bytes // 2**20} MiB "
+                           "(VIDEO_JOB_MAX_INPUT_BYTES); retry later", field=None)
+            job = Job(id=secrets.token_urlsafe(18), data=data, webhook=target, held_bytes=held_bytes)
             self.jobs[job.id] = job
             self.waiting.append(job)
             if self.worker is None:  # the first job

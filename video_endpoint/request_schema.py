@@ -67,6 +67,8 @@ class Limits:
     """most frames of an input video (duration x frame rate)"""
     max_video_pixel_rate: int = _default("VIDEO_MAX_INPUT_PIXEL_RATE")
     """most pixels per second of an input video"""
+    max_video_decode_pixels: int = _default("VIDEO_MAX_INPUT_DECODE_PIXELS")
+    """most source pixels decoded for one input video (frames decoded x width x height)"""
     video_decode_timeout_s: int = _default("VIDEO_INPUT_DECODE_TIMEOUT_S")
     """seconds the ffmpeg process reading an input video may run"""
 
@@ -83,6 +85,7 @@ class Limits:
         "max_video_seconds": "VIDEO_MAX_INPUT_VIDEO_S",
         "max_video_frames": "VIDEO_MAX_INPUT_VIDEO_FRAMES",
         "max_video_pixel_rate": "VIDEO_MAX_INPUT_PIXEL_RATE",
+        "max_video_decode_pixels": "VIDEO_MAX_INPUT_DECODE_PIXELS",
         "video_decode_timeout_s": "VIDEO_INPUT_DECODE_TIMEOUT_S",
     }
 

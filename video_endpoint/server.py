@@ -39,7 +39,7 @@ from video_endpoint import settings
 from video_endpoint.endpoint import EndpointHandler
 from video_endpoint.errors import Cancelled, HandlerError, InvalidRequest
 from video_endpoint.request_schema import JobCall, read_job_call
-from video_endpoint.stages import Decoded
+from video_endpoint.stages import Parsed
 
 logger = logging.getLogger(__name__)
 
@@ -198,32 +198,34 @@ class _Service:
             return _refused(exc, request_id)
         if call.kind != "generate":
             return await self.job_answer(call, request_id)  # quick: never waits for the model
-        try:
+        try:  # validated first (quick, off the event loop): a bad request is refused even when busy
             call = dataclasses.replace(call, data=raw_file_body(call.data, request.headers.get("accept", "")))
-        except InvalidRequest as exc:
-            return _refused(exc, request_id)
-        try:  # parsed and decoded once, here (off the event loop): a bad request never waits in the queue
-            decoded = await anyio.to_thread.run_sync(self.loaded.decode, call.data)
+            parsed = await anyio.to_thread.run_sync(self._parse_for_now, call.data)
         except HandlerError as exc:
             return _refused(exc, request_id)
-        parsed = decoded.request
-        if not parsed.return_base64 and decoded.uploads:
-            return _error(400, "this request would be answered with the file itself (return_base64 false, or "
-                          "Accept): with upload, the answer is JSON", request_id, field="upload")
-        if not parsed.return_base64 and len(parsed.outputs) != 1:
-            return _error(400, "return_base64 false sends one raw file: ask for exactly one output",
-                          request_id, field="return_base64")
+        # before anything is decoded: a request's images and videos count against the queue
         if self.in_flight > self.settings.queue_depth:
             retry = max(1, math.ceil(self.recent_seconds * self.in_flight))
             return _error(503, f"busy: {self.in_flight} requests ahead; retry in {retry} s", request_id,
                           kind="busy", headers={"Retry-After": str(retry)})
         self.in_flight += 1
         try:
-            return await self._generate(request, decoded, request_id)
+            return await self._generate(request, parsed, request_id)
         finally:
             self.in_flight -= 1
 
-    async def _generate(self, request: Request, decoded: Decoded, request_id: str) -> Response:
+    def _parse_for_now(self, data: Any) -> Parsed:
+        """The body validated, with the checks of a synchronous answer."""
+        parsed = self.loaded.parse(data)
+        if not parsed.request.return_base64 and parsed.uploads:
+            raise InvalidRequest("this request would be answered with the file itself (return_base64 false, or "
+                                 "Accept): with upload, the answer is JSON", field="upload")
+        if not parsed.request.return_base64 and len(parsed.request.outputs) != 1:
+            raise InvalidRequest("return_base64 false sends one raw file: ask for exactly one output",
+                                 field="return_base64")
+        return parsed
+
+    async def _generate(self, request: Request, parsed: Parsed, request_id: str) -> Response:
         started = time.perf_counter()
         client_gone = threading.Event()
 
@@ -232,22 +234,30 @@ class _Service:
             if client_gone.is_set():
                 raise Cancelled("the client disconnected: generation stopped", field=None)
 
+        refused: HandlerError | None = None
         async with anyio.create_task_group() as watchers:
             with anyio.CancelScope() as generation:
                 async def watch_for_disconnect() -> None:
                     while (await request.receive())["type"] != "http.disconnect":
                         pass
-                    client_gone.set()  # running: stops at its next step; waiting: never starts
+                    client_gone.set()  # decoding or running: stops now; waiting: never starts
                     generation.cancel()
 
                 watchers.start_soon(watch_for_disconnect)
-                produced = await anyio.to_thread.run_sync(partial(self.loaded.produce, decoded, on_step=on_step),
-                                                          limiter=self.model_slot)
+                try:  # decoded once, here (off the event loop): a bad image or video never waits for the model
+                    decoded = await anyio.to_thread.run_sync(self.loaded.decode_media, parsed, client_gone)
+                except HandlerError as exc:
+                    refused = exc
+                else:
+                    produced = await anyio.to_thread.run_sync(
+                        partial(self.loaded.produce, decoded, on_step=on_step), limiter=self.model_slot)
             watchers.cancel_scope.cancel()
         if client_gone.is_set():
             logger.info("request %s: client disconnected after %.2f s; dropped", request_id,
                         time.perf_counter() - started)
             return _error(499, "client disconnected", request_id)
+        if refused is not None:
+            return _refused(refused, request_id)
         # uploads after the model is free: a slow store holds this request only
         result = await anyio.to_thread.run_sync(self.loaded.deliver, produced)
         elapsed = time.perf_counter() - started

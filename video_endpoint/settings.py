@@ -50,6 +50,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VIDEO_MAX_KEPT_JOBS", "1000", "finished jobs kept at most, however small (cancelled ones too); the "
             "oldest goes first", "jobs"),
     Setting("VIDEO_MAX_QUEUED", "16", "jobs that may wait behind the running one; more answer `busy`", "jobs"),
+    Setting("VIDEO_JOB_MAX_INPUT_BYTES", "2147483648", "memory the waiting jobs' decoded inputs (input video "
+            "frames, images) may take together; a job that would pass it answers `busy`", "jobs"),
     Setting("VIDEO_WEBHOOK_HOSTS", "", "hosts a job's `webhook` may name: `host` (its scheme's default port, "
             "443 or 80) or `host:port`; any other is refused", "jobs", shown_default="(none: webhooks off)"),
     Setting("VIDEO_UPLOAD_HOSTS", "", "hosts a request's `upload` URLs may name: `host` (its scheme's default "
@@ -74,17 +76,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VIDEO_MAX_PROMPT_CHARS", "4000", "longest prompt / negative prompt", "limits"),
     Setting("VIDEO_MAX_IMAGE_BYTES", "20971520", "largest input image file (checked on the base64 length before "
             "decoding)", "limits"),
-    Setting("VIDEO_MAX_IMAGE_PIXELS", "40000000", "largest input image, read from its header before decoding "
-            "pixels", "limits"),
+    Setting("VIDEO_MAX_IMAGE_PIXELS", "40000000", "most pixels of a request's input images together (`image`, "
+            "`last_image`, `keyframes`), read from their headers before any pixel is decoded", "limits"),
     Setting("VIDEO_MAX_INPUT_VIDEO_BYTES", "20971520", "largest input video file (`video`, `extend`), checked on "
             "the base64 length before decoding; its base64 must also fit the server's body limit", "limits"),
     Setting("VIDEO_MAX_INPUT_VIDEO_PIXELS", "8294400", "largest input video frame (width x height, from its "
             "header; 3840x2160)", "limits"),
-    Setting("VIDEO_MAX_INPUT_VIDEO_S", "60", "longest input video (seconds, from its header)", "limits"),
-    Setting("VIDEO_MAX_INPUT_VIDEO_FRAMES", "3600", "most frames in an input video (its duration x frame rate, "
-            "from its header)", "limits"),
+    Setting("VIDEO_MAX_INPUT_VIDEO_S", "60", "longest input video (seconds, from its packets' timestamps)",
+            "limits"),
+    Setting("VIDEO_MAX_INPUT_VIDEO_FRAMES", "3600", "most frames in an input video (its packets, counted)",
+            "limits"),
     Setting("VIDEO_MAX_INPUT_PIXEL_RATE", "497664000", "most pixels per second of an input video (width x height "
-            "x frame rate, from its header; 3840x2160 at 60 fps)", "limits"),
+            "x frame rate, from its packets; 3840x2160 at 60 fps)", "limits"),
+    Setting("VIDEO_MAX_INPUT_DECODE_PIXELS", "4000000000", "most source pixels decoded for one input video "
+            "(frames x width x height; `video` decodes the frames it uses, `extend` the whole clip; 4e9: 8 s of "
+            "3840x2160 at 60 fps, 60 s of 1920x1080 at 30 fps)", "limits"),
     Setting("VIDEO_INPUT_DECODE_TIMEOUT_S", "20", "seconds the ffmpeg process that reads an input video may take "
             "(it runs apart from the server, memory-capped)", "limits"),
     Setting("VIDEO_COMPILE", "", "regional compilation of the transformer's repeated blocks", "gpu",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -28,7 +29,7 @@ from pipelines.model import Generated, VideoModel
 from video_endpoint import uploads
 from video_endpoint.errors import EncodeFailed, InvalidRequest, Unsupported, from_model
 from video_endpoint.http_url import HttpTarget
-from video_endpoint.image_input import decode_image
+from video_endpoint.image_input import fit_image, open_images
 from video_endpoint.request_schema import (
     V2V_STRENGTH,
     Limits,
@@ -86,35 +87,63 @@ class Decoded:
     video: InputVideo | None = None
     extend: InputVideo | None = None
 
+    def held_bytes(self) -> int:
+        """The memory its decoded images and video frames take (Pillow keeps RGB in 4 bytes a pixel)."""
+        images = [self.image, self.last_image, *self.keyframe_images,
+                  *(self.video.frames if self.video else ()), *(self.extend.frames if self.extend else ())]
+        return sum(4 * image.width * image.height for image in images if image is not None)
 
-def decode(data: Any, limits: Limits, upload_hosts: tuple[str, ...] = ()) -> Decoded:
-    """Validate the body (its upload URLs against `upload_hosts`) and decode its images and videos;
-    the job is planned by `plan`."""
+
+@dataclass
+class Parsed:
+    """A request's body validated, its images and videos not yet decoded."""
+
+    request: RequestFields
+    timer: StageTimer
+    uploads: dict[str, HttpTarget]
+
+
+def parse(data: Any, limits: Limits, upload_hosts: tuple[str, ...] = ()) -> Parsed:
+    """Validate the body (its upload URLs against `upload_hosts`): quick, nothing decoded."""
     timer = StageTimer()
     with timer.stage("parse"):
         request = parse_payload(data, limits)
         where = uploads.targets(request, upload_hosts)
+    return Parsed(request, timer, where)
+
+
+def decode(data: Any, limits: Limits, upload_hosts: tuple[str, ...] = (),
+           cancelled: threading.Event | None = None) -> Decoded:
+    """`parse`, then `decode_media`."""
+    return decode_media(parse(data, limits, upload_hosts), limits, cancelled)
+
+
+def decode_media(parsed: Parsed, limits: Limits, cancelled: threading.Event | None = None) -> Decoded:
+    """Decode the request's images (their pixels counted together against VIDEO_MAX_IMAGE_PIXELS
+    from their headers, before any is decoded) and videos (`cancelled` set stops their reading);
+    the job is planned by `plan`."""
+    request, timer = parsed.request, parsed.timer
     size = request.width, request.height
     images = {"image": request.image, "last_image": request.last_image,
               **{f"keyframes.{i}.image": k.image for i, k in enumerate(request.keyframes)}}
     decoded: dict[str, Image.Image] = {}
     if any(text is not None for text in images.values()):
         with timer.stage("image_decode"):
-            decoded = {field: decode_image(text, *size, limits, field)
-                       for field, text in images.items() if text is not None}
+            opened = open_images({field: text for field, text in images.items() if text is not None}, limits)
+            decoded = {field: fit_image(image, *size, field) for field, image in opened.items()}
     video = extend = None
     if request.video is not None:
         with timer.stage("video_decode"):
             video = read_video(request.video, "video", *size, request.fps, limits,
-                               count=request.num_frames + FRAME_ROUNDING_ROOM)
+                               count=request.num_frames + FRAME_ROUNDING_ROOM, cancelled=cancelled)
         if len(video.frames) < request.num_frames:
             raise InvalidRequest(f"video holds {len(video.frames)} frames at {request.fps} fps: ask for that many "
                                  "num_frames at most, or a lower fps", field="video")
     if request.extend is not None:
         with timer.stage("video_decode"):
             extend = read_video(request.extend, "extend", *size, request.fps, limits, count=EXTEND_CONTEXT_FRAMES,
-                                keep="last")
-    return Decoded(request, decoded.get("image"), timer, where, decoded.get("last_image"),
+                                keep="last", cancelled=cancelled)
+    return Decoded(request, decoded.get("image"), timer, parsed.uploads, decoded.get("last_image"),
                    tuple(decoded[f"keyframes.{i}.image"] for i in range(len(request.keyframes))), video, extend)
 
 

@@ -177,7 +177,7 @@ def receiver():
 
 def test_webhook_gets_the_signed_final_answer_only_on_listed_hosts(handler, receiver):
     url, received = receiver
-    with_jobs(handler, webhook_hosts=("127.0.0.1",), webhook_secret=SECRET)
+    with_jobs(handler, webhook_hosts=(url.removeprefix("http://"),), webhook_secret=SECRET)
     job_id = submit(handler, webhook=f"{url}/hook")["job"]["id"]
     final = wait(handler, job_id)
     deadline = time.monotonic() + 10
@@ -193,7 +193,9 @@ def test_webhook_gets_the_signed_final_answer_only_on_listed_hosts(handler, rece
     assert not verify_signature(body, headers[SIGNATURE_HEADER], headers[TIMESTAMP_HEADER], SECRET, now=later)
     assert not verify_signature(body, headers[SIGNATURE_HEADER], str(later), SECRET, now=later)
     assert not verify_signature(body + b" ", headers[SIGNATURE_HEADER], headers[TIMESTAMP_HEADER], SECRET)
-    for elsewhere in ("http://localhost/hook", "http://10.0.0.1/hook", "file:///etc/passwd", "http://127.0.0.2/x",
+    for elsewhere in ("http://localhost/hook", "http://10.0.0.1/hook",
+                      "http://127.0.0.1/hook", "http://127.0.0.1:22/",  # the listed host, not its listed port
+                      "file:///etc/passwd", "http://127.0.0.2/x",
                       "ftp://127.0.0.1/x", "http://127.0.0.1:notaport/x",
                       # userinfo: checked as 127.0.0.1, but urllib connected to "evil@127.0.0.1"
                       f"http://evil@{url.removeprefix('http://')}/hook", f"http://u:p@{url.removeprefix('http://')}/x",
@@ -212,7 +214,7 @@ def test_a_slow_receiver_gets_the_webhook_once(handler, receiver, monkeypatch):
     url, received = receiver
     monkeypatch.setattr(jobs, "WEBHOOK_TIMEOUT_S", 0.5)
     monkeypatch.setattr(_Receiver, "delay_s", 1.5)
-    with_jobs(handler, webhook_hosts=("127.0.0.1",), webhook_secret=SECRET)
+    with_jobs(handler, webhook_hosts=(url.removeprefix("http://"),), webhook_secret=SECRET)
     wait(handler, submit(handler, webhook=f"{url}/hook")["job"]["id"])
     time.sleep(5)  # three attempts (1 s and 2 s apart) would all have arrived by now
     assert [path for path, _, _ in received] == ["/hook"]
@@ -349,3 +351,23 @@ def test_a_conditioned_job_is_decoded_once_at_submission_and_equals_the_synchron
     assert answer["diagnostics"]["mode"] == "extend"
     refused = submit(handler, video=video_base64(synthetic_clip(12, 64, 96), 12)[:200])
     assert (refused["ok"], refused["error"]["field"]) == (False, "video")
+
+
+def test_waiting_jobs_hold_at_most_their_budget_of_decoded_input(handler):
+    """Each queued job keeps its decoded video frames (a 13 KB video made 0.6 GB a job): together,
+    the waiting jobs' decoded inputs stay within VIDEO_JOB_MAX_INPUT_BYTES."""
+    from tests.conftest import jpeg_base64
+
+    image = jpeg_base64()
+    one = 4 * 64 * 96  # the image, fitted to 96x64, as Pillow holds it
+    with_jobs(handler, max_held_bytes=3 * one)
+    answers = [submit(handler, image=image, seed=i, num_frames=33) for i in range(8)]
+    busy = [a for a in answers if not a["ok"]]
+    assert busy and all(a["error"]["type"] == "busy" and "VIDEO_JOB_MAX_INPUT_BYTES" in a["error"]["message"]
+                        for a in busy)
+    assert sum(job.held_bytes for job in handler.jobs.waiting) <= 3 * one
+    accepted = [a["job"]["id"] for a in answers if a["ok"]]
+    assert all(wait(handler, job_id)["job"]["status"] == "succeeded" for job_id in accepted)
+    again = submit(handler, image=image)
+    assert again["ok"], again  # the budget is free again
+    wait(handler, again["job"]["id"])

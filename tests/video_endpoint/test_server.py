@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from tests.conftest import REPORT, jpeg_base64, serving
-from tests.media import decode_gif, decode_video, decode_zip
+from tests.media import decode_gif, decode_video, decode_zip, encoded_video, synthetic_clip
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "test-token-0123456789"
@@ -51,7 +51,7 @@ def server(tiny_model_dir, tmp_path_factory, store, silent_store):
     env = {"VIDEO_API_TOKEN": TOKEN, "VIDEO_QUEUE_DEPTH": "1",
            "VIDEO_UPLOAD_HOSTS": f"{store.host},{silent_store.host}",
            "VIDEO_MAX_BODY_BYTES": str(2 * 1024 * 1024), "VIDEO_BODY_TIMEOUT_S": "2", "VIDEO_HEADER_TIMEOUT_S": "2",
-           "VIDEO_MAX_EVENT_STREAMS": "70"}
+           "VIDEO_MAX_EVENT_STREAMS": "70", "VIDEO_MAX_INPUT_DECODE_PIXELS": str(10**12)}
     with serving(tiny_model_dir, log_path, env) as (url, process):
         yield {"url": url, "log": log_path, "pid": process.pid}
     assert TOKEN not in log_path.read_text()  # the token never reaches the log
@@ -587,3 +587,55 @@ def test_a_silent_store_holds_its_own_request_and_not_the_model(server, silent_s
     [slow] = answers
     assert (slow.status_code, slow.json()["error"]["type"], slow.json()["error"]["field"]) == (
         502, "upload_failed", "upload.gif")
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGKILL"])
+def test_nothing_outlives_the_server(tiny_model_dir, tmp_path, stop):
+    """Its encoder workers and anything else it started end with it, stopped either way (uvicorn
+    re-raises SIGTERM after its shutdown, which skips atexit hooks; SIGKILL runs nothing)."""
+    import signal
+
+    with serving(tiny_model_dir, tmp_path / "server.log", {"VIDEO_ENCODE_THREADS": "2"}) as (url, process):
+        answer = httpx.post(url, json={"inputs": {"prompt": "gif", **SMALL, "num_frames": 9}}, timeout=120)
+        assert answer.json()["ok"] is True
+        children = psutil.Process(process.pid).children(recursive=True)
+        assert len(children) >= 2  # the GIF's worker processes
+        process.send_signal(getattr(signal, stop))
+        process.wait(timeout=30)
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == [], [child.cmdline() for child in alive]
+
+
+def test_a_client_that_hangs_up_stops_its_video_reading(server, tmp_path):
+    """Four requests whose video takes long to read (an honest 4K60 minute, read whole by `extend`,
+    the decode budget raised for it), sent and hung up on: their ffmpeg processes end at once, and a
+    request with a video right after them is served at once (it used to wait behind 20 s decodes
+    that went on for nobody)."""
+    from tests.video_endpoint.test_video_input import _four_k_minute
+
+    clip = base64.b64encode(_four_k_minute(tmp_path)).decode()
+    body = json.dumps({"inputs": {"prompt": "x", "extend": clip, **SMALL, "num_frames": 8}}).encode()
+    port = int(server["url"].rsplit(":", 1)[1])
+    head = (f"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    for _ in range(4):
+        with socket.create_connection(("127.0.0.1", port)) as hostile:
+            hostile.sendall(head + body)
+            time.sleep(0.5)
+    server_process = psutil.Process(server["pid"])
+
+    def readers() -> list[psutil.Process]:
+        return [child for child in server_process.children(recursive=True)
+                if "ffmpeg" in " ".join(child.cmdline()) and "rawvideo" in child.cmdline()]
+
+    deadline = time.monotonic() + 10
+    while readers() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert readers() == []
+    short = base64.b64encode(encoded_video(synthetic_clip(24, 64, 96), 24, "mp4")).decode()
+    started = time.monotonic()
+    answer = post(server, {"prompt": "after them", "video": short, **SMALL, "num_frames": 8})
+    took = time.monotonic() - started
+    assert answer.status_code == 200 and answer.json()["diagnostics"]["mode"] == "v2v"
+    assert took < 10, took
+    assert "client disconnected" in Path(server["log"]).read_text()
