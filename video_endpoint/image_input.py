@@ -18,7 +18,7 @@ from video_endpoint.errors import InvalidRequest
 from video_endpoint.request_schema import Limits
 
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
-_DATA_URL = re.compile(r"^data:image/[A-Za-z0-9.+-]+;base64,", re.IGNORECASE)
+_DATA_URL = re.compile(r"^data:(image|video)/[A-Za-z0-9.+-]+;base64,", re.IGNORECASE)  # images and videos alike
 _WHITESPACE = re.compile(r"\s+")
 # Huffman-coded JPEG spends at least a bit per 8x8 block of each component: even a flat
 # 6000x6000 image takes hundreds of KB. Far fewer bytes than this means the header claims a size

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model, field_validator
 
 from encoders.base import MAX_FPS, FormatOptions
 from encoders.registry import FORMATS
@@ -128,6 +128,12 @@ class RequestFields(BaseModel):
     class, whose fields a type checker sees (format options are read with `format_options`)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
+    _image_field: str = PrivateAttr("image")
+
+    @property
+    def image_field(self) -> str:
+        """Where the client put `image`: `image`, or `inputs` in the Hugging Face task shape."""
+        return self._image_field
 
     prompt: str = Field(..., description="What to generate, or how the input image should move.")
     image: str | None = Field(
@@ -235,6 +241,8 @@ def parse_payload(data: Any, limits: Limits) -> RequestFields:
         request = VideoRequest.model_validate(fields)
     except ValidationError as exc:
         raise _invalid_from(exc) from None
+    if isinstance(data.get("inputs"), str) and request.image is not None:  # the task shape's image is `inputs`
+        request._image_field = "inputs"
     check_limits(request, limits)
     check_conditioning(request)
     return request

@@ -389,12 +389,26 @@ def _parse_json(body: bytes) -> Any:
 MIME_FORMATS = {FORMATS[name].MIME: name for name in FORMATS}
 
 
+def _media_range(part: str) -> tuple[str, float]:
+    """One item of an Accept header: its media type, lower case, and its q-value (0 = not wanted)."""
+    media, *params = (piece.strip() for piece in part.split(";"))
+    quality = 1.0
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                quality = float(value)
+            except ValueError:
+                quality = 0.0  # not a q-value a client meant: as if not sent
+    return media.lower(), quality
+
+
 def raw_file_body(data: Any, accept: str) -> Any:
     """The body asking for the file itself as the answer when the client wants that: `Accept`
     naming one format's type (`video/mp4`, ...: that format alone), or the Hugging Face task shape
     (`"inputs": "<prompt or image>"`) without `Accept: application/json` (its one output). Otherwise
     the body as it came (a JSON answer)."""
-    accepted = [part.split(";")[0].strip().lower() for part in accept.split(",")]
+    accepted = [media for media, quality in map(_media_range, accept.split(",")) if quality > 0]
     wanted = next((MIME_FORMATS[kind] for kind in accepted if kind in MIME_FORMATS), None)
     if not isinstance(data, dict) or not isinstance(data.get("inputs"), dict | str):
         return data

@@ -124,7 +124,7 @@ def decode_media(parsed: Parsed, limits: Limits, cancelled: threading.Event | No
     the job is planned by `plan`."""
     request, timer = parsed.request, parsed.timer
     size = request.width, request.height
-    images = {"image": request.image, "last_image": request.last_image,
+    images = {request.image_field: request.image, "last_image": request.last_image,
               **{f"keyframes.{i}.image": k.image for i, k in enumerate(request.keyframes)}}
     decoded: dict[str, Image.Image] = {}
     if any(text is not None for text in images.values()):
@@ -143,7 +143,7 @@ def decode_media(parsed: Parsed, limits: Limits, cancelled: threading.Event | No
         with timer.stage("video_decode"):
             extend = read_video(request.extend, "extend", *size, request.fps, limits, count=EXTEND_CONTEXT_FRAMES,
                                 keep="last", cancelled=cancelled)
-    return Decoded(request, decoded.get("image"), timer, parsed.uploads, decoded.get("last_image"),
+    return Decoded(request, decoded.get(request.image_field), timer, parsed.uploads, decoded.get("last_image"),
                    tuple(decoded[f"keyframes.{i}.image"] for i in range(len(request.keyframes))), video, extend)
 
 

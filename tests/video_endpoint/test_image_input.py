@@ -83,3 +83,27 @@ def test_a_jpeg_whose_header_claims_more_than_its_data_is_refused():
     flat = io.BytesIO()
     Image.new("RGB", (3000, 2000), (90, 120, 200)).save(flat, format="JPEG", quality=75)
     assert decode_image(base64.b64encode(flat.getvalue()).decode(), 96, 64, Limits()).size == (96, 64)
+
+
+def test_the_images_of_a_request_share_one_pixel_budget():
+    """Ten images of 40 Mpx each used to be decoded one after the other (400 Mpx, 16 s): the
+    request's images together are within VIDEO_MAX_IMAGE_PIXELS, checked from their headers
+    before any is decoded."""
+    import time
+
+    from video_endpoint import stages
+
+    big = Image.new("RGB", (2000, 2000), (20, 90, 200))  # 4 Mpx, compresses to a few KB
+    png = io.BytesIO()
+    big.save(png, "PNG", compress_level=9)
+    image = base64.b64encode(png.getvalue()).decode()
+    body = {"inputs": {"prompt": "p", "num_frames": 17, "height": 64, "width": 96, "image": image,
+                       "last_image": image, "keyframes": [{"image": image, "frame": i} for i in range(1, 9)]}}
+    limits = Limits(max_image_pixels=10_000_000)  # each image alone is within it; the ten together are not
+    started = time.perf_counter()
+    with pytest.raises(InvalidRequest, match="VIDEO_MAX_IMAGE_PIXELS") as refused:
+        stages.decode(body, limits)
+    assert refused.value.field == "keyframes.0.image"  # the third image passes the budget
+    assert time.perf_counter() - started < 1.0  # nothing was decoded
+    two = {"inputs": {**body["inputs"], "keyframes": []}}
+    assert stages.decode(two, limits).last_image.size == (96, 64)

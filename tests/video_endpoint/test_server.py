@@ -639,3 +639,17 @@ def test_a_client_that_hangs_up_stops_its_video_reading(server, tmp_path):
     assert answer.status_code == 200 and answer.json()["diagnostics"]["mode"] == "v2v"
     assert took < 10, took
     assert "client disconnected" in Path(server["log"]).read_text()
+
+
+def test_small_contract_gaps(server):
+    """q=0 means not wanted; a task shape's bad image is named `inputs`, where the client put it;
+    a video may come as a data: URL like an image."""
+    refused_mp4 = post(server, {"prompt": "waves", **SMALL, "num_frames": 9},
+                       headers={**auth(), "Accept": "video/mp4;q=0, application/json"})
+    assert refused_mp4.headers["content-type"] == "application/json" and refused_mp4.json()["ok"] is True
+    bad_image = httpx.post(server["url"], json={"inputs": "iVBORw0KGgo" + "A" * 100, "parameters": {
+        "prompt": "p", "num_frames": 9, "num_inference_steps": 2}}, headers=auth(), timeout=120)
+    assert (bad_image.status_code, bad_image.json()["error"]["field"]) == (400, "inputs")
+    clip = base64.b64encode(encoded_video(synthetic_clip(24, 64, 96), 24, "mp4")).decode()
+    as_url = post(server, {"prompt": "v", "video": f"data:video/mp4;base64,{clip}", **SMALL, "num_frames": 8})
+    assert as_url.status_code == 200 and as_url.json()["diagnostics"]["mode"] == "v2v"
