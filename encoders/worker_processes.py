@@ -72,13 +72,17 @@ class _Worker:
         self.tasks = tasks
         self.process: subprocess.Popen[bytes] | None = None
         self.thread = threading.Thread(target=self._serve, name="encoder-worker-feeder", daemon=True)
+        self._starting = threading.Lock()  # the pool's start() and this worker's thread may both start it
 
     def start_process(self) -> subprocess.Popen[bytes]:
-        if self.process is None or self.process.poll() is not None:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "encoders.worker_processes", str(os.getpid())], cwd=_ROOT,
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        return self.process
+        with self._starting:
+            if self.process is None or self.process.poll() is not None:
+                # close_fds (the default): no other worker's pipe is inherited, so each sees EOF when
+                # the parent ends
+                self.process = subprocess.Popen(
+                    [sys.executable, "-m", "encoders.worker_processes", str(os.getpid())], cwd=_ROOT,
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            return self.process
 
     def _serve(self) -> None:
         while (task := self.tasks.get()) is not None:

@@ -94,6 +94,12 @@ class _Header:
     height: int
     frames: int
     duration_s: float
+    starts_s: tuple[float, ...] = ()
+    """each packet's time from the first, in file order"""
+
+    def frames_before(self, seconds: float) -> int:
+        """The packets that start within the first `seconds`: what decoding that far decodes."""
+        return sum(1 for start in self.starts_s if start <= seconds)
 
     @property
     def fps(self) -> float:
@@ -145,8 +151,8 @@ def _read(data: bytes, container: str, field: str, width: int, height: int, fps:
         if screen is not None:
             header = dataclasses.replace(header, width=screen[0], height=screen[1])
         _check(header, container, codecs, field, limits)
-        decoded_frames = header.frames if keep == "last" else min(
-            header.frames, math.ceil(count / fps * header.fps) + 2)  # the source frames the first `count` span
+        # the source frames decoded: all for `extend`, those the first `count` output frames span for `video`
+        decoded_frames = header.frames if keep == "last" else header.frames_before((count + 1) / fps)
         if decoded_frames * header.width * header.height > limits.max_video_decode_pixels:
             raise InvalidRequest(
                 f"{field}: reading it would decode {decoded_frames} frames of {header.width}x{header.height}; this "
@@ -240,6 +246,7 @@ def _probe(path: str, demuxer: str, codecs: tuple[str, ...], container: str, fie
                       "-c", "copy", "-f", "framecrc", "pipe:1")
     streams: dict[int, dict[str, str]] = {}
     frames, first, end = 0, None, None
+    starts: list[int] = []
     over: tuple[str, str, str] | None = None
     timebase = 1.0
     returncode = 0
@@ -250,6 +257,7 @@ def _probe(path: str, demuxer: str, codecs: tuple[str, ...], container: str, fie
                     continue
                 pts, duration = int(packet.group(3)), int(packet.group(4))
                 frames += 1
+                starts.append(pts)
                 first = pts if first is None else min(first, pts)
                 end = pts + duration if end is None else max(end, pts + duration)
                 seconds = (end - first) * timebase
@@ -285,7 +293,9 @@ def _probe(path: str, demuxer: str, codecs: tuple[str, ...], container: str, fie
     size = re.fullmatch(r"(\d{1,6})x(\d{1,6})", videos[0].get("dimensions", ""))
     width, height = (int(size.group(1)), int(size.group(2))) if size else (0, 0)
     seconds = (end - first) * timebase if first is not None and end is not None else 0.0
-    return _Header(videos[0].get("codec_id", "unknown"), width, height, frames, seconds)
+    origin = first or 0
+    return _Header(videos[0].get("codec_id", "unknown"), width, height, frames, seconds,
+                   tuple((start - origin) * timebase for start in starts))
 
 
 _LIMIT_OF = {"VIDEO_MAX_INPUT_VIDEO_FRAMES": "max_video_frames", "VIDEO_MAX_INPUT_VIDEO_S": "max_video_seconds"}
