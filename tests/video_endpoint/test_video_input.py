@@ -273,6 +273,6 @@ def test_the_decode_budget_counts_the_frames_the_request_spans_not_an_average():
     bunched = _ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x64:rate=25", "-frames:v", "300", "-vf",
                       "settb=1/1000,setpts='if(lt(N,299),N,59000)'", "-fps_mode", "passthrough", "-c:v", "libx264",
                       "-preset", "ultrafast", "-video_track_timescale", "1000")
-    with pytest.raises(InvalidRequest, match="decode 2\\d\\d frames of 64x64"):
+    with pytest.raises(InvalidRequest, match=r"decode 2\d\d frames of 64x64"):
         read_video(text(bunched), "video", 96, 64, 12, Limits(max_video_decode_pixels=100_000), count=8)
     assert len(read_video(text(bunched), "video", 96, 64, 12, Limits(), count=8).frames) == 8
