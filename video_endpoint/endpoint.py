@@ -135,6 +135,10 @@ class EndpointHandler:
             stored = uploads.upload_all(produced.to_upload, produced.where)
         except HandlerError as exc:
             return exc.envelope()
+        except Exception:
+            logger.exception("upload failed with an unexpected error")
+            return {"ok": False, "error": {"type": "internal", "field": None,
+                                           "message": "internal error while uploading; see the server log"}}
         result = produced.result
         result["outputs"] = {**stored, **result["outputs"]}
         timing = result["diagnostics"]["timing_ms"]
