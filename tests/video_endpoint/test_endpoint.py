@@ -252,18 +252,18 @@ def counted(monkeypatch):
     from video_endpoint import request_schema, stages
 
     counts = {"parse": 0, "image": 0}
-    validate, decode_image = request_schema.VideoRequest.model_validate, stages.decode_image
+    validate, fit_image = request_schema.VideoRequest.model_validate, stages.fit_image
 
     def counting_validate(*args, **kwargs):
         counts["parse"] += 1
         return validate(*args, **kwargs)
 
-    def counting_decode_image(*args, **kwargs):
+    def counting_fit_image(*args, **kwargs):  # decodes an opened image's pixels
         counts["image"] += 1
-        return decode_image(*args, **kwargs)
+        return fit_image(*args, **kwargs)
 
     monkeypatch.setattr(request_schema.VideoRequest, "model_validate", counting_validate)
-    monkeypatch.setattr(stages, "decode_image", counting_decode_image)
+    monkeypatch.setattr(stages, "fit_image", counting_fit_image)
     return counts
 
 
