@@ -253,8 +253,8 @@ def _probe(path: str, demuxer: str, codecs: tuple[str, ...], container: str, fie
     with _running(command, _PROBE_TIMEOUT_S, cancelled) as run:
         for line in run.out:
             if packet := _PACKET_LINE.match(line):
-                if int(packet.group(1)) != 0:  # the first video stream's packets are stream 0's
-                    continue
+                if int(packet.group(1)) != 0 or streams.get(0, {}).get("media_type") != "video":
+                    continue  # the video stream's packets are stream 0's (video streams are mapped first)
                 pts, duration = int(packet.group(3)), int(packet.group(4))
                 frames += 1
                 starts.append(pts)
@@ -270,9 +270,8 @@ def _probe(path: str, demuxer: str, codecs: tuple[str, ...], container: str, fie
             elif stream := _STREAM_LINE.match(line.rstrip(b"\n")):
                 key, index, value = stream.group(1).decode(), int(stream.group(2)), stream.group(3).decode()
                 streams.setdefault(index, {})[key] = value
-                if key == "tb" and index == 0:
-                    numerator, _, denominator = value.partition("/")
-                    timebase = int(numerator) / max(1, int(denominator or 1))
+                if key == "tb" and index == 0 and (fraction := re.fullmatch(r"(\d{1,12})/(\d{1,12})", value)):
+                    timebase = int(fraction.group(1)) / max(1, int(fraction.group(2)))
         if not over:
             returncode, _ = run.finish()
     if cancelled.is_set():

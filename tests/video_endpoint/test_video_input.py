@@ -107,6 +107,8 @@ def _hostile() -> dict[str, tuple[bytes, str]]:
         "100,000 frames": (_gif_of(100_000), "more than 3600 frames"),
         **_forged(),
         "no video stream": (audio_only, "no video stream"),
+        "two minutes of sound alone": (_ffmpeg("-f", "lavfi", "-i", "sine", "-t", "120", "-c:a", "aac"),
+                                       "no video stream"),  # its 5,000 packets are no frames
         "unsupported codec": (mjpeg, "codec mjpeg"),
         "really an image": (png.getvalue(), "still image (PNG)"),
         "a one-frame GIF": (encoded_video(SOURCE[:1], 24, "gif"), "one frame"),
