@@ -4,6 +4,7 @@ keeps what it is sent, decoded here."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import http.server
 import json
@@ -202,7 +203,11 @@ class SilentStore:
         self.stopped.wait()
 
     def close(self) -> None:
+        import socket
+
         self.stopped.set()
+        with contextlib.suppress(OSError):  # wakes the accept (a plain close leaves the port listening)
+            self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
         for connection in self.connections:
             connection.close()
