@@ -139,8 +139,8 @@ def trace_request(handler: Any, request: dict, trace_path: Path) -> tuple[dict, 
     activities = [torch.profiler.ProfilerActivity.CPU]
     if torch.cuda.is_available():
         activities.append(torch.profiler.ProfilerActivity.CUDA)
-    with torch.profiler.profile(activities=activities) as prof:
-        result = handler({"inputs": request})
+    with torch.profiler.profile(activities=activities) as prof:  # sees this thread's stages: run here, not queued
+        result = handler.deliver(handler.produce(handler.decode({"inputs": request})))
     assert result["ok"], result
     raw = trace_path.with_suffix("")  # x.json.gz -> x.json
     prof.export_chrome_trace(str(raw))

@@ -145,3 +145,57 @@ def serving(model_dir, log_path, env: dict[str, str]):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+class RedisServer:
+    """A real `redis-server` (the Debian package) on a free loopback port, no persistence; it can
+    be stopped and started again on the same port."""
+
+    def __init__(self, workdir, password: str = "") -> None:
+        import shutil
+
+        if shutil.which("redis-server") is None:
+            if os.environ.get("CI") == "true":  # CI installs it (scripts/test.sh): missing there is a failure
+                pytest.fail("redis-server is missing (scripts/test.sh installs the Debian package)")
+            pytest.skip("needs redis-server (Debian package redis-server; scripts/test.sh installs it as root)")
+        self.port, self.workdir, self.password = free_port(), workdir, password
+        self.url = f"redis://{f':{password}@' if password else ''}127.0.0.1:{self.port}/0"
+        self.process = None
+        self.start()
+
+    def start(self) -> None:
+        import subprocess
+        import time
+
+        import redis
+
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir), *(["--requirepass", self.password] if self.password else [])],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.client().ping()
+                return
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def client(self):
+        import redis
+
+        return redis.Redis(port=self.port, password=self.password or None, socket_timeout=2)
+
+
+@pytest.fixture()
+def redis_server(tmp_path):
+    server = RedisServer(tmp_path)
+    yield server
+    server.stop()

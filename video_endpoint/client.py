@@ -136,9 +136,12 @@ def run_job(url: str, token: str | None, request: dict[str, Any], poll_s: float 
     try:
         while True:
             answer = call(url, token, {"inputs": {"job_id": job_id}})
-            if "job" not in answer:
+            if "job" not in answer and not _store_away(answer):
                 return answer
-            job = _job(answer, url)
+            if "job" not in answer:  # the job store is away for a moment (Redis restarting): the job is not lost
+                job = {"id": job_id, "status": "unavailable", "progress": {"step": 0, "total": None}}
+            else:
+                job = _job(answer, url)
             if on_progress is not None:
                 on_progress(job["status"], job["progress"]["step"], job["progress"]["total"])
             if job["status"] in FINISHED:
@@ -151,6 +154,11 @@ def run_job(url: str, token: str | None, request: dict[str, Any], poll_s: float 
     except KeyboardInterrupt:
         _cancel(url, token, job_id)
         raise
+
+
+def _store_away(answer: dict[str, Any]) -> bool:
+    error = answer.get("error")
+    return answer.get("ok") is False and isinstance(error, dict) and error.get("type") == "unavailable"
 
 
 def _cancel(url: str, token: str | None, job_id: str) -> None:

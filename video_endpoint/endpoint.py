@@ -5,10 +5,11 @@ The platform calls `EndpointHandler(path)` once and then `handler(data)` per req
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from encoders import cores
@@ -16,22 +17,15 @@ from pipelines import speed
 from pipelines.base import StepCallback
 from video_endpoint import settings, stages, uploads, video_input
 from video_endpoint.errors import HandlerError, InvalidRequest
-from video_endpoint.http_url import HttpTarget
-from video_endpoint.jobs import JobQueue, JobSettings
+from video_endpoint.jobs import Idempotency, InProcessJobStore, JobSettings, JobStore
 from video_endpoint.model_loading import load_model
 from video_endpoint.request_schema import JobCall, Limits, read_job_call
+from video_endpoint.scheduler import Scheduler
 from video_endpoint.server_logs import redact_request_payloads
+from video_endpoint.stages import Produced
+from video_endpoint.webhooks import WebhookSender
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Produced:
-    """A generated and encoded answer whose uploads (if any) are still to be done."""
-
-    result: dict[str, Any]
-    to_upload: dict[str, bytes] = field(default_factory=dict)
-    where: dict[str, HttpTarget] = field(default_factory=dict)
 
 
 class EndpointHandler:
@@ -49,8 +43,7 @@ class EndpointHandler:
         if not settings.read_flag("VIDEO_LOG_PAYLOADS"):
             redact_request_payloads()
         self.model = load_model(path, model_id)
-        # asynchronous jobs (`"async": true`): their worker thread starts with the first one
-        self.jobs = JobQueue(run=lambda decoded, on_step: self.run(decoded, on_step), config=JobSettings.from_env())
+        self.open_jobs(JobSettings.from_env())
         self.warmup_ms: float | None = None
         if self.model.speed.warmup:  # compile now, so the first user request is not the slow one
             self.warmup_ms = 0.0
@@ -58,6 +51,30 @@ class EndpointHandler:
                 result = self(request)
                 self.warmup_ms += result.get("diagnostics", {}).get("timing_ms", {}).get("total", 0.0)
                 logger.info("warm-up request: %s", "ok" if result["ok"] else result["error"])
+        if self.jobs.shared:  # other replicas fill the store: look for jobs from now on
+            self.scheduler.start()
+
+    def open_jobs(self, config: JobSettings) -> None:
+        """One queue in front of the model, for requests and jobs alike (`Scheduler`); jobs kept in
+        the store `config` names (VIDEO_JOB_STORE; this process's memory when unset). Called again,
+        it replaces both (the previous scheduler stops)."""
+        previous: Scheduler | None = getattr(self, "scheduler", None)
+        if previous is not None:
+            previous.stop(0)
+        self.job_settings = config
+        self.webhooks = WebhookSender(config.webhook_hosts, config.webhook_secret)
+        scheduler: list[Scheduler] = []  # the store asks the scheduler; both are made here
+        self.jobs: JobStore
+        if not config.store:
+            self.jobs = InProcessJobStore(config, lambda: scheduler[0].requests_ahead())
+        else:
+            from video_endpoint.redis_jobs import RedisJobStore  # redis-py only where a Redis is named
+
+            self.jobs = RedisJobStore(config)
+        self.scheduler = Scheduler(self, self.jobs, self.webhooks)
+        scheduler.append(self.scheduler)
+        if previous is not None and self.jobs.shared:
+            self.scheduler.start()
 
     def __call__(self, data: dict[str, Any], on_step: StepCallback | None = None) -> dict[str, Any]:
         """Serve one request; never raises. `on_step(done, total)` reports denoising progress."""
@@ -91,39 +108,49 @@ class EndpointHandler:
         return stages.decode_media(parsed, self.limits, cancelled)
 
     def run(self, decoded: stages.Decoded, on_step: StepCallback | None = None) -> dict[str, Any]:
-        """Generate and encode what `decode` returned, then upload; never raises."""
-        return self.deliver(self.produce(decoded, on_step))
+        """Generate and encode what `decode` returned, in its turn on the model, then upload;
+        never raises."""
+        return self.deliver(self.scheduler.run(decoded, on_step))
 
     def produce(self, decoded: stages.Decoded, on_step: StepCallback | None = None) -> Produced:
-        """Generate and encode: the part that needs the model. The uploads wait for `deliver`, so
-        that a caller can free the model first (a slow store then holds no one else's request)."""
+        """Generate and encode now, whatever waits for the model (the scheduler's worker calls
+        `generate_frames`). The uploads wait for `deliver`."""
+        return self.generate_frames(decoded, on_step)()
+
+    def generate_frames(self, decoded: stages.Decoded, on_step: StepCallback | None = None) -> Callable[[], Produced]:
+        """Generate: the part that needs the model. Returns the encoding still to do, which needs
+        no model (the scheduler runs it while the model generates the next request)."""
         request, timer = decoded.request, decoded.timer
         timer.resume()
+        streaming = None
         try:
             job, notes = stages.plan(decoded, self.model)
             streaming = stages.Streaming.start(self.model, request, job, self.encode_cores)
+            generated = stages.generate(self.model, job, timer, on_step, streaming)
+        except Exception as exc:
+            if streaming is not None:  # a failed generation: its encoders stop
+                streaming.close()
+            failed = _failure(exc, "generating")
+            return lambda: failed
+
+        def encode() -> Produced:
             try:
-                generated = stages.generate(self.model, job, timer, on_step, streaming)
                 encoded = stages.encode(generated, request, job, timer, decoded.uploads, self.encode_cores, streaming)
+                result = {
+                    "ok": True,
+                    "outputs": encoded.outputs,
+                    "diagnostics": stages.diagnostics(
+                        self.model, stages.Outcome(request, job, notes, generated, encoded.info, timer,
+                                                   decoded.video, decoded.extend)),
+                }
+                return Produced(result, encoded.to_upload, decoded.uploads)
+            except Exception as exc:
+                return _failure(exc, "encoding")
             finally:
-                if streaming is not None:  # a failed generation: its encoders stop
+                if streaming is not None:
                     streaming.close()
-            result = {
-                "ok": True,
-                "outputs": encoded.outputs,
-                "diagnostics": stages.diagnostics(
-                    self.model, stages.Outcome(request, job, notes, generated, encoded.info, timer,
-                                               decoded.video, decoded.extend)),
-            }
-            return Produced(result, encoded.to_upload, decoded.uploads)
-        except HandlerError as exc:
-            if exc.__cause__ is not None:
-                logger.error("request failed (%s): %s", exc.type, exc.message, exc_info=exc.__cause__)
-            return Produced(exc.envelope())
-        except Exception:
-            logger.exception("request failed with an unexpected error")
-            return Produced({"ok": False, "error": {"type": "internal", "field": None,
-                                                    "message": "internal error while generating; see the server log"}})
+
+        return encode
 
     @staticmethod
     def deliver(produced: Produced) -> dict[str, Any]:
@@ -150,15 +177,35 @@ class EndpointHandler:
         """The job protocol (`video_endpoint.jobs`): submit with `async`, poll with `job_id`, cancel
         with `job_id` + `cancel`. A request is checked before it is queued, so a bad one fails now."""
         try:
-            if call.kind == "poll":
-                return self.jobs.status(call.job_id)
-            if call.kind == "cancel":
-                return self.jobs.cancel(call.job_id)
-            decoded = self.decode(call.data)
-            if not decoded.request.return_base64:
-                raise InvalidRequest("a job's answer is JSON, fetched later: return_base64 false is for "
-                                     "synchronous requests", field="return_base64")
-            stages.plan(decoded, self.model)  # mode, family rules, adapters: refused now
-            return self.jobs.submit(decoded, call.webhook, decoded.held_bytes())  # runs from what was decoded here
+            if call.kind != "submit":
+                return dict(json.loads(self.jobs.status_json(call.job_id, cancel=call.kind == "cancel")))
+            return self.submit_job(call)
         except HandlerError as exc:
             return exc.envelope()
+
+    def submit_job(self, call: JobCall) -> dict[str, Any]:
+        """Check a job's request (decoded and planned: a bad one fails now) and its webhook, then
+        queue it; raises HandlerError."""
+        idempotency = Idempotency.of(call.idempotency_key, call.data, call.webhook)
+        if call.webhook is not None:
+            self.webhooks.check(call.webhook)
+        data = stages.with_seed(call.data)  # drawn now: a job run again (another replica) is the same video
+        decoded = self.decode(data)
+        if not decoded.request.return_base64:
+            raise InvalidRequest("a job's answer is JSON, fetched later: return_base64 false is for "
+                                 "synchronous requests", field="return_base64")
+        stages.plan(decoded, self.model)  # mode, family rules, adapters: refused now
+        # in memory, it runs from what was decoded here; a shared store keeps the body, decoded where it runs
+        payload = data if self.jobs.shared else decoded
+        return self.jobs.submit(payload, call.webhook, decoded.held_bytes(), idempotency)
+
+
+def _failure(exc: Exception, doing: str) -> Produced:
+    """The answer for what generating or encoding raised (called in its `except`)."""
+    if isinstance(exc, HandlerError):
+        if exc.__cause__ is not None:
+            logger.error("request failed (%s): %s", exc.type, exc.message, exc_info=exc.__cause__)
+        return Produced(exc.envelope())
+    logger.exception("request failed with an unexpected error")
+    return Produced({"ok": False, "error": {"type": "internal", "field": None,
+                                            "message": f"internal error while {doing}; see the server log"}})

@@ -69,6 +69,13 @@ class Busy(HandlerError):
     type = "busy"
 
 
+class Unavailable(HandlerError):
+    """A service the request needs is not answering (the shared job store): jobs wait for it to
+    come back, synchronous requests are still served; retry later."""
+
+    type = "unavailable"
+
+
 def from_model(exc: model_errors.Refused | model_errors.OutOfMemory) -> HandlerError:
     """The answer for what a family or the model runtime raised."""
     if isinstance(exc, model_errors.OutOfMemory):

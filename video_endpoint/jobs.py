@@ -10,47 +10,39 @@ handler call at a time and streams nothing):
 `request_schema.read_job_call` is the one reading of those keys: the handler and the local server
 both route a body by what it says (`"async": false` is a plain synchronous request, with every guard of one).
 
-Jobs run one at a time, in order, on a worker thread of their own; synchronous requests take their
-turn on the same model lock. A job lives in this process's memory only: behind several replicas a
-poll must reach the replica that took the job (README says what that means). A finished job's
-answer is kept once, as the JSON bytes every poll, event stream and webhook sends.
+A job store keeps the jobs: their ids, status, progress, answers (under a TTL and one byte budget)
+and idempotency keys. `JobStore` is what the scheduler (`video_endpoint.scheduler`) and the routes
+ask of one; `InProcessJobStore` (here, the default) keeps them in this process's memory,
+`video_endpoint.redis_jobs.RedisJobStore` (VIDEO_JOB_STORE=redis://...) in a Redis that every
+replica shares. The scheduler takes a job from its store only when its model is free.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import hmac
 import json
-import logging
+import os
 import secrets
+import socket
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from pipelines.base import StepCallback
 from video_endpoint import settings
-from video_endpoint.errors import Busy, Cancelled, InvalidRequest
-from video_endpoint.http_url import BadUrl, HttpTarget, parse_allowed_url, send, send_with_retries
-
-logger = logging.getLogger(__name__)
+from video_endpoint.errors import Busy, InvalidRequest
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 FINISHED = (SUCCEEDED, FAILED, CANCELLED)
-SIGNATURE_HEADER = "X-Video-Signature"  # "sha256=<hex HMAC-SHA256 of '<timestamp>.<body>'>"
-TIMESTAMP_HEADER = "X-Video-Timestamp"  # unix seconds when the webhook was signed
-WEBHOOK_TIMEOUT_S = 10.0  # per attempt: connecting, and waiting for the receiver's answer
-WEBHOOK_SENDERS = 2  # threads that deliver webhooks: a slow receiver never adds threads
+UNKNOWN_JOB = "unknown or expired job id (jobs are kept VIDEO_JOB_TTL_S after they end)"
 
 
 @dataclass(frozen=True)
 class JobSettings:
     ttl_s: float = float(settings.BY_NAME["VIDEO_JOB_TTL_S"].default)
-    """finished jobs are kept this long"""
+    """finished jobs (and idempotency keys) are kept this long"""
     max_bytes: int = int(settings.BY_NAME["VIDEO_JOB_MAX_BYTES"].default)
     """the kept answers together; oldest out first"""
     max_kept: int = int(settings.BY_NAME["VIDEO_MAX_KEPT_JOBS"].default)
@@ -63,6 +55,14 @@ class JobSettings:
     """hosts (`host` or `host:port`) a webhook may be sent to"""
     webhook_secret: str = ""
     """the HMAC-SHA256 key of the webhook signature"""
+    store: str = ""
+    """where jobs are kept: "" = this process's memory, or a redis:// or rediss:// URL"""
+    lease_s: float = float(settings.BY_NAME["VIDEO_JOB_LEASE_S"].default)
+    """a running job whose replica has not been heard from this long runs again elsewhere"""
+    max_attempts: int = int(settings.BY_NAME["VIDEO_JOB_MAX_ATTEMPTS"].default)
+    """runs of one job at most (each replica that died running it counts one)"""
+    shutdown_grace_s: float = float(settings.BY_NAME["VIDEO_SHUTDOWN_GRACE_S"].default)
+    """on SIGTERM, a running job that ends within this is finished; a longer one is handed back"""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> JobSettings:
@@ -72,47 +72,154 @@ class JobSettings:
                    max_queued=settings.read_int("VIDEO_MAX_QUEUED", environ),
                    max_held_bytes=settings.read_int("VIDEO_JOB_MAX_INPUT_BYTES", environ),
                    webhook_hosts=settings.host_list("VIDEO_WEBHOOK_HOSTS", environ),
-                   webhook_secret=settings.read("VIDEO_WEBHOOK_SECRET", environ))
+                   webhook_secret=settings.read("VIDEO_WEBHOOK_SECRET", environ),
+                   store=settings.read("VIDEO_JOB_STORE", environ),
+                   lease_s=settings.read_float("VIDEO_JOB_LEASE_S", environ) or 1.0,
+                   max_attempts=max(1, settings.read_int("VIDEO_JOB_MAX_ATTEMPTS", environ)),
+                   shutdown_grace_s=settings.read_float("VIDEO_SHUTDOWN_GRACE_S", environ) or 0.0)
 
 
-# -- webhooks: one reading of the URL, for the check and for the sending ----------------------------
+def replica_name() -> str:
+    """This replica in the store and the log: host, process and a random tail (a restarted
+    process with the same pid is another replica)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
-def parse_webhook(url: Any, allowed_hosts: tuple[str, ...]) -> HttpTarget:
-    """The address a webhook goes to, only on a host the operator listed; the sender connects to
-    exactly this host and port (no request may make this server call any other address)."""
-    if not isinstance(url, str) or len(url) > 2000:
-        raise InvalidRequest("webhook must be an http(s) URL of 2,000 characters at most", field="webhook")
+
+# -- what every store shares --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Idempotency:
+    """A submission's `Idempotency-Key` and the digest of what it asked: the same key with another
+    body is refused."""
+
+    key: str
+    digest: str
+
+    @classmethod
+    def of(cls, key: Any, request: Any, webhook: str | None) -> Idempotency | None:
+        if key is None:
+            return None
+        if not isinstance(key, str) or not 1 <= len(key) <= 255 or not key.isprintable():
+            raise InvalidRequest("idempotency_key must be 1 to 255 printable characters", field="idempotency_key")
+        asked = json.dumps([request, webhook], sort_keys=True, separators=(",", ":"), default=str)
+        return cls(key, hashlib.sha256(asked.encode()).hexdigest())
+
+
+def key_reused() -> InvalidRequest:
+    return InvalidRequest("this idempotency_key was used for another request: send that request again, or "
+                          "use a new key", field="idempotency_key")
+
+
+@dataclass
+class Claimed:
+    """A job a replica took from its store to run: this attempt's number fences its answer (the
+    store records an end only from the attempt it handed out last)."""
+
+    id: str
+    attempt: int
+    payload: Any
+    """what was submitted: the decoded request (in process) or the request body (Redis)"""
+    webhook: str | None
+    started: float = field(default_factory=time.monotonic)
+    submitted_at: float = 0.0
+    """when it was submitted (unix time)"""
+
+
+def describe(job_id: str, status: str, step: int, total: int | None, position: int | None, elapsed_s: float,
+             eta_s: float | None, cancel_requested: bool, extra: Mapping[str, Any] = {}) -> dict[str, Any]:
+    """A job as a poll shows it."""
+    described = {"id": job_id, "status": status, "progress": {"step": step, "total": total}, "position": position,
+                 "elapsed_s": round(elapsed_s, 3), "eta_s": None if eta_s is None else round(eta_s, 1), **extra}
+    if cancel_requested and status == RUNNING:
+        described["cancel_requested"] = True
+    return described
+
+
+def running_eta(elapsed_s: float, step: int, total: int | None) -> float | None:
+    return elapsed_s / step * (total - step) if step and total else None
+
+
+def final_answer(description: dict[str, Any], status: str, answer: dict[str, Any], max_bytes: int) -> tuple[
+        str, bytes]:
+    """The job's status and final answer as JSON, as polls will see it: a generation's answer
+    (outputs, diagnostics) or its error; an answer over `max_bytes` fails instead."""
+    job = {**description, "status": status, "position": None, "eta_s": None}
+    if job.pop("cancel_requested", False) and status == SUCCEEDED:
+        job.update(cancel_requested=True, note="the cancel arrived after the last step: the finished answer is kept")
+    final: dict[str, Any] = {"ok": True, "job": job}
     try:
-        return parse_allowed_url(url, allowed_hosts, "VIDEO_WEBHOOK_HOSTS")
-    except BadUrl as exc:
-        raise InvalidRequest(f"webhook {exc}", field="webhook") from None
+        if status == SUCCEEDED:
+            final.update(outputs=answer["outputs"], diagnostics=answer["diagnostics"])
+        else:
+            final["error"] = answer["error"]
+        body = json_bytes(final)
+    except (TypeError, ValueError, KeyError):
+        return final_answer(description, FAILED, internal_error(), max_bytes)
+    if len(body) > max_bytes:
+        status, error = FAILED, {"ok": False, "error": {
+            "type": "invalid_request", "field": "outputs",
+            "message": f"the answer ({len(body):,} bytes) is larger than this server keeps for a job "
+                       f"(VIDEO_JOB_MAX_BYTES, {max_bytes:,}): ask for fewer or smaller outputs"}}
+        return final_answer(description, status, error, max_bytes)
+    return status, body
 
 
-def signature_of(body: bytes, secret: str, timestamp: int) -> str:
-    """What `SIGNATURE_HEADER` carries for `body` sent at `timestamp` (`TIMESTAMP_HEADER`)."""
-    signed = str(timestamp).encode() + b"." + body
-    return "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+def status_of(answer: dict[str, Any]) -> str:
+    if answer.get("ok"):
+        return SUCCEEDED
+    return CANCELLED if answer["error"]["type"] == "cancelled" else FAILED
 
 
-def verify_signature(body: bytes, signature: str, timestamp: str, secret: str, tolerance_s: float = 300.0,
-                     now: float | None = None) -> bool:
-    """A receiver's check: the signature matches and was made within `tolerance_s` of now (a
-    replayed delivery older than that fails; dedupe within the window by `X-Video-Job-Id`)."""
-    if not timestamp.isdigit():
-        return False
-    if abs((time.time() if now is None else now) - int(timestamp)) > tolerance_s:
-        return False
-    return hmac.compare_digest(signature, signature_of(body, secret, int(timestamp)))
+def json_bytes(answer: dict[str, Any]) -> bytes:
+    return json.dumps(answer, separators=(",", ":")).encode()
 
 
-# -- jobs ----------------------------------------------------------------------------------------
+def internal_error() -> dict[str, Any]:
+    return {"ok": False, "error": {"type": "internal", "field": None, "message": "internal error"}}
+
+
+def cancelled_before_it_ran() -> dict[str, Any]:
+    return {"ok": False, "error": {"type": "cancelled", "field": None, "message": "cancelled before it ran"}}
+
+
+class JobStore(Protocol):
+    """What the scheduler and the routes ask of a job store. Lookups raise InvalidRequest for an
+    unknown id; a store that cannot be reached raises `errors.Unavailable`."""
+
+    name: str
+    replica: str
+    """this process in the store and the log"""
+    shared: bool
+    """whether other processes see the jobs (then a job keeps its request body, decoded where it runs)"""
+    poll_interval_s: float | None
+    """how often an idle scheduler asks `take`, and an event stream looks for changes; None: the
+    store wakes them itself (`wake`, `watch`)"""
+    wake: Callable[[], None]
+    """set by the scheduler: called when a job is submitted here"""
+
+    def submit(self, payload: Any, webhook: str | None, held_bytes: int = 0,
+               idempotency: Idempotency | None = None) -> dict[str, Any]: ...
+    def status_json(self, job_id: Any, cancel: bool = False) -> bytes: ...
+    def events(self, job_id: Any, seen: int) -> tuple[list[dict[str, Any]], bool]: ...
+    def watch(self, job_id: Any, wake: Callable[[], None]) -> None: ...
+    def unwatch(self, job_id: Any, wake: Callable[[], None]) -> None: ...
+    def take(self) -> Claimed | None: ...
+    def progress(self, claimed: Claimed, step: int, total: int) -> bool: ...
+    def finish(self, claimed: Claimed, answer: dict[str, Any]) -> bytes | None: ...
+    def hand_back(self, claimed: Claimed) -> None: ...
+    def eta_s(self, claimed: Claimed) -> float | None: ...
+    def health(self) -> dict[str, Any]: ...
+    def close(self) -> None: ...
+
+
+# -- in this process's memory -------------------------------------------------------------------
 
 @dataclass
 class Job:
     id: str
     data: Any
-    """the request as submitted (the handler's: parsed, image decoded), dropped once it ends"""
-    webhook: HttpTarget | None
+    """the request as submitted (parsed, images decoded), dropped once it ends"""
+    webhook: str | None
     held_bytes: int = 0
     """the memory its decoded inputs take while it waits"""
     submitted: float = field(default_factory=time.monotonic)
@@ -127,32 +234,43 @@ class Job:
     history: list[dict[str, Any]] = field(default_factory=list)
     """the job as described after each change (status, each step), for event streams to replay"""
     watchers: list[Callable[[], None]] = field(default_factory=list)
-    """called (under the queue's lock; they must not block) after each change"""
+    """called (under the store's lock; they must not block) after each change"""
+    key: str | None = None
+    """its idempotency key, kept while the job is"""
 
 
-class JobQueue:
-    """The jobs of one handler: a FIFO of waiting jobs, one worker, the finished ones for `ttl_s`."""
+class InProcessJobStore:
+    """The jobs of one process: a FIFO of waiting jobs, the finished ones for `ttl_s`. A restart
+    loses them all; behind several replicas a poll must reach the replica that took the job."""
 
-    def __init__(self, run: Callable[[Any, StepCallback], dict[str, Any]], config: JobSettings) -> None:
-        """`run(request, on_step)` serves a submitted request (whatever `submit` was given)."""
-        self.run = run
+    name = "memory"
+    shared = False
+    poll_interval_s: float | None = None
+
+    def __init__(self, config: JobSettings, requests_ahead: Callable[[], int] = lambda: 0) -> None:
+        """`requests_ahead()`: the synchronous requests the scheduler serves before any job."""
         self.config = config
+        self.replica = replica_name()
+        self.requests_ahead = requests_ahead
+        self.wake: Callable[[], None] = lambda: None
         self.jobs: dict[str, Job] = {}  # every kept job, by id
         self.finished: OrderedDict[str, Job] = OrderedDict()  # the ended ones, in the order they ended
         self.finished_bytes = 0
         self.waiting: deque[Job] = deque()
+        self.keys: dict[str, tuple[str, str]] = {}  # idempotency key -> (digest, job id), while the job is kept
         self.changed = threading.Condition()
-        self.worker: threading.Thread | None = None
-        self.webhooks = ThreadPoolExecutor(max_workers=WEBHOOK_SENDERS, thread_name_prefix="video-webhook")
         self.seconds_per_job: float | None = None  # the last finished job's run time, for queued ETAs
 
-    # -- the protocol ------------------------------------------------------------------------
-
-    def submit(self, data: Any, webhook: str | None, held_bytes: int = 0) -> dict[str, Any]:
-        """Queue `data` (whose decoded inputs take `held_bytes` while it waits)."""
-        target = self.check_webhook(webhook) if webhook is not None else None
+    def submit(self, payload: Any, webhook: str | None, held_bytes: int = 0,
+               idempotency: Idempotency | None = None) -> dict[str, Any]:
+        """Queue `payload` (whose decoded inputs take `held_bytes` while it waits)."""
         with self.changed:
             self._evict()
+            if idempotency is not None and idempotency.key in self.keys:
+                digest, job_id = self.keys[idempotency.key]
+                if digest != idempotency.digest:
+                    raise key_reused()
+                return {"ok": True, "job": self._describe(self.jobs[job_id])}
             if len(self.waiting) >= self.config.max_queued:
                 raise Busy(f"busy: {len(self.waiting)} jobs are waiting (VIDEO_MAX_QUEUED); retry later",
                            field=None)
@@ -161,44 +279,24 @@ class JobQueue:
                 raise Busy(f"busy: the waiting jobs' decoded inputs take {held // 2**20} MiB, and this one's "
                            f"{held_bytes // 2**20} MiB more would pass {self.config.max_held_bytes // 2**20} MiB "
                            "(VIDEO_JOB_MAX_INPUT_BYTES); retry later", field=None)
-            job = Job(id=secrets.token_urlsafe(18), data=data, webhook=target, held_bytes=held_bytes)
+            job = Job(id=secrets.token_urlsafe(18), data=payload, webhook=webhook, held_bytes=held_bytes,
+                      key=idempotency.key if idempotency is not None else None)
             self.jobs[job.id] = job
+            if idempotency is not None:
+                self.keys[idempotency.key] = (idempotency.digest, job.id)
             self.waiting.append(job)
-            if self.worker is None:  # the first job
-                self.worker = threading.Thread(target=self._work, name="video-jobs", daemon=True)
-                self.worker.start()
             self.changed.notify_all()
-            return {"ok": True, "job": self._describe(job)}
-
-    def status(self, job_id: Any) -> dict[str, Any]:
-        with self.changed:
-            job = self._find(job_id)
-            if job.answer is None:
-                return self.answer_for(job)
-        return dict(json.loads(job.answer))  # a finished job's answer is fixed: parsed outside the lock
-
-    def cancel(self, job_id: Any) -> dict[str, Any]:
-        self.request_cancel(job_id)
-        return self.status(job_id)
+            described = {"ok": True, "job": self._describe(job)}
+        self.wake()
+        return described
 
     def status_json(self, job_id: Any, cancel: bool = False) -> bytes:
-        """What `status` (or `cancel`) answers, as JSON: a finished job's is the one kept copy."""
-        if cancel:
-            self.request_cancel(job_id)
+        """What a poll (or a cancel) answers, as JSON: a finished job's is the one kept copy."""
         with self.changed:
             job = self._find(job_id)
-            return job.answer if job.answer is not None else _json(self.answer_for(job))
-
-    def request_cancel(self, job_id: Any) -> None:
-        with self.changed:
-            job = self._find(job_id)
-            if job.status == QUEUED:  # never starts
-                self.waiting.remove(job)
-                self._finish(job, CANCELLED, {"ok": False, "error": {
-                    "type": "cancelled", "field": None, "message": "cancelled before it ran"}})
-            elif job.status == RUNNING:  # stops at its next step
-                job.cancel.set()
-                self._changed(job)
+            if cancel:
+                self._cancel(job)
+            return job.answer if job.answer is not None else json_bytes({"ok": True, "job": self._describe(job)})
 
     def events(self, job_id: Any, seen: int) -> tuple[list[dict[str, Any]], bool]:
         """For an event stream: the job's changes after the first `seen`, and whether it has ended
@@ -217,40 +315,86 @@ class JobQueue:
             if job is not None and wake in job.watchers:
                 job.watchers.remove(wake)
 
-    def answer_for(self, job: Job) -> dict[str, Any]:
-        """A job that has not ended, described (an ended one's answer is `job.answer`)."""
-        return {"ok": True, "job": self._describe(job)}
+    # -- the scheduler's side --------------------------------------------------------------------
+
+    def take(self) -> Claimed | None:
+        with self.changed:
+            if not self.waiting:
+                return None
+            job = self.waiting.popleft()
+            job.status, job.started = RUNNING, time.monotonic()
+            self._changed(job)
+            return Claimed(job.id, 1, job.data, job.webhook)
+
+    def progress(self, claimed: Claimed, step: int, total: int) -> bool:
+        """Record a step; whether the job should stop (a cancel)."""
+        with self.changed:
+            job = self.jobs[claimed.id]
+            job.step, job.total = step, total
+            self._changed(job)
+            return job.cancel.is_set()
+
+    def finish(self, claimed: Claimed, answer: dict[str, Any]) -> bytes | None:
+        job = self.jobs[claimed.id]
+        with self.changed:
+            description = self._describe(job)
+        status, body = final_answer(description, status_of(answer), answer, self.config.max_bytes)
+        with self.changed:
+            self.seconds_per_job = time.monotonic() - (job.started or time.monotonic())
+            self._finish(job, status, body)
+        return body
+
+    def hand_back(self, claimed: Claimed) -> None:
+        """The job waits again, first in line (this process is stopping: lost with it)."""
+        with self.changed:
+            job = self.jobs[claimed.id]
+            job.status, job.started = QUEUED, None
+            self.waiting.appendleft(job)
+            self._changed(job)
+
+    def eta_s(self, claimed: Claimed) -> float | None:
+        with self.changed:
+            job = self.jobs[claimed.id]
+            return running_eta(time.monotonic() - (job.started or time.monotonic()), job.step, job.total)
+
+    def health(self) -> dict[str, Any]:
+        with self.changed:
+            return {"store": self.name, "reachable": True, "waiting": len(self.waiting), "kept": len(self.jobs)}
+
+    def close(self) -> None:
+        pass
 
     # -- inside ------------------------------------------------------------------------------
+
+    def _cancel(self, job: Job) -> None:
+        if job.status == QUEUED:  # never starts
+            self.waiting.remove(job)
+            _, body = final_answer(self._describe(job), CANCELLED, cancelled_before_it_ran(), self.config.max_bytes)
+            self._finish(job, CANCELLED, body)
+        elif job.status == RUNNING:  # stops at its next step
+            job.cancel.set()
+            self._changed(job)
 
     def _find(self, job_id: Any) -> Job:
         self._evict()
         job = self.jobs.get(job_id) if isinstance(job_id, str) else None
         if job is None:
-            raise InvalidRequest("unknown or expired job id (jobs are kept VIDEO_JOB_TTL_S after they end, "
-                                 "in the memory of the replica that took them)", field="job_id")
+            raise InvalidRequest(UNKNOWN_JOB + ", in the memory of the replica that took them", field="job_id")
         return job
 
     def _describe(self, job: Job) -> dict[str, Any]:
         now = time.monotonic()
-        position = None
+        position = eta = None
         if job.status == QUEUED:  # at most VIDEO_MAX_QUEUED to look through
-            position = next(i for i, waiting in enumerate(self.waiting, start=1) if waiting is job)
+            index = next((i for i, waiting in enumerate(self.waiting, start=1) if waiting is job), 1)
+            position = index + self.requests_ahead()
+            if self.seconds_per_job is not None:
+                eta = self.seconds_per_job * position
         elif job.status == RUNNING:
             position = 0
-        eta = None
-        if job.status == RUNNING and job.started is not None and job.step and job.total:
-            eta = (now - job.started) / job.step * (job.total - job.step)
-        elif job.status == QUEUED and self.seconds_per_job is not None and position is not None:
-            eta = self.seconds_per_job * position
-        described = {"id": job.id, "status": job.status, "progress": {"step": job.step, "total": job.total},
-                     "position": position, "elapsed_s": round((job.finished or now) - job.submitted, 3),
-                     "eta_s": None if eta is None else round(eta, 1)}
-        if job.cancel.is_set() and job.status in (RUNNING, SUCCEEDED):
-            described["cancel_requested"] = True
-            if job.status == SUCCEEDED:
-                described["note"] = "the cancel arrived after the last step: the finished answer is kept"
-        return described
+            eta = running_eta(now - (job.started or now), job.step, job.total)
+        return describe(job.id, job.status, job.step, job.total, position, (job.finished or now) - job.submitted,
+                        eta, job.cancel.is_set())
 
     def _changed(self, job: Job) -> None:
         job.history.append(self._describe(job))
@@ -261,21 +405,8 @@ class JobQueue:
             wake()
         self.changed.notify_all()
 
-    def _final(self, job: Job, status: str, answer: dict[str, Any]) -> bytes:
-        """The job's final answer as JSON, as polls will see it once it is published."""
-        ended = dataclasses.replace(job, status=status, finished=time.monotonic())
-        with self.changed:
-            final = self.answer_for(ended)
-        if status == SUCCEEDED:
-            final.update(outputs=answer["outputs"], diagnostics=answer["diagnostics"])
-        else:
-            final["error"] = answer["error"]
-        return _json(final)
-
-    def _finish(self, job: Job, status: str, answer: dict[str, Any], body: bytes | None = None) -> None:
-        """Publish the end (under the lock): `body` is `_final`'s JSON when it was made outside it."""
-        if body is None:
-            body = self._final(job, status, answer)
+    def _finish(self, job: Job, status: str, body: bytes) -> None:
+        """Publish the end (under the lock)."""
         job.status, job.finished, job.answer = status, time.monotonic(), body
         job.data = None  # the request (its image) is not kept
         self.finished[job.id] = job
@@ -296,99 +427,5 @@ class JobQueue:
                 break
             del self.finished[oldest.id], self.jobs[oldest.id]
             self.finished_bytes -= len(oldest.answer or b"")
-
-    def _work(self) -> None:
-        try:
-            while True:
-                with self.changed:
-                    self.changed.wait_for(lambda: bool(self.waiting))
-                    job = self.waiting.popleft()
-                    job.status, job.started = RUNNING, time.monotonic()
-                    self._changed(job)
-                try:
-                    self._run_to_end(job)
-                finally:
-                    if job.answer is None:  # whatever stops this worker, the job it held ends
-                        with self.changed:
-                            self._finish(job, FAILED, _internal_error())
-        finally:  # only something the handler could not catch ends the loop: the next worker takes over
-            logger.error("the job worker stopped; starting another")
-            with self.changed:
-                self.worker = threading.Thread(target=self._work, name="video-jobs", daemon=True)
-                self.worker.start()
-
-    def _run_to_end(self, job: Job) -> None:
-        answer = self._run(job)
-        if answer.get("ok"):
-            status = SUCCEEDED
-        elif answer["error"]["type"] == "cancelled":
-            status = CANCELLED
-        else:
-            status = FAILED
-        try:  # outside the lock: a large answer takes a moment to serialize
-            body = self._final(job, status, answer)
-        except (TypeError, ValueError):
-            logger.exception("job %s: its answer is not JSON", job.id)
-            status, answer = FAILED, _internal_error()
-            body = self._final(job, status, answer)
-        if len(body) > self.config.max_bytes:
-            status, answer = FAILED, {"ok": False, "error": {
-                "type": "invalid_request", "field": "outputs",
-                "message": f"the answer ({len(body):,} bytes) is larger than this server keeps for a job "
-                           f"(VIDEO_JOB_MAX_BYTES, {self.config.max_bytes:,}): ask for fewer or smaller outputs"}}
-            body = self._final(job, status, answer)
-        with self.changed:
-            self.seconds_per_job = time.monotonic() - (job.started or time.monotonic())
-            self._finish(job, status, answer, body)
-        if job.webhook is not None:
-            self.webhooks.submit(self._deliver, job.webhook, job.id, body)
-
-    def _run(self, job: Job) -> dict[str, Any]:
-        def on_step(done: int, total: int) -> None:
-            with self.changed:
-                job.step, job.total = done, total
-                self._changed(job)
-            if job.cancel.is_set():
-                raise Cancelled(f"cancelled at step {done} of {total}", field=None)
-
-        try:
-            return self.run(job.data, on_step)
-        except Exception:  # the handler answers errors itself; this is a last resort
-            logger.exception("job %s failed", job.id)
-            return _internal_error()
-
-    # -- webhooks ----------------------------------------------------------------------------
-
-    def check_webhook(self, url: Any) -> HttpTarget:
-        if not self.config.webhook_hosts or not self.config.webhook_secret:
-            raise InvalidRequest("webhooks are off on this server (VIDEO_WEBHOOK_HOSTS and VIDEO_WEBHOOK_SECRET)",
-                                 field="webhook")
-        return parse_webhook(url, self.config.webhook_hosts)
-
-    def _deliver(self, target: HttpTarget, job_id: str, body: bytes) -> None:
-        try:
-            self.send_webhook(target, job_id, body)
-        except Exception:  # a sender thread outlives any one delivery
-            logger.exception("webhook for job %s failed", job_id)
-
-    def send_webhook(self, target: HttpTarget, job_id: str, body: bytes, attempts: int = 3) -> bool:
-        """POST the final answer, signed. Tried again only when the receiver was not reached or
-        answered 5xx: once the body is sent, a slow answer is not a reason to send it twice.
-        Redirects are not followed (they could lead anywhere)."""
-
-        def post() -> int:
-            timestamp = int(time.time())  # signed when sent: each attempt is timestamped anew
-            return send(target, "POST", body, {
-                "Content-Type": "application/json", "X-Video-Job-Id": job_id, TIMESTAMP_HEADER: str(timestamp),
-                SIGNATURE_HEADER: signature_of(body, self.config.webhook_secret, timestamp)}, WEBHOOK_TIMEOUT_S)
-
-        delivered, _ = send_with_retries(post, f"webhook for job {job_id}", attempts)
-        return delivered
-
-
-def _json(answer: dict[str, Any]) -> bytes:
-    return json.dumps(answer, separators=(",", ":")).encode()
-
-
-def _internal_error() -> dict[str, Any]:
-    return {"ok": False, "error": {"type": "internal", "field": None, "message": "internal error"}}
+            if oldest.key is not None:
+                self.keys.pop(oldest.key, None)

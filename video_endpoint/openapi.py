@@ -24,7 +24,7 @@ def _answers(ok: str, *errors: int, files: bool = False) -> dict[str, Any]:
     reasons = {400: "bad input, or a request the model cannot serve", 401: "missing or wrong bearer token",
                404: "unknown or expired job", 408: "the body took too long to arrive", 413: "body too large",
                499: "the client went away", 500: "generation failed", 502: "an upload was refused",
-               503: "busy: retry after Retry-After seconds"}
+               503: "busy, or the job store is unavailable: retry after Retry-After seconds"}
     for status in errors:
         answers[str(status)] = {"description": reasons[status], "content": _json("Error")}
     return answers
@@ -42,7 +42,8 @@ def document() -> dict[str, Any]:
                 {"type": "string", "description": "the Hugging Face task shape: the prompt, or a base64 image "
                                                   "(then the prompt goes in parameters)"}]},
             "parameters": {"type": "object", "description": "with a string `inputs`: the request's other fields"}},
-        "description": "`inputs` may also carry the job keys: `async`, `webhook`; or be a poll: `job_id`, `cancel`"}
+        "description": "`inputs` may also carry the job keys: `async`, `webhook`, `idempotency_key`; or be a poll: "
+                       "`job_id`, `cancel`"}
     schemas["Error"] = {"type": "object", "required": ["ok", "error"], "properties": {
         "ok": {"const": False},
         "error": {"type": "object", "required": ["type", "field", "message"], "properties": {
@@ -52,6 +53,8 @@ def document() -> dict[str, Any]:
         "job": {"type": "object"}, "error": {"type": "object"}}}
     job_id = [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}]
     body = {"required": True, "content": _json("Body")}
+    idempotency_key = {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"},
+                       "description": "a resubmission with the same key answers the same job"}
     return {
         "openapi": "3.1.0",
         "info": {"title": "video-endpoint", "version": "1",
@@ -63,13 +66,13 @@ def document() -> dict[str, Any]:
         "paths": {
             "/": {"post": {"summary": "Generate (or submit, poll, cancel a job)", "requestBody": body,
                            "responses": _answers("Answer", 400, 401, 408, 413, 499, 500, 502, 503, files=True)}},
-            "/jobs": {"post": {"summary": "Submit a job", "requestBody": body,
+            "/jobs": {"post": {"summary": "Submit a job", "requestBody": body, "parameters": [idempotency_key],
                                "responses": {**_answers("Answer", 400, 401, 408, 413, 503),
                                              "202": {"description": "queued", "content": _json("Answer")}}}},
             "/jobs/{job_id}": {
                 "parameters": job_id,
-                "get": {"summary": "A job's status (and answer)", "responses": _answers("Answer", 401, 404)},
-                "delete": {"summary": "Cancel a job", "responses": _answers("Answer", 401, 404)}},
+                "get": {"summary": "A job's status (and answer)", "responses": _answers("Answer", 401, 404, 503)},
+                "delete": {"summary": "Cancel a job", "responses": _answers("Answer", 401, 404, 503)}},
             "/jobs/{job_id}/events": {
                 "parameters": job_id,
                 "get": {"summary": "A job's progress as Server-Sent Events", "responses": {

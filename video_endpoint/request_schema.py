@@ -434,7 +434,7 @@ def check_limits(request: RequestFields, limits: Limits) -> None:
 # ---------------------------------------------------------------------------------------------
 # The body shapes: a generation, a job submission, a job poll or cancel (`video_endpoint.jobs`)
 
-JOB_KEYS = ("async", "webhook", "job_id", "cancel")  # the job protocol's keys in `inputs`
+JOB_KEYS = ("async", "webhook", "idempotency_key", "job_id", "cancel")  # the job protocol's keys in `inputs`
 
 
 @dataclass(frozen=True)
@@ -446,12 +446,17 @@ class JobCall:
     """generate / submit: the body with the job keys taken out (what the model is asked)"""
     job_id: Any = None
     webhook: str | None = None
+    idempotency_key: Any = None
+    """submit: a resubmission with the same key answers the same job"""
 
 
-def read_job_call(data: Any) -> JobCall:
-    """Route a body by its job keys; raises InvalidRequest for a mistake in them."""
+def read_job_call(data: Any, idempotency_key: str | None = None) -> JobCall:
+    """Route a body by its job keys (`idempotency_key`: the `Idempotency-Key` header, where the
+    body has no key of its own); raises InvalidRequest for a mistake in them."""
     inputs = data.get("inputs") if isinstance(data, dict) else None
     if not isinstance(inputs, dict) or not any(key in inputs for key in JOB_KEYS):
+        if idempotency_key is not None:
+            raise InvalidRequest("an Idempotency-Key is for jobs: add \"async\": true", field="idempotency_key")
         return JobCall("generate", data)
     if "job_id" in inputs:
         extra = sorted(set(inputs) - {"job_id", "cancel"}, key=str)
@@ -462,14 +467,17 @@ def read_job_call(data: Any) -> JobCall:
             raise InvalidRequest("cancel must be true or false", field="cancel")
         return JobCall("cancel" if cancel else "poll", job_id=inputs["job_id"])
     run_async, webhook = inputs.get("async", False), inputs.get("webhook")
+    key = inputs.get("idempotency_key", idempotency_key)
     if not isinstance(run_async, bool):
         raise InvalidRequest("async must be true or false", field="async")
     if "cancel" in inputs:
         raise InvalidRequest("cancel needs the job_id of the job to stop", field="cancel")
     if webhook is not None and not run_async:
         raise InvalidRequest("a webhook is sent when a job ends: add \"async\": true", field="webhook")
-    request = {**data, "inputs": {k: v for k, v in inputs.items() if k not in ("async", "webhook")}}
-    return JobCall("submit" if run_async else "generate", request, webhook=webhook)
+    if key is not None and not run_async:
+        raise InvalidRequest("an idempotency_key is for jobs: add \"async\": true", field="idempotency_key")
+    request = {**data, "inputs": {k: v for k, v in inputs.items() if k not in ("async", "webhook", "idempotency_key")}}
+    return JobCall("submit" if run_async else "generate", request, webhook=webhook, idempotency_key=key)
 
 
 def markdown_table() -> str:

@@ -15,7 +15,6 @@ import dataclasses
 import hmac
 import json
 import logging
-import math
 import re
 import threading
 import time
@@ -37,7 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from encoders.registry import FORMATS
 from video_endpoint import settings
 from video_endpoint.endpoint import EndpointHandler
-from video_endpoint.errors import Cancelled, HandlerError, InvalidRequest
+from video_endpoint.errors import HandlerError, InvalidRequest
 from video_endpoint.request_schema import JobCall, read_job_call
 from video_endpoint.stages import Parsed
 
@@ -46,7 +45,7 @@ logger = logging.getLogger(__name__)
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # HTTP status per error type: the client's fault is 4xx, ours is 5xx.
 _STATUS = {"invalid_request": 400, "unsupported": 400, "out_of_memory": 500, "internal": 500, "busy": 503,
-           "upload_failed": 502,
+           "unavailable": 503, "upload_failed": 502,
            "cancelled": 200}
 
 
@@ -87,8 +86,10 @@ def _error(status: int, message: str, request_id: str, field: str | None = None,
 
 def _refused(exc: HandlerError, request_id: str, status: int | None = None) -> JSONResponse:
     """The handler's own envelope for `exc`, with its HTTP status (or `status`: 404 for a job id)."""
-    return JSONResponse(exc.envelope(), status_code=status or _STATUS.get(exc.type, 500),
-                        headers={"X-Request-Id": request_id})
+    headers = {"X-Request-Id": request_id}
+    if exc.type in ("busy", "unavailable"):
+        headers["Retry-After"] = str(exc.extra.get("retry_after_s", 5))
+    return JSONResponse(exc.envelope(), status_code=status or _STATUS.get(exc.type, 500), headers=headers)
 
 
 def _unauthorized(request_id: str) -> JSONResponse:
@@ -103,10 +104,7 @@ class _Service:
         self.load_handler = load_handler
         self.settings = settings
         self.handler: EndpointHandler | None = None
-        self.in_flight = 0
         self.event_streams = 0  # open GET /jobs/{id}/events
-        self.model_slot = anyio.CapacityLimiter(1)  # one generation at a time on the model
-        self.recent_seconds = 5.0  # duration of the last request, for Retry-After
         self.openapi_document: dict[str, Any] | None = None  # built on the first GET /openapi.json
 
     @asynccontextmanager
@@ -114,9 +112,13 @@ class _Service:
         # Load before listening, as the Endpoint does: /health cannot answer before the model is there.
         self.handler = await anyio.to_thread.run_sync(self.load_handler)
         info = self.handler.model.describe()
-        logger.info("model ready: %s (%s) on %s", self.handler.model.source, info["family"],
-                    self.handler.model.device)
+        logger.info("model ready: %s (%s) on %s; jobs kept in %s", self.handler.model.source, info["family"],
+                    self.handler.model.device, self.handler.jobs.name)
         yield
+        # SIGTERM: uvicorn has answered the open requests; the running job ends or goes back to the shared
+        # store (in memory, the jobs end with the process whatever it does)
+        if self.handler.jobs.shared:
+            await anyio.to_thread.run_sync(self.handler.scheduler.stop, self.handler.job_settings.shutdown_grace_s)
 
     @property
     def loaded(self) -> EndpointHandler:
@@ -145,11 +147,14 @@ class _Service:
         return JSONResponse({"status": "ok"})
 
     async def health(self, request: Request) -> Response:
-        model = self.loaded.model
+        model, scheduler = self.loaded.model, self.loaded.scheduler
+        jobs = await anyio.to_thread.run_sync(self.loaded.jobs.health)  # a remote store answers within its timeout
+        queue = scheduler.describe()
         return JSONResponse({"status": "ok", "model": model.describe(), "device": str(model.device),
                              "dtype": str(model.dtype).removeprefix("torch."),
-                             "queue": {"in_flight": self.in_flight, "depth": self.settings.queue_depth},
-                             "jobs": {"waiting": len(self.loaded.jobs.waiting), "kept": len(self.loaded.jobs.jobs)}})
+                             "queue": {"in_flight": queue["admitted"], "waiting": queue["waiting"],
+                                       "running": queue["running"], "depth": self.settings.queue_depth},
+                             "jobs": jobs})
 
     async def read_json(self, request: Request, request_id: str) -> Any | Response:
         declared = request.headers.get("content-length")
@@ -193,7 +198,7 @@ class _Service:
         if isinstance(data, Response):
             return data
         try:  # the body's job keys, read as the handler reads them: one path per kind, whatever they say
-            call = read_job_call(data)
+            call = read_job_call(data, request.headers.get("idempotency-key"))
         except InvalidRequest as exc:
             return _refused(exc, request_id)
         if call.kind != "generate":
@@ -201,18 +206,14 @@ class _Service:
         try:  # validated first (quick, off the event loop): a bad request is refused even when busy
             call = dataclasses.replace(call, data=raw_file_body(call.data, request.headers.get("accept", "")))
             parsed = await anyio.to_thread.run_sync(self._parse_for_now, call.data)
+            # before anything is decoded: a request's images and videos count against the queue
+            self.loaded.scheduler.admit(self.settings.queue_depth)
         except HandlerError as exc:
             return _refused(exc, request_id)
-        # before anything is decoded: a request's images and videos count against the queue
-        if self.in_flight > self.settings.queue_depth:
-            retry = max(1, math.ceil(self.recent_seconds * self.in_flight))
-            return _error(503, f"busy: {self.in_flight} requests ahead; retry in {retry} s", request_id,
-                          kind="busy", headers={"Retry-After": str(retry)})
-        self.in_flight += 1
         try:
             return await self._generate(request, parsed, request_id)
         finally:
-            self.in_flight -= 1
+            self.loaded.scheduler.leave()
 
     def _parse_for_now(self, data: Any) -> Parsed:
         """The body validated, with the checks of a synchronous answer."""
@@ -229,10 +230,8 @@ class _Service:
         started = time.perf_counter()
         client_gone = threading.Event()
 
-        def on_step(done: int, total: int) -> None:
+        def on_step(done: int, total: int) -> None:  # a hang-up sets `client_gone`: the scheduler stops it
             logger.info("request %s: step %d/%d (%.1f s)", request_id, done, total, time.perf_counter() - started)
-            if client_gone.is_set():
-                raise Cancelled("the client disconnected: generation stopped", field=None)
 
         refused: HandlerError | None = None
         async with anyio.create_task_group() as watchers:
@@ -248,9 +247,9 @@ class _Service:
                     decoded = await anyio.to_thread.run_sync(self.loaded.decode_media, parsed, client_gone)
                 except HandlerError as exc:
                     refused = exc
-                else:
-                    produced = await anyio.to_thread.run_sync(
-                        partial(self.loaded.produce, decoded, on_step=on_step), limiter=self.model_slot)
+                else:  # in its turn on the model (the scheduler): generated, then encoded
+                    answer = self.loaded.scheduler.submit(decoded, on_step, client_gone)
+                    produced = await asyncio.shield(asyncio.wrap_future(answer))
             watchers.cancel_scope.cancel()
         if client_gone.is_set():
             logger.info("request %s: client disconnected after %.2f s; dropped", request_id,
@@ -261,7 +260,6 @@ class _Service:
         # uploads after the model is free: a slow store holds this request only
         result = await anyio.to_thread.run_sync(self.loaded.deliver, produced)
         elapsed = time.perf_counter() - started
-        self.recent_seconds = elapsed
         headers = {"X-Request-Id": request_id}
         if not result["ok"]:
             error = result["error"]
@@ -283,10 +281,13 @@ class _Service:
             if not result["ok"]:
                 return JSONResponse(result, status_code=_STATUS.get(result["error"]["type"], 500), headers=headers)
             return JSONResponse(result, status_code=status, headers=headers)
-        try:  # a lookup: a finished job's answer is the JSON the queue keeps, sent without a copy
-            body = self.loaded.jobs.status_json(call.job_id, cancel=call.kind == "cancel")
+        try:  # a lookup: a finished job's answer is the JSON the store keeps, sent without a copy
+            body = await anyio.to_thread.run_sync(partial(self.loaded.jobs.status_json, call.job_id,
+                                                          cancel=call.kind == "cancel"))
         except InvalidRequest as exc:
             return _refused(exc, request_id, status=404)
+        except HandlerError as exc:  # the store is not answering
+            return _refused(exc, request_id)
         return _shared_json(body, headers)
 
     async def submit_job(self, request: Request) -> Response:
@@ -298,7 +299,7 @@ class _Service:
             return _error(400, "the body must be {\"inputs\": {...a request...}}", request_id, field="inputs")
         inputs = data["inputs"] if isinstance(data["inputs"], dict) else {"prompt": data["inputs"]}
         try:
-            call = read_job_call({**data, "inputs": {**inputs, "async": True}})
+            call = read_job_call({**data, "inputs": {**inputs, "async": True}}, request.headers.get("idempotency-key"))
         except InvalidRequest as exc:
             return _refused(exc, request_id)
         return await self.job_answer(call, request_id, status=202)
@@ -323,27 +324,31 @@ class _Service:
                 loop.call_soon_threadsafe(woken.set)
 
         try:
-            jobs.watch(job_id, wake)
+            await anyio.to_thread.run_sync(jobs.watch, job_id, wake)
         except InvalidRequest as exc:
             return _refused(exc, request_id, status=404)
+        except HandlerError as exc:
+            return _refused(exc, request_id)
         self.event_streams += 1
+        # a store shared with other replicas is looked at every `poll_interval_s`; this one's wakes the stream
+        wait_s = min(EVENT_KEEPALIVE_S, jobs.poll_interval_s or EVENT_KEEPALIVE_S)
 
         async def stream() -> AsyncIterator[bytes | memoryview]:
-            seen = 0
+            seen, idle_s = 0, 0.0
             try:
                 while True:
                     woken.clear()  # before reading: a change after the read wakes the wait below
                     try:
-                        changes, ended = jobs.events(job_id, seen)
-                    except InvalidRequest:  # expired meanwhile
+                        changes, ended = await _off_loop_if(jobs.shared, jobs.events, job_id, seen)
+                    except HandlerError:  # expired meanwhile, or the store went away: the client polls
                         return
                     for change in changes:
                         yield f"event: progress\ndata: {json.dumps(change)}\n\n".encode()
                     seen += len(changes)
                     if ended:
                         try:
-                            final = jobs.status_json(job_id)
-                        except InvalidRequest:  # expired meanwhile
+                            final = await _off_loop_if(jobs.shared, jobs.status_json, job_id)
+                        except HandlerError:  # expired meanwhile, or the store went away
                             return
                         yield b"event: result\ndata: "
                         for chunk in _chunks(final):
@@ -351,9 +356,11 @@ class _Service:
                         yield b"\n\n"
                         return
                     if not changes:
-                        with anyio.move_on_after(EVENT_KEEPALIVE_S) as idle:
+                        with anyio.move_on_after(wait_s) as idle:
                             await woken.wait()
-                        if idle.cancelled_caught:
+                        idle_s = 0.0 if not idle.cancelled_caught else idle_s + wait_s
+                        if idle_s >= EVENT_KEEPALIVE_S:
+                            idle_s = 0.0
                             yield b": waiting\n\n"  # a comment: keeps proxies from closing an idle stream
             finally:
                 jobs.unwatch(job_id, wake)
@@ -365,6 +372,11 @@ class _Service:
 
 ANSWER_CHUNK_BYTES = 64 * 1024  # a large answer goes out this much at a time, as the client reads it
 EVENT_KEEPALIVE_S = 5.0  # an idle event stream sends a comment this often
+
+
+async def _off_loop_if(remote: bool, call: Callable[..., Any], *args: Any) -> Any:
+    """`call(*args)`, on a thread where it waits for a remote store; in memory it is quick."""
+    return await anyio.to_thread.run_sync(call, *args) if remote else call(*args)
 
 
 def _chunks(body: bytes) -> Iterator[memoryview]:

@@ -52,6 +52,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VIDEO_MAX_QUEUED", "16", "jobs that may wait behind the running one; more answer `busy`", "jobs"),
     Setting("VIDEO_JOB_MAX_INPUT_BYTES", "2147483648", "memory the waiting jobs' decoded inputs (input video "
             "frames, images) may take together; a job that would pass it answers `busy`", "jobs"),
+    Setting("VIDEO_JOB_STORE", "", "where jobs are kept: unset = this process's memory (lost on restart, seen by "
+            "this replica only), or `redis://[:password@]host:port/db` (`rediss://` for TLS) shared by every "
+            "replica (see [Replicas](operations.md#replicas))", "jobs", shown_default="(unset: in memory)"),
+    Setting("VIDEO_JOB_LEASE_S", "30", "with a Redis store: a running job whose replica has not been heard from "
+            "this long (it heartbeats every third of it) runs again on another replica, with the same seed", "jobs"),
+    Setting("VIDEO_JOB_MAX_ATTEMPTS", "3", "with a Redis store: runs of one job at most (a replica that dies "
+            "running it uses one); then it ends `failed`", "jobs"),
+    Setting("VIDEO_SHUTDOWN_GRACE_S", "10", "on SIGTERM, a running job that will end within this many seconds is "
+            "finished; a longer one is handed back to the queue at once", "jobs"),
     Setting("VIDEO_WEBHOOK_HOSTS", "", "hosts a job's `webhook` may name: `host` (its scheme's default port, "
             "443 or 80) or `host:port`; any other is refused", "jobs", shown_default="(none: webhooks off)"),
     Setting("VIDEO_UPLOAD_HOSTS", "", "hosts a request's `upload` URLs may name: `host` (its scheme's default "

@@ -86,12 +86,23 @@ class Decoded:
     keyframe_images: tuple[Image.Image, ...] = ()
     video: InputVideo | None = None
     extend: InputVideo | None = None
+    planned: tuple[GenerationJob, list[str]] | None = None
+    """`plan`'s answer, once planned (a job is planned when it is submitted, and run from that)"""
 
     def held_bytes(self) -> int:
         """The memory its decoded images and video frames take (Pillow keeps RGB in 4 bytes a pixel)."""
         images = [self.image, self.last_image, *self.keyframe_images,
                   *(self.video.frames if self.video else ()), *(self.extend.frames if self.extend else ())]
         return sum(4 * image.width * image.height for image in images if image is not None)
+
+
+@dataclass
+class Produced:
+    """A generated and encoded answer whose uploads (if any) are still to be done."""
+
+    result: dict[str, Any]
+    to_upload: dict[str, bytes] = field(default_factory=dict)
+    where: dict[str, HttpTarget] = field(default_factory=dict)
 
 
 @dataclass
@@ -147,8 +158,25 @@ def decode_media(parsed: Parsed, limits: Limits, cancelled: threading.Event | No
                    tuple(decoded[f"keyframes.{i}.image"] for i in range(len(request.keyframes))), video, extend)
 
 
+def with_seed(data: Any) -> Any:
+    """The body with a seed drawn where its inputs name none (a job's, when submitted: run again
+    elsewhere, it makes the same video)."""
+    inputs = data.get("inputs") if isinstance(data, dict) else None
+    if isinstance(inputs, dict) and inputs.get("seed") is None:
+        return {**data, "inputs": {**inputs, "seed": secrets.randbits(SEED_BITS)}}
+    return data
+
+
 def plan(decoded: Decoded, model: VideoModel) -> tuple[GenerationJob, list[str]]:
-    """The family's adjustments (e.g. 8k+1 frames) and a seed; notes say what was adjusted."""
+    """The family's adjustments (e.g. 8k+1 frames) and a seed; notes say what was adjusted.
+    Planned once: kept in `decoded.planned`."""
+    if decoded.planned is None:
+        decoded.planned = _plan(decoded, model)
+    job, notes = decoded.planned
+    return job, list(notes)
+
+
+def _plan(decoded: Decoded, model: VideoModel) -> tuple[GenerationJob, list[str]]:
     request, image = decoded.request, decoded.image
     asked = [name for name in CONDITIONING_FIELDS if getattr(request, name) not in (None, [])]
     for name in asked:

@@ -290,3 +290,16 @@ def test_a_large_answer_is_held_about_twice_at_most(endpoint):
         tracemalloc.stop()
     assert answer["outputs"]["mp4_base64"] == outputs["mp4_base64"]
     assert peak < 2.2 * size, peak / size
+
+
+def test_a_job_store_away_for_a_moment_is_waited_out(endpoint):
+    """With several replicas on Redis, a poll during a Redis restart answers `unavailable`: the job
+    is not lost, so the client keeps polling (it used to return that error as the job's end)."""
+    away = {"ok": False, "error": {"type": "unavailable", "field": None, "message": "the job store ..."}}
+    url, seen = endpoint(answer_json(QUEUED), answer_json(away, 503), answer_json(away, 503),
+                         answer_json(succeeded({"gif_base64": "R0lG"})))
+    statuses = []
+    answer = client.run_job(url, None, {"inputs": {"prompt": "p"}}, poll_s=0.01,
+                            on_progress=lambda status, step, total: statuses.append(status))
+    assert answer["outputs"] == {"gif_base64": "R0lG"} and statuses == ["unavailable", "unavailable", "succeeded"]
+    assert len(seen) == 4

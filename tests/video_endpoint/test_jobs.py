@@ -14,8 +14,10 @@ import pytest
 from handler import EndpointHandler
 from tests.conftest import REPORT
 from tests.media import zip_frames
-from video_endpoint import jobs
-from video_endpoint.jobs import SIGNATURE_HEADER, TIMESTAMP_HEADER, JobQueue, JobSettings, verify_signature
+from video_endpoint import webhooks
+from video_endpoint.jobs import InProcessJobStore, JobSettings
+from video_endpoint.scheduler import Scheduler
+from video_endpoint.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookSender, verify_signature
 
 SMALL = {"prompt": "a red balloon", "height": 64, "width": 96, "num_frames": 9, "num_inference_steps": 4,
          "seed": 4, "outputs": ["zip"]}
@@ -28,8 +30,8 @@ def handler(tiny_model_dir):
 
 
 def with_jobs(handler, **config) -> EndpointHandler:
-    """`handler` with a fresh job queue of this configuration."""
-    handler.jobs = JobQueue(run=handler.jobs.run, config=JobSettings(**config))
+    """`handler` with a fresh job store and scheduler of this configuration."""
+    handler.open_jobs(JobSettings(**config))
     return handler
 
 
@@ -212,7 +214,7 @@ def test_a_slow_receiver_gets_the_webhook_once(handler, receiver, monkeypatch):
     """Once the body is sent, a receiver slower than the timeout has it: it is not sent again (it
     used to arrive three times)."""
     url, received = receiver
-    monkeypatch.setattr(jobs, "WEBHOOK_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(webhooks, "WEBHOOK_TIMEOUT_S", 0.5)
     monkeypatch.setattr(_Receiver, "delay_s", 1.5)
     with_jobs(handler, webhook_hosts=(url.removeprefix("http://"),), webhook_secret=SECRET)
     wait(handler, submit(handler, webhook=f"{url}/hook")["job"]["id"])
@@ -248,87 +250,110 @@ def test_an_answer_over_the_byte_cap_fails_and_evicts_nothing(handler):
     assert kept["job"]["status"] == "succeeded" and zip_frames(kept).shape == (9, 64, 96, 3)
 
 
-def trivial_queue(**config) -> JobQueue:
-    """A queue whose jobs finish at once: the queue's own costs, without a model."""
-    return JobQueue(run=lambda data, on_step: {"ok": True, "outputs": {}, "diagnostics": {}},
-                    config=JobSettings(**config))
+def trivial_store(**config) -> InProcessJobStore:
+    """A store whose jobs are taken and finished at once: the store's own costs, without a model."""
+    return InProcessJobStore(JobSettings(**config))
 
 
-def fill(queue: JobQueue, count: int) -> None:
+def fill(store: InProcessJobStore, count: int) -> None:
     for _ in range(count):
-        queue.submit({}, None)
-    deadline = time.monotonic() + 120
-    while queue.waiting or any(job.answer is None for job in list(queue.jobs.values())[-3:]):
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+        store.submit({}, None)
+        store.finish(store.take(), {"ok": True, "outputs": {}, "diagnostics": {}})
 
 
 def test_kept_jobs_are_bounded_in_count_and_looked_up_not_scanned():
     """Every job operation used to scan all kept jobs under the queue's lock (6.9 ms per poll at
     20k kept jobs, ~50x the time at 1k); and the byte cap alone admitted ~262k tiny answers."""
-    queue = trivial_queue(max_kept=50, max_queued=10_000)
-    fill(queue, 300)
-    assert len(queue.jobs) == len(queue.finished) == 50
+    store = trivial_store(max_kept=50, max_queued=10_000)
+    fill(store, 300)
+    assert len(store.jobs) == len(store.finished) == 50
     timings = {}
     for kept in (1_000, 20_000):
-        queue = trivial_queue(max_kept=kept, max_queued=100_000)
-        fill(queue, kept)
-        job_id = next(iter(queue.jobs))
+        store = trivial_store(max_kept=kept, max_queued=100_000)
+        fill(store, kept)
+        job_id = next(iter(store.jobs))
         started = time.perf_counter()
         for _ in range(2000):
-            queue.status_json(job_id)
+            store.status_json(job_id)
         timings[kept] = (time.perf_counter() - started) / 2000
     REPORT.append(f"job poll with 1k / 20k kept jobs: {timings[1_000] * 1e6:.1f} / {timings[20_000] * 1e6:.1f} us")
     assert timings[20_000] < 5 * timings[1_000]  # a scan made it ~20x
+
+
+class StandIn:
+    """The scheduler's side of a handler, with `generate_frames` given: the scheduler alone."""
+
+    def __init__(self, generate_frames) -> None:
+        self.generate_frames = generate_frames
+
+    @staticmethod
+    def deliver(produced):
+        return produced.result
+
+
+def scheduled(generate_frames) -> tuple[Scheduler, InProcessJobStore]:
+    store = InProcessJobStore(JobSettings())
+    return Scheduler(StandIn(generate_frames), store, WebhookSender((), "")), store
+
+
+def until_ended(store: InProcessJobStore, *job_ids: str) -> None:
+    deadline = time.monotonic() + 10
+    while any(store.jobs[job_id].answer is None for job_id in job_ids):
+        assert time.monotonic() < deadline, [store.jobs[j].status for j in job_ids]
+        time.sleep(0.01)
+
+
+def poll(store: InProcessJobStore, job_id: str) -> dict:
+    return json.loads(store.status_json(job_id))
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_dead_worker_is_replaced_and_its_job_ends():
     """A worker killed by something the handler cannot catch used to leave its job `running` and
     every later job `queued` forever, while new ones were still accepted."""
+    from video_endpoint.stages import Produced
+
     calls = []
 
-    def run(data, on_step):
-        calls.append(data)
+    def generate_frames(decoded, on_step):
+        calls.append(decoded)
         if len(calls) == 1:
             raise SystemExit  # ends a thread without a word
-        return {"ok": True, "outputs": {}, "diagnostics": {}}
+        return lambda: Produced({"ok": True, "outputs": {}, "diagnostics": {}})
 
-    queue = JobQueue(run=run, config=JobSettings())
-    first, second = (queue.submit({"n": n}, None)["job"]["id"] for n in (1, 2))
-    deadline = time.monotonic() + 10
-    while any(queue.jobs[job_id].answer is None for job_id in (first, second)):
-        assert time.monotonic() < deadline, [queue.jobs[j].status for j in (first, second)]
-        time.sleep(0.01)
-    assert queue.status(first)["error"]["type"] == "internal"
-    assert queue.status(second)["job"]["status"] == "succeeded"
-    third = queue.submit({"n": 3}, None)["job"]["id"]
-    while queue.jobs[third].answer is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    assert queue.status(third)["job"]["status"] == "succeeded"
+    _scheduler, store = scheduled(generate_frames)  # the store wakes it
+    first, second = (store.submit({"n": n}, None)["job"]["id"] for n in (1, 2))
+    until_ended(store, first, second)
+    assert poll(store, first)["error"]["type"] == "internal"
+    assert poll(store, second)["job"]["status"] == "succeeded"
+    third = store.submit({"n": 3}, None)["job"]["id"]
+    until_ended(store, third)
+    assert poll(store, third)["job"]["status"] == "succeeded"
 
 
 def test_a_cancel_after_the_last_step_says_the_answer_was_kept():
     """A cancel that arrived while the answer was being encoded used to end `succeeded` with no word."""
+    from video_endpoint.stages import Produced
+
     encoding, cancelled = threading.Event(), threading.Event()
 
-    def run(data, on_step):
+    def generate_frames(decoded, on_step):
         on_step(1, 1)
-        encoding.set()
-        cancelled.wait(10)
-        return {"ok": True, "outputs": {"gif_base64": "R0lG"}, "diagnostics": {}}
 
-    queue = JobQueue(run=run, config=JobSettings())
-    job_id = queue.submit({}, None)["job"]["id"]
+        def encode():
+            encoding.set()
+            cancelled.wait(10)
+            return Produced({"ok": True, "outputs": {"gif_base64": "R0lG"}, "diagnostics": {}})
+
+        return encode
+
+    _scheduler, store = scheduled(generate_frames)  # the store wakes it
+    job_id = store.submit({}, None)["job"]["id"]
     assert encoding.wait(10)
-    assert queue.cancel(job_id)["job"]["cancel_requested"] is True
+    assert json.loads(store.status_json(job_id, cancel=True))["job"]["cancel_requested"] is True
     cancelled.set()
-    deadline = time.monotonic() + 10
-    while queue.jobs[job_id].answer is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    ended = queue.status(job_id)
+    until_ended(store, job_id)
+    ended = poll(store, job_id)
     assert ended["job"]["status"] == "succeeded" and ended["outputs"] == {"gif_base64": "R0lG"}
     assert ended["job"]["cancel_requested"] is True and "after the last step" in ended["job"]["note"]
 

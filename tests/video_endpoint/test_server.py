@@ -625,8 +625,12 @@ def test_a_client_that_hangs_up_stops_its_video_reading(server, tmp_path):
     server_process = psutil.Process(server["pid"])
 
     def readers() -> list[psutil.Process]:
-        return [child for child in server_process.children(recursive=True)
-                if "ffmpeg" in " ".join(child.cmdline()) and "rawvideo" in child.cmdline()]
+        found = []
+        for child in server_process.children(recursive=True):
+            with contextlib.suppress(psutil.ZombieProcess, psutil.NoSuchProcess):  # killed: not reading
+                if "ffmpeg" in " ".join(child.cmdline()) and "rawvideo" in child.cmdline():
+                    found.append(child)
+        return found
 
     deadline = time.monotonic() + 10
     while readers() and time.monotonic() < deadline:

@@ -118,9 +118,9 @@ def test_uploads_are_off_unless_the_operator_lists_hosts(handler, receiver):
 
 
 def test_a_job_uploads_and_its_answer_stays_small(uploading, receiver):
-    from video_endpoint.jobs import JobQueue, JobSettings
+    from video_endpoint.jobs import JobSettings
 
-    uploading.jobs = JobQueue(run=uploading.jobs.run, config=JobSettings())
+    uploading.open_jobs(JobSettings())
     submitted = uploading({"inputs": {**REQUEST, "outputs": ["mp4"], "upload": {"mp4": receiver.url("/job.mp4")},
                                       "async": True}})
     deadline = time.monotonic() + 60
