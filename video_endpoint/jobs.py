@@ -196,6 +196,9 @@ class JobStore(Protocol):
     store wakes them itself (`wake`, `watch`)"""
     wake: Callable[[], None]
     """set by the scheduler: called when a job is submitted here"""
+    orphan_webhook: Callable[[str, str, bytes], None] | None
+    """set by the scheduler: sends (url, job id, answer) for a job whose recording replica died
+    before its webhook was sent (a shared store's; never called in memory)"""
 
     def submit(self, payload: Any, webhook: str | None, held_bytes: int = 0,
                idempotency: Idempotency | None = None) -> dict[str, Any]: ...
@@ -207,6 +210,7 @@ class JobStore(Protocol):
     def progress(self, claimed: Claimed, step: int, total: int) -> bool: ...
     def finish(self, claimed: Claimed, answer: dict[str, Any]) -> bytes | None: ...
     def hand_back(self, claimed: Claimed) -> None: ...
+    def webhook_sent(self, job_id: str) -> None: ...
     def eta_s(self, claimed: Claimed) -> float | None: ...
     def health(self) -> dict[str, Any]: ...
     def close(self) -> None: ...
@@ -253,6 +257,7 @@ class InProcessJobStore:
         self.replica = replica_name()
         self.requests_ahead = requests_ahead
         self.wake: Callable[[], None] = lambda: None
+        self.orphan_webhook: Callable[[str, str, bytes], None] | None = None
         self.jobs: dict[str, Job] = {}  # every kept job, by id
         self.finished: OrderedDict[str, Job] = OrderedDict()  # the ended ones, in the order they ended
         self.finished_bytes = 0
@@ -351,6 +356,9 @@ class InProcessJobStore:
             job.status, job.started = QUEUED, None
             self.waiting.appendleft(job)
             self._changed(job)
+
+    def webhook_sent(self, job_id: str) -> None:
+        pass  # one process: its webhooks end with it
 
     def eta_s(self, claimed: Claimed) -> float | None:
         with self.changed:

@@ -55,6 +55,7 @@ QUEUED_SET = PREFIX + "queued"  # waiting job ids by submit time: a job's positi
 FINISHED_SET = PREFIX + "finished"  # ended job ids by end time: the oldest are evicted first
 SIZES = PREFIX + "answer-bytes"  # ended job id -> its answer's length; the store's one byte budget
 STATS = PREFIX + "stats"
+WEBHOOKS = PREFIX + "webhooks"  # ended job ids whose webhook is not delivered yet, by the lease of its delivery
 HANDED_BACK = "handed-back"  # the consumer a stopping replica gives its job to: claimable at once
 CALL_TIMEOUT_S = 2.0  # every Redis call: connecting, and waiting for its answer
 POLL_S = 0.25  # an idle scheduler's and an event stream's look at the store
@@ -112,9 +113,10 @@ return 0
 """
 
 _END = """
--- KEYS: job hash, events list, queued set, finished set, sizes, stats
--- ARGV: expected status, expected attempt ('' = any), status, body, now, keep ms, id, seconds run ('' = none)
-local job = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'idem')
+-- KEYS: job hash, events list, queued set, finished set, sizes, stats, webhooks
+-- ARGV: expected status, expected attempt ('' = any), status, body, now, keep ms, id, seconds run ('' = none),
+-- the webhook delivery's lease ('' = no webhook for this end)
+local job = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'idem', 'webhook')
 if job[1] ~= ARGV[1] then return 0 end
 if ARGV[2] ~= '' and job[2] ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[3], 'answer', ARGV[4], 'finished', ARGV[5])
@@ -128,7 +130,16 @@ redis.call('ZADD', KEYS[4], ARGV[5], ARGV[7])
 redis.call('HSET', KEYS[5], ARGV[7], #ARGV[4])
 redis.call('HINCRBY', KEYS[6], 'answer_bytes', #ARGV[4])
 if ARGV[8] ~= '' then redis.call('HSET', KEYS[6], 'seconds_per_job', ARGV[8]) end
+if ARGV[9] ~= '' and job[4] and job[4] ~= '' then redis.call('ZADD', KEYS[7], ARGV[9], ARGV[7]) end
 return 1
+"""
+
+_ORPHAN_WEBHOOK = """
+-- KEYS: webhooks; ARGV: now, the new lease; the first webhook whose delivery lease passed, now this replica's
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1)
+if #due == 0 then return false end
+redis.call('ZADD', KEYS[1], ARGV[2], due[1])
+return due[1]
 """
 
 _EVICT = """
@@ -188,8 +199,10 @@ class RedisJobStore:
         self.wake: Callable[[], None] = lambda: None
         self.scripts = {name: self.client.register_script(source) for name, source in (
             ("submit", _SUBMIT), ("start", _START), ("progress", _PROGRESS), ("end", _END), ("evict", _EVICT),
-            ("cancel", _CANCEL), ("hand_back", _HAND_BACK))}
+            ("cancel", _CANCEL), ("hand_back", _HAND_BACK), ("orphan_webhook", _ORPHAN_WEBHOOK))}
         self.running: dict[str, str] = {}  # job id -> its stream entry, for the jobs running here
+        self.delivering: set[str] = set()  # the jobs whose webhook this replica is sending
+        self.orphan_webhook: Callable[[str, str, bytes], None] | None = None
         self.lock = threading.Lock()
         self.group_ready = False
         self.was_down = False
@@ -317,7 +330,7 @@ class RedisJobStore:
             error = {"ok": False, "error": {"type": "internal", "field": None, "message": (
                 f"the job was started {attempts} times and each time the replica running it stopped (killed, out "
                 "of memory, or scaled down) before it ended (VIDEO_JOB_MAX_ATTEMPTS); it is not run again")}}
-            self._end(job_id, outcome[2].decode(), str(attempts), error, None)
+            self._end(job_id, outcome[2].decode(), str(attempts), error, None, webhook=True)
         if kind != "run":
             self._forget(entry_id)
             return None
@@ -350,7 +363,8 @@ class RedisJobStore:
         while True:  # a store that is away for a moment: the answer waits for it, up to a lease
             try:
                 with self._calls():
-                    body = self._end(claimed.id, RUNNING, str(claimed.attempt), answer, seconds)
+                    body = self._end(claimed.id, RUNNING, str(claimed.attempt), answer, seconds,
+                                     webhook=claimed.webhook is not None)
                 break
             except Unavailable:
                 if time.monotonic() > deadline:
@@ -362,7 +376,17 @@ class RedisJobStore:
         if entry is not None:
             with self._calls():
                 self._forget(entry.encode())
+        if body is not None and claimed.webhook is not None:
+            with self.lock:  # its delivery heartbeats until `webhook_sent`
+                self.delivering.add(claimed.id)
         return body
+
+    def webhook_sent(self, job_id: str) -> None:
+        """The job's webhook was delivered, or given up for good: no replica sends it again."""
+        with self.lock:
+            self.delivering.discard(job_id)
+        with contextlib.suppress(redis.RedisError):  # else: sent again once its lease passes (at least once)
+            self.client.zrem(WEBHOOKS, job_id)
 
     def hand_back(self, claimed: Claimed) -> None:
         """This replica stops: the job waits again, claimable at once by any replica."""
@@ -400,16 +424,20 @@ class RedisJobStore:
 
     # -- inside ------------------------------------------------------------------------------
 
-    def _end(self, job_id: str, expected: str, attempt: str, answer: dict[str, Any],
-             seconds: float | None) -> bytes | None:
+    def _end(self, job_id: str, expected: str, attempt: str, answer: dict[str, Any], seconds: float | None,
+             webhook: bool = False) -> bytes | None:
+        """Record the job's end if it is still `expected` (and `attempt`'s); `webhook`: its webhook
+        (if it has one) is pending until `webhook_sent`, and another replica sends it when the lease
+        of its delivery passes."""
         fields = self.client.hgetall(job_key(job_id))
         if not fields:
             return None
         status, body = final_answer(self._describe(job_id, fields), status_of(answer), answer, self.config.max_bytes)
         recorded = self.scripts["end"](
-            keys=[job_key(job_id), events_key(job_id), QUEUED_SET, FINISHED_SET, SIZES, STATS],
+            keys=[job_key(job_id), events_key(job_id), QUEUED_SET, FINISHED_SET, SIZES, STATS, WEBHOOKS],
             args=[expected, attempt, status, body, repr(time.time()), int(self.config.ttl_s * 1000) + 60_000, job_id,
-                  "" if seconds is None else repr(seconds)])
+                  "" if seconds is None else repr(seconds),
+                  repr(time.time() + self.config.lease_s) if webhook else ""])
         if not recorded:
             return None
         self._evict()
@@ -464,15 +492,20 @@ class RedisJobStore:
                         False, {"attempt": claimed.attempt, "replica": self.replica})
 
     def _beat(self) -> None:
-        """Re-claim the entries of the jobs running here, every third of a lease: their idle time
-        starts again, so no other replica takes them."""
+        """Every third of a lease: re-claim the entries of the jobs running here (their idle time
+        starts again, so no other replica takes them), extend the leases of the webhooks this
+        replica sends, and send one a dead replica left."""
         while not self.stopped.wait(self.config.lease_s / 3):
             with self.lock:
-                entries = list(self.running.values())
-            if not entries:
-                continue
+                entries, delivering = list(self.running.values()), list(self.delivering)
             try:
-                self.client.xclaim(STREAM, GROUP, self.replica, 0, entries, justid=True)
+                if entries:
+                    self.client.xclaim(STREAM, GROUP, self.replica, 0, entries, justid=True)
+                lease = time.time() + self.config.lease_s
+                if delivering:
+                    self.client.zadd(WEBHOOKS, dict.fromkeys(delivering, lease), xx=True)
+                if self.orphan_webhook is not None:
+                    self._send_orphan_webhook(lease)
                 if self.was_down:
                     logger.info("the job store is answering again")
                 self.was_down = False
@@ -482,3 +515,17 @@ class RedisJobStore:
                                    type(exc).__name__)
                 self.was_down = True
 
+    def _send_orphan_webhook(self, lease: float) -> None:
+        job_id = self.scripts["orphan_webhook"](keys=[WEBHOOKS], args=[repr(time.time()), repr(lease)])
+        if not job_id:
+            return
+        job_id = job_id.decode()
+        url, body = self.client.hmget(job_key(job_id), "webhook", "answer")
+        if not url or not body:  # evicted meanwhile
+            self.client.zrem(WEBHOOKS, job_id)
+            return
+        logger.info("job %s: its webhook was not sent by the replica that ended it; sending it", job_id)
+        with self.lock:
+            self.delivering.add(job_id)
+        assert self.orphan_webhook is not None
+        self.orphan_webhook(url.decode(), job_id, bytes(body))

@@ -75,6 +75,7 @@ class Scheduler:
         self.handler, self.store, self.webhooks = handler, store, webhooks
         self.overlap_encoding = overlap_encoding
         store.wake = self.wake
+        store.orphan_webhook = self._send_webhook  # a shared store's webhook that a dead replica did not send
         self.changed = threading.Condition()
         self.requests: deque[Entry] = deque()
         self.admitted = 0  # synchronous requests let in: decoding, waiting or generating
@@ -336,13 +337,16 @@ class Scheduler:
             logger.info("%s: %s after %.2f s (attempt %d)", entry.label, summary, time.perf_counter() - started,
                         claimed.attempt)
             if claimed.webhook is not None:
-                self.webhooks.deliver_later(claimed.webhook, claimed.id, body)
+                self._send_webhook(claimed.webhook, claimed.id, body)
         except Exception:
             logger.exception("%s: its end could not be recorded; it runs again when its lease passes", entry.label)
         finally:
             with self.changed:
                 self.jobs_in_hand.pop(claimed.id, None)
                 self.changed.notify_all()
+
+    def _send_webhook(self, url: str, job_id: str, body: bytes) -> None:
+        self.webhooks.deliver_later(url, job_id, body, done=self.store.webhook_sent)
 
     @staticmethod
     def _cancelled(message: str) -> Produced:

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -69,15 +70,19 @@ class WebhookSender:
                                  field="webhook")
         return parse_webhook(url, self.hosts)
 
-    def deliver_later(self, url: str, job_id: str, body: bytes) -> None:
-        """Send `body` to `url` (checked when the job was submitted) on a sender thread."""
-        self.threads.submit(self._deliver, url, job_id, body)
+    def deliver_later(self, url: str, job_id: str, body: bytes, done: Callable[[str], None] | None = None) -> None:
+        """Send `body` to `url` (checked when the job was submitted) on a sender thread; then
+        `done(job_id)`, delivered or given up."""
+        self.threads.submit(self._deliver, url, job_id, body, done)
 
-    def _deliver(self, url: str, job_id: str, body: bytes) -> None:
+    def _deliver(self, url: str, job_id: str, body: bytes, done: Callable[[str], None] | None) -> None:
         try:
             self.send(self.check(url), job_id, body)
         except Exception:  # a sender thread outlives any one delivery
             logger.exception("webhook for job %s failed", job_id)
+        finally:
+            if done is not None:
+                done(job_id)
 
     def send(self, target: HttpTarget, job_id: str, body: bytes, attempts: int = 3) -> bool:
         """POST the final answer, signed. Tried again only when the receiver was not reached or

@@ -87,6 +87,27 @@ def test_a_handed_back_job_is_taken_at_once_without_using_an_attempt(redis_serve
     assert stopping.finish(claimed, OK) is None and other.finish(again, OK) is not None
 
 
+def test_a_webhook_the_recording_replica_did_not_send_is_sent_by_another(redis_server):
+    """At least once, always: a replica that records a job's end and dies before its webhook is
+    sent leaves it pending; once the delivery's lease passes, another replica sends it (once)."""
+    dying, alive = replica(redis_server), replica(redis_server)
+    sent: list[tuple[str, str, bytes]] = []
+    alive.orphan_webhook = lambda url, job_id, body: sent.append((url, job_id, body))
+    delivered = dying.submit({}, "http://127.0.0.1:9/hook")["job"]["id"]
+    dying.webhook_sent(dying.finish(dying.take(), OK) and delivered)  # sent: nothing left pending
+    orphaned = dying.submit({}, "http://127.0.0.1:9/hook")["job"]["id"]
+    body = dying.finish(dying.take(), OK)
+    dying.close()  # dies while delivering: its delivery's lease is no longer extended
+    deadline = time.monotonic() + 10
+    while not sent:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(1.5)  # more than a lease: the one replica sending it keeps it
+    assert sent == [("http://127.0.0.1:9/hook", orphaned, body)]
+    alive.webhook_sent(orphaned)
+    assert redis_server.client().zcard("video-endpoint:webhooks") == 0
+
+
 def test_cancel_through_another_replica(redis_server):
     one, two = replica(redis_server), replica(redis_server)
     queued = one.submit({}, None)["job"]["id"]
