@@ -1,5 +1,6 @@
 """What the Redis job store costs a job, next to the in-process store, on the tiny model: the time
-from a submission's answer to the job's start on the model (the replica that took the submission,
+from a submission (the handler call: request checked, decoded and planned, then stored) to the
+job's start on the model (the replica that took the submission,
 and another replica sharing the store), and a poll's latency. Starts its own redis-server on a
 free port (the Debian package).
 
@@ -48,7 +49,7 @@ def start_redis(workdir: str) -> tuple[subprocess.Popen, str]:
 
 def measure(submitter, runner, jobs: int, polls: int) -> tuple[list[float], list[float]]:
     """Submit on `submitter`, run on `runner` (the same handler, or another replica): seconds from
-    the submission's answer to the start on the model, and of one poll."""
+    the submission to the start on the model, and of one poll."""
     started: dict[str, float] = {}
     take = runner.jobs.take
 
@@ -61,8 +62,8 @@ def measure(submitter, runner, jobs: int, polls: int) -> tuple[list[float], list
     runner.jobs.take = timed_take
     waits = []
     for n in range(jobs):
+        submitted = time.perf_counter()  # the job may start before the submission's answer is back
         job_id = submitter({"inputs": {**REQUEST, "seed": n, "async": True}})["job"]["id"]
-        submitted = time.perf_counter()
         while submitter({"inputs": {"job_id": job_id}})["job"]["status"] != "succeeded":
             time.sleep(0.01)
         waits.append(started[job_id] - submitted)
