@@ -63,16 +63,14 @@ class EndpointHandler:
             previous.stop(0)
         self.job_settings = config
         self.webhooks = WebhookSender(config.webhook_hosts, config.webhook_secret)
-        scheduler: list[Scheduler] = []  # the store asks the scheduler; both are made here
         self.jobs: JobStore
-        if not config.store:
-            self.jobs = InProcessJobStore(config, lambda: scheduler[0].requests_ahead())
+        if not config.store:  # it asks the scheduler made below (read when a job is described)
+            self.jobs = InProcessJobStore(config, lambda: self.scheduler.requests_ahead())
         else:
             from video_endpoint.redis_jobs import RedisJobStore  # redis-py only where a Redis is named
 
             self.jobs = RedisJobStore(config)
         self.scheduler = Scheduler(self, self.jobs, self.webhooks)
-        scheduler.append(self.scheduler)
         if previous is not None and self.jobs.shared:
             self.scheduler.start()
 
