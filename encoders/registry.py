@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from encoders.base import OutputFormat
 
-PLUGINS = ("gif", "webm", "mp4", "zip", "wav")
+PLUGINS = ("gif", "webm", "mp4", "zip", "wav", "thumbnail", "spritesheet")
 
 
 def _load(name: str) -> OutputFormat:
@@ -24,9 +24,9 @@ def _load(name: str) -> OutputFormat:
 FORMATS: dict[str, OutputFormat] = {plugin.NAME: plugin for plugin in map(_load, PLUGINS)}
 
 if TYPE_CHECKING:  # the type checker holds the built-in formats to the contract as well
-    from encoders import gif, mp4, wav, webm, zip
+    from encoders import gif, mp4, spritesheet, thumbnail, wav, webm, zip
 
-    _BUILT_IN: tuple[OutputFormat, ...] = (gif, webm, mp4, zip, wav)
+    _BUILT_IN: tuple[OutputFormat, ...] = (gif, webm, mp4, zip, wav, thumbnail, spritesheet)
 
 
 def get(name: str) -> OutputFormat:

@@ -124,7 +124,7 @@ class EndpointHandler:
         try:
             job, notes = stages.plan(decoded, self.model)
             streaming = stages.Streaming.start(self.model, request, job, self.encode_cores)
-            generated = stages.generate(self.model, job, timer, on_step, streaming)
+            generated = stages.after_extended(stages.generate(self.model, job, timer, on_step, streaming), decoded)
         except Exception as exc:
             if streaming is not None:  # a failed generation: its encoders stop
                 streaming.close()
@@ -181,9 +181,11 @@ class EndpointHandler:
         except HandlerError as exc:
             return exc.envelope()
 
-    def submit_job(self, call: JobCall) -> dict[str, Any]:
+    def submit_job(self, call: JobCall, meta: Callable[[stages.Decoded, dict[str, Any]], dict[str, Any]] | None = None
+                   ) -> dict[str, Any]:
         """Check a job's request (decoded and planned: a bad one fails now) and its webhook, then
-        queue it; raises HandlerError."""
+        queue it; raises HandlerError. `meta(decoded, inputs)`, given the planned request and the
+        inputs as submitted (its seed drawn), says what the store keeps with the job (`JobStore`)."""
         idempotency = Idempotency.of(call.idempotency_key, call.data, call.webhook)
         if call.webhook is not None:
             self.webhooks.check(call.webhook)
@@ -195,7 +197,8 @@ class EndpointHandler:
         stages.plan(decoded, self.model)  # mode, family rules, adapters: refused now
         # in memory, it runs from what was decoded here; a shared store keeps the body, decoded where it runs
         payload = data if self.jobs.shared else decoded
-        return self.jobs.submit(payload, call.webhook, decoded.held_bytes(), idempotency)
+        kept = meta(decoded, data["inputs"]) if meta is not None else None
+        return self.jobs.submit(payload, call.webhook, decoded.held_bytes(), idempotency, kept)
 
 
 def _failure(exc: Exception, doing: str) -> Produced:

@@ -27,9 +27,7 @@ class HandlerError(Exception):
         self.extra = extra
 
     def envelope(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"type": self.type, "field": self.field, "message": self.message}
-        error.update(self.extra)
-        return {"ok": False, "error": error}
+        return envelope(self.type, self.message, self.field, **self.extra)
 
 
 class InvalidRequest(HandlerError):
@@ -83,3 +81,31 @@ def from_model(exc: model_errors.Refused | model_errors.OutOfMemory) -> HandlerE
     if isinstance(exc, model_errors.CannotServe):
         return Unsupported(exc.message, field=exc.field)
     return InvalidRequest(exc.message, field=exc.field)
+
+
+class NotFound(InvalidRequest):
+    """An id that names nothing kept (a job, a video, a model): 404 on the local server."""
+
+
+def envelope(kind: str, message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
+    """The one `{"ok": false, "error": {...}}` every failure is answered with."""
+    return {"ok": False, "error": {"type": kind, "field": field, "message": message, **extra}}
+
+
+# HTTP status per error type on the local server: the client's fault is 4xx, ours is 5xx
+STATUS = {"invalid_request": 400, "unsupported": 400, "out_of_memory": 500, "internal": 500, "busy": 503,
+          "unavailable": 503, "upload_failed": 502, "cancelled": 200}
+# OpenAI's API answers "slow down" with 429, which its SDKs retry by themselves after Retry-After
+OPENAI_STATUS = {**STATUS, "busy": 429, "cancelled": 409}
+# OpenAI's error `type` per status; our error type goes in its `code`
+OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
+                405: "invalid_request_error", 408: "invalid_request_error", 409: "invalid_request_error",
+                413: "invalid_request_error", 415: "invalid_request_error", 416: "invalid_request_error",
+                429: "rate_limit_error"}
+
+
+def openai_error(error: dict[str, Any], status: int) -> dict[str, Any]:
+    """An envelope's `error` in OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`:
+    the same message, `param` the field, `code` our error type."""
+    return {"error": {"message": error["message"], "type": OPENAI_TYPES.get(status, "server_error"),
+                      "param": error.get("field"), "code": error["type"]}}

@@ -32,9 +32,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from video_endpoint import settings
-from video_endpoint.errors import Busy, InvalidRequest
+from video_endpoint.errors import Busy, InvalidRequest, NotFound
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
+DELETED = "deleted"  # stopped and forgotten: reads answer unknown, a run still going stops at its next step
 FINISHED = (SUCCEEDED, FAILED, CANCELLED)
 UNKNOWN_JOB = "unknown or expired job id (jobs are kept VIDEO_JOB_TTL_S after they end)"
 
@@ -183,8 +184,12 @@ def cancelled_before_it_ran() -> dict[str, Any]:
 
 
 class JobStore(Protocol):
-    """What the scheduler and the routes ask of a job store. Lookups raise InvalidRequest for an
-    unknown id; a store that cannot be reached raises `errors.Unavailable`."""
+    """What the scheduler and the routes ask of a job store. Lookups raise NotFound for an
+    unknown id; a store that cannot be reached raises `errors.Unavailable`.
+
+    A job submitted with `meta` (the /v1/videos routes' video: its model, prompt, resolved
+    parameters) shows it in every description, and is `listed`, in submission order;
+    `delete` stops a job (queued: never runs; running: at its next step) and forgets it."""
 
     name: str
     replica: str
@@ -201,8 +206,10 @@ class JobStore(Protocol):
     before its webhook was sent (a shared store's; never called in memory)"""
 
     def submit(self, payload: Any, webhook: str | None, held_bytes: int = 0,
-               idempotency: Idempotency | None = None) -> dict[str, Any]: ...
+               idempotency: Idempotency | None = None, meta: dict[str, Any] | None = None) -> dict[str, Any]: ...
     def status_json(self, job_id: Any, cancel: bool = False) -> bytes: ...
+    def delete(self, job_id: Any) -> None: ...
+    def listed(self, after: str | None, limit: int, newest_first: bool) -> tuple[list[bytes], bool]: ...
     def events(self, job_id: Any, seen: int) -> tuple[list[dict[str, Any]], bool]: ...
     def watch(self, job_id: Any, wake: Callable[[], None]) -> None: ...
     def unwatch(self, job_id: Any, wake: Callable[[], None]) -> None: ...
@@ -241,6 +248,8 @@ class Job:
     """called (under the store's lock; they must not block) after each change"""
     key: str | None = None
     """its idempotency key, kept while the job is"""
+    meta: dict[str, Any] | None = None
+    """what its submitter keeps with it (`JobStore`)"""
 
 
 class InProcessJobStore:
@@ -262,12 +271,13 @@ class InProcessJobStore:
         self.finished: OrderedDict[str, Job] = OrderedDict()  # the ended ones, in the order they ended
         self.finished_bytes = 0
         self.waiting: deque[Job] = deque()
+        self.running: dict[str, Job] = {}  # taken by the scheduler, until it ends (deleted ones too)
         self.keys: dict[str, tuple[str, str]] = {}  # idempotency key -> (digest, job id), while the job is kept
         self.changed = threading.Condition()
         self.seconds_per_job: float | None = None  # the last finished job's run time, for queued ETAs
 
     def submit(self, payload: Any, webhook: str | None, held_bytes: int = 0,
-               idempotency: Idempotency | None = None) -> dict[str, Any]:
+               idempotency: Idempotency | None = None, meta: dict[str, Any] | None = None) -> dict[str, Any]:
         """Queue `payload` (whose decoded inputs take `held_bytes` while it waits)."""
         with self.changed:
             self._evict()
@@ -285,7 +295,7 @@ class InProcessJobStore:
                            f"{held_bytes // 2**20} MiB more would pass {self.config.max_held_bytes // 2**20} MiB "
                            "(VIDEO_JOB_MAX_INPUT_BYTES); retry later", field=None)
             job = Job(id=secrets.token_urlsafe(18), data=payload, webhook=webhook, held_bytes=held_bytes,
-                      key=idempotency.key if idempotency is not None else None)
+                      key=idempotency.key if idempotency is not None else None, meta=meta)
             self.jobs[job.id] = job
             if idempotency is not None:
                 self.keys[idempotency.key] = (idempotency.digest, job.id)
@@ -302,6 +312,34 @@ class InProcessJobStore:
             if cancel:
                 self._cancel(job)
             return job.answer if job.answer is not None else json_bytes({"ok": True, "job": self._describe(job)})
+
+    def delete(self, job_id: Any) -> None:
+        with self.changed:
+            job = self._find(job_id)
+            if job.status == QUEUED:
+                self.waiting.remove(job)
+            elif job.status == RUNNING:  # stops at its next step; its end is not recorded (`finish`)
+                job.cancel.set()
+            self._forget(job)
+            job.status = DELETED
+            self._wake(job)
+            job.watchers.clear()
+
+    def listed(self, after: str | None, limit: int, newest_first: bool) -> tuple[list[bytes], bool]:
+        """Up to `limit` of the jobs submitted with `meta`, as polls show them, from the one after
+        `after` on; and whether there are more."""
+        with self.changed:
+            self._evict()
+            jobs = [job for job in self.jobs.values() if job.meta is not None and job.status != DELETED]
+            if newest_first:
+                jobs.reverse()
+            if after is not None:
+                index = next((i for i, job in enumerate(jobs) if job.id == after), None)
+                if index is None:
+                    raise NotFound(UNKNOWN_JOB, field="after")
+                jobs = jobs[index + 1:]
+            page = [job.answer or json_bytes({"ok": True, "job": self._describe(job)}) for job in jobs[:limit]]
+            return page, len(jobs) > limit
 
     def events(self, job_id: Any, seen: int) -> tuple[list[dict[str, Any]], bool]:
         """For an event stream: the job's changes after the first `seen`, and whether it has ended
@@ -328,20 +366,23 @@ class InProcessJobStore:
                 return None
             job = self.waiting.popleft()
             job.status, job.started = RUNNING, time.monotonic()
+            self.running[job.id] = job
             self._changed(job)
             return Claimed(job.id, 1, job.data, job.webhook)
 
     def progress(self, claimed: Claimed, step: int, total: int) -> bool:
         """Record a step; whether the job should stop (a cancel)."""
         with self.changed:
-            job = self.jobs[claimed.id]
+            job = self.running[claimed.id]
             job.step, job.total = step, total
             self._changed(job)
             return job.cancel.is_set()
 
     def finish(self, claimed: Claimed, answer: dict[str, Any]) -> bytes | None:
-        job = self.jobs[claimed.id]
         with self.changed:
+            job = self.running.pop(claimed.id)
+            if job.status == DELETED:
+                return None
             description = self._describe(job)
         status, body = final_answer(description, status_of(answer), answer, self.config.max_bytes)
         with self.changed:
@@ -352,7 +393,9 @@ class InProcessJobStore:
     def hand_back(self, claimed: Claimed) -> None:
         """The job waits again, first in line (this process is stopping: lost with it)."""
         with self.changed:
-            job = self.jobs[claimed.id]
+            job = self.running.pop(claimed.id)
+            if job.status == DELETED:
+                return
             job.status, job.started = QUEUED, None
             self.waiting.appendleft(job)
             self._changed(job)
@@ -362,7 +405,7 @@ class InProcessJobStore:
 
     def eta_s(self, claimed: Claimed) -> float | None:
         with self.changed:
-            job = self.jobs[claimed.id]
+            job = self.running[claimed.id]
             return running_eta(time.monotonic() - (job.started or time.monotonic()), job.step, job.total)
 
     def health(self) -> dict[str, Any]:
@@ -387,7 +430,7 @@ class InProcessJobStore:
         self._evict()
         job = self.jobs.get(job_id) if isinstance(job_id, str) else None
         if job is None:
-            raise InvalidRequest(UNKNOWN_JOB + ", in the memory of the replica that took them", field="job_id")
+            raise NotFound(UNKNOWN_JOB + ", in the memory of the replica that took them", field="job_id")
         return job
 
     def _describe(self, job: Job) -> dict[str, Any]:
@@ -402,7 +445,7 @@ class InProcessJobStore:
             position = 0
             eta = running_eta(now - (job.started or now), job.step, job.total)
         return describe(job.id, job.status, job.step, job.total, position, (job.finished or now) - job.submitted,
-                        eta, job.cancel.is_set())
+                        eta, job.cancel.is_set(), {} if job.meta is None else {"meta": job.meta})
 
     def _changed(self, job: Job) -> None:
         job.history.append(self._describe(job))
@@ -433,7 +476,12 @@ class InProcessJobStore:
             if not (expired or self.finished_bytes > self.config.max_bytes
                     or len(self.finished) > self.config.max_kept):
                 break
-            del self.finished[oldest.id], self.jobs[oldest.id]
-            self.finished_bytes -= len(oldest.answer or b"")
-            if oldest.key is not None:
-                self.keys.pop(oldest.key, None)
+            self._forget(oldest)
+
+    def _forget(self, job: Job) -> None:
+        """No longer kept: not found by id, nor by its idempotency key."""
+        if self.finished.pop(job.id, None) is not None:
+            self.finished_bytes -= len(job.answer or b"")
+        del self.jobs[job.id]
+        if job.key is not None:
+            self.keys.pop(job.key, None)

@@ -28,8 +28,9 @@ from typing import Any
 
 import redis
 
-from video_endpoint.errors import Busy, InvalidRequest, Unavailable
+from video_endpoint.errors import Busy, NotFound, Unavailable
 from video_endpoint.jobs import (
+    DELETED,
     FINISHED,
     QUEUED,
     RUNNING,
@@ -55,6 +56,7 @@ QUEUED_SET = PREFIX + "queued"  # waiting job ids by submit time: a job's positi
 FINISHED_SET = PREFIX + "finished"  # ended job ids by end time: the oldest are evicted first
 SIZES = PREFIX + "answer-bytes"  # ended job id -> its answer's length; the store's one byte budget
 STATS = PREFIX + "stats"
+LISTED = PREFIX + "listed"  # the ids of the jobs submitted with `meta`, by submit time
 WEBHOOKS = PREFIX + "webhooks"  # ended job ids whose webhook is not delivered yet, by the lease of its delivery
 HANDED_BACK = "handed-back"  # the consumer a stopping replica gives its job to: claimable at once
 CALL_TIMEOUT_S = 2.0  # every Redis call: connecting, and waiting for its answer
@@ -70,8 +72,8 @@ def events_key(job_id: str) -> str:
 
 
 _SUBMIT = """
--- KEYS: idempotency key, queued set, job hash, stream; ARGV: digest, id, payload, webhook, now, max queued,
--- key ttl ms, has key
+-- KEYS: idempotency key, queued set, job hash, stream, listed set; ARGV: digest, id, payload, webhook, now,
+-- max queued, key ttl ms, has key, meta ('' = none)
 if ARGV[8] == '1' then
   local existing = redis.call('GET', KEYS[1])
   if existing then return {'existing', existing} end
@@ -82,6 +84,10 @@ redis.call('HSET', KEYS[3], 'id', ARGV[2], 'payload', ARGV[3], 'webhook', ARGV[4
 if ARGV[8] == '1' then
   redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2], 'PX', ARGV[7])
   redis.call('HSET', KEYS[3], 'idem', KEYS[1])
+end
+if ARGV[9] ~= '' then
+  redis.call('HSET', KEYS[3], 'meta', ARGV[9])
+  redis.call('ZADD', KEYS[5], ARGV[5], ARGV[2])
 end
 redis.call('ZADD', KEYS[2], ARGV[5], ARGV[2])
 redis.call('XADD', KEYS[4], '*', 'id', ARGV[2])
@@ -105,6 +111,7 @@ return {'run', attempt, job[3], job[4], job[5]}
 _PROGRESS = """
 -- KEYS: job hash, events list; ARGV: attempt, step, total, event
 local job = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'cancel')
+if job[1] == 'deleted' or not job[1] then return 3 end
 if job[1] ~= 'running' or job[2] ~= ARGV[1] then return 2 end
 redis.call('HSET', KEYS[1], 'step', ARGV[2], 'total', ARGV[3])
 redis.call('RPUSH', KEYS[2], ARGV[4])
@@ -143,7 +150,7 @@ return due[1]
 """
 
 _EVICT = """
--- KEYS: finished set, sizes, stats; ARGV: oldest end time kept, max bytes, max kept, job key prefix
+-- KEYS: finished set, sizes, stats, listed set; ARGV: oldest end time kept, max bytes, max kept, job key prefix
 local evicted = 0
 while true do
   local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
@@ -155,6 +162,7 @@ while true do
   redis.call('HINCRBY', KEYS[3], 'answer_bytes', -size)
   redis.call('HDEL', KEYS[2], oldest[1])
   redis.call('ZREM', KEYS[1], oldest[1])
+  redis.call('ZREM', KEYS[4], oldest[1])
   local idem = redis.call('HGET', ARGV[4] .. oldest[1], 'idem')
   if idem then redis.call('DEL', idem) end
   redis.call('DEL', ARGV[4] .. oldest[1], ARGV[4] .. oldest[1] .. ':events')
@@ -168,6 +176,31 @@ _CANCEL = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'running' then redis.call('HSET', KEYS[1], 'cancel', '1') end
 return status
+"""
+
+_DELETE = """
+-- KEYS: job hash, queued set, listed set, finished set, sizes, stats, events; ARGV: id, keep ms of a running one
+-- A running job is marked (its runner stops at its next step, its end is not recorded), the rest is gone.
+local job = redis.call('HMGET', KEYS[1], 'status', 'idem')
+if not job[1] or job[1] == 'deleted' then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+if job[2] then redis.call('DEL', job[2]) end
+local size = redis.call('HGET', KEYS[5], ARGV[1])
+if size then
+  redis.call('HINCRBY', KEYS[6], 'answer_bytes', -tonumber(size))
+  redis.call('HDEL', KEYS[5], ARGV[1])
+end
+redis.call('DEL', KEYS[7])
+if job[1] == 'running' then
+  redis.call('HSET', KEYS[1], 'status', 'deleted', 'cancel', '1')
+  redis.call('HDEL', KEYS[1], 'payload', 'meta', 'answer', 'idem')
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+else
+  redis.call('DEL', KEYS[1])
+end
+return 1
 """
 
 _HAND_BACK = """
@@ -199,7 +232,8 @@ class RedisJobStore:
         self.wake: Callable[[], None] = lambda: None
         self.scripts = {name: self.client.register_script(source) for name, source in (
             ("submit", _SUBMIT), ("start", _START), ("progress", _PROGRESS), ("end", _END), ("evict", _EVICT),
-            ("cancel", _CANCEL), ("hand_back", _HAND_BACK), ("orphan_webhook", _ORPHAN_WEBHOOK))}
+            ("cancel", _CANCEL), ("hand_back", _HAND_BACK), ("orphan_webhook", _ORPHAN_WEBHOOK),
+            ("delete", _DELETE))}
         self.running: dict[str, str] = {}  # job id -> its stream entry, for the jobs running here
         self.delivering: set[str] = set()  # the jobs whose webhook this replica is sending
         self.orphan_webhook: Callable[[str, str, bytes], None] | None = None
@@ -235,7 +269,7 @@ class RedisJobStore:
     # -- the routes' side --------------------------------------------------------------------
 
     def submit(self, payload: Any, webhook: str | None, held_bytes: int = 0,
-               idempotency: Idempotency | None = None) -> dict[str, Any]:
+               idempotency: Idempotency | None = None, meta: dict[str, Any] | None = None) -> dict[str, Any]:
         job_id = secrets.token_urlsafe(18)
         with self._calls():
             self._ensure_group()
@@ -243,9 +277,10 @@ class RedisJobStore:
             kept_ms = int(max(self.config.ttl_s, 86400) * 1000)  # until it ends; then VIDEO_JOB_TTL_S
             outcome = self.scripts["submit"](
                 keys=[PREFIX + "idempotency:" + (idempotency.key if idempotency else ""), QUEUED_SET,
-                      job_key(job_id), STREAM],
+                      job_key(job_id), STREAM, LISTED],
                 args=[idempotency.digest if idempotency else "", job_id, json.dumps(payload), webhook or "",
-                      repr(time.time()), self.config.max_queued, kept_ms, "1" if idempotency else "0"])
+                      repr(time.time()), self.config.max_queued, kept_ms, "1" if idempotency else "0",
+                      json.dumps(meta) if meta is not None else ""])
             kind = outcome[0].decode()
             if kind == "busy":
                 raise Busy(f"busy: {int(outcome[1])} jobs are waiting in the job store (VIDEO_MAX_QUEUED); "
@@ -261,27 +296,63 @@ class RedisJobStore:
 
     def status_json(self, job_id: Any, cancel: bool = False) -> bytes:
         if not isinstance(job_id, str) or not 1 <= len(job_id) <= 64:
-            raise InvalidRequest(UNKNOWN_JOB, field="job_id")
+            raise NotFound(UNKNOWN_JOB, field="job_id")
         with self._calls():
             if cancel:
                 self._cancel(job_id)
             fields = self.client.hgetall(job_key(job_id))
-            if not fields or fields.get(b"status") is None:
-                raise InvalidRequest(UNKNOWN_JOB, field="job_id")
-            if fields.get(b"answer"):
-                return bytes(fields[b"answer"])
-            return json_bytes({"ok": True, "job": self._describe(job_id, fields)})
+            if not fields or fields.get(b"status") in (None, DELETED.encode()):
+                raise NotFound(UNKNOWN_JOB, field="job_id")
+            return self._answer(job_id, fields)
+
+    def _answer(self, job_id: str, fields: dict[bytes, bytes]) -> bytes:
+        if fields.get(b"answer"):
+            return bytes(fields[b"answer"])
+        return json_bytes({"ok": True, "job": self._describe(job_id, fields)})
+
+    def delete(self, job_id: Any) -> None:
+        if not isinstance(job_id, str) or not 1 <= len(job_id) <= 64:
+            raise NotFound(UNKNOWN_JOB, field="job_id")
+        with self._calls():
+            deleted = self.scripts["delete"](
+                keys=[job_key(job_id), QUEUED_SET, LISTED, FINISHED_SET, SIZES, STATS, events_key(job_id)],
+                args=[job_id, int(self.config.lease_s * 3000) + 60_000])
+        if not deleted:
+            raise NotFound(UNKNOWN_JOB, field="job_id")
+
+    def listed(self, after: str | None, limit: int, newest_first: bool) -> tuple[list[bytes], bool]:
+        with self._calls():
+            self._evict()
+            start = 0
+            if after is not None:
+                rank = (self.client.zrevrank if newest_first else self.client.zrank)(LISTED, after)
+                if rank is None:
+                    raise NotFound(UNKNOWN_JOB, field="after")
+                start = rank + 1
+            while True:
+                window = (self.client.zrevrange if newest_first else self.client.zrange)(LISTED, start,
+                                                                                         start + limit)
+                pipe = self.client.pipeline(transaction=False)
+                for job_id in window:
+                    pipe.hgetall(job_key(job_id.decode()))
+                kept = list(zip(window, pipe.execute(), strict=True))
+                gone = [job_id for job_id, fields in kept if not fields]
+                if not gone:  # else: expired meanwhile, off the list; read the window again
+                    break
+                self.client.zrem(LISTED, *gone)
+            page = [self._answer(job_id.decode(), fields) for job_id, fields in kept[:limit]]
+            return page, len(kept) > limit
 
     def events(self, job_id: Any, seen: int) -> tuple[list[dict[str, Any]], bool]:
         if not isinstance(job_id, str):
-            raise InvalidRequest(UNKNOWN_JOB, field="job_id")
+            raise NotFound(UNKNOWN_JOB, field="job_id")
         with self._calls():
             pipe = self.client.pipeline(transaction=False)
             pipe.hget(job_key(job_id), "status")
             pipe.lrange(events_key(job_id), seen, -1)
             status, changes = pipe.execute()
-        if status is None:
-            raise InvalidRequest(UNKNOWN_JOB, field="job_id")
+        if status in (None, DELETED.encode()):
+            raise NotFound(UNKNOWN_JOB, field="job_id")
         return [json.loads(change) for change in changes if change], status.decode() in FINISHED
 
     def watch(self, job_id: Any, wake: Callable[[], None]) -> None:
@@ -350,7 +421,7 @@ class RedisJobStore:
                                                    args=[claimed.attempt, step, total, event])
         except Unavailable:
             return False  # the store is away: the job goes on, its lease runs from the last heartbeat
-        if outcome == 2:
+        if outcome == 2:  # 3: deleted
             logger.warning("job %s: attempt %d is no longer the job's (its lease passed); stopping it", claimed.id,
                            claimed.attempt)
         return bool(outcome)
@@ -452,7 +523,7 @@ class RedisJobStore:
                 return
 
     def _evict(self) -> None:
-        self.scripts["evict"](keys=[FINISHED_SET, SIZES, STATS],
+        self.scripts["evict"](keys=[FINISHED_SET, SIZES, STATS, LISTED],
                               args=[repr(time.time() - self.config.ttl_s), self.config.max_bytes,
                                     self.config.max_kept, PREFIX + "job:"])
 
@@ -473,6 +544,8 @@ class RedisJobStore:
         step, total = int(text("step") or 0), int(text("total")) if text("total") else None
         position = eta = None
         extra: dict[str, Any] = {"attempt": int(text("attempt") or 0)}
+        if fields.get(b"meta"):
+            extra["meta"] = json.loads(fields[b"meta"])
         if status == QUEUED:
             rank = self.client.zrank(QUEUED_SET, job_id)
             position = (rank or 0) + 1

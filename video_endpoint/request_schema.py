@@ -13,13 +13,23 @@ where a top-level `schema.py` would hide the PyPI package of that name.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+    field_validator,
+)
 
 from encoders.base import MAX_FPS, FormatOptions
 from encoders.registry import FORMATS
@@ -175,6 +185,9 @@ class RequestFields(BaseModel):
     extend: str | None = Field(
         None, description="Base64 video to continue (formats as `video`): the answer's `num_frames` frames follow "
                           "its last frame.")
+    return_extended: bool = Field(
+        False, description="With `extend`: the answer is the whole extended video, its own frames (at `fps`) then "
+                           "the `num_frames` new ones; at most VIDEO_MAX_FRAMES together.")
     auto_duration: bool = Field(
         False, description="Let the model choose the clip's length (checkpoints with a duration head: LTX-2.5; "
                            "`/health` `model.auto_duration`), at most `num_frames` frames; the frames made are "
@@ -257,6 +270,9 @@ def check_conditioning(request: RequestFields) -> None:
             raise InvalidRequest(f"video (video-to-video) cannot be combined with {given[0]}", field=given[0])
     elif request.strength is not None:
         raise InvalidRequest("strength is for video-to-video: send it with video", field="strength")
+    if request.return_extended and request.extend is None:
+        raise InvalidRequest("return_extended is for extend: send the video to continue in extend",
+                             field="return_extended")
     if request.extend is not None:
         given = [name for name in ("image", "last_image") if getattr(request, name) is not None]
         given += ["keyframes"] if request.keyframes else []
@@ -429,6 +445,78 @@ def check_limits(request: RequestFields, limits: Limits) -> None:
         if fps > max_fps:
             raise InvalidRequest(f"{name} plays at most {max_fps} fps; set {name}.fps to {max_fps} or less",
                                  field=f"{name}.fps")
+
+
+# ---------------------------------------------------------------------------------------------
+# Form bodies (multipart/form-data, as the OpenAI SDK sends its extra fields): every value a
+# string, nested ones in bracket notation
+
+MAX_FORM_DEPTH = 4
+
+
+def read_form(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """Form fields as one object: `a[]` items of a list, `a[b]` keys of an object, `a[][b]` keys
+    of objects in a list (a key seen already in the last object starts the next one), as the
+    OpenAI SDK writes them (`loras[][name]`, `loras[][scale]`). Values stay strings."""
+    values: dict[str, Any] = {}
+    for key, value in pairs:
+        name, _, rest = key.partition("[")
+        path = [name, *re.findall(r"([^\[\]]*)\]", "[" + rest)] if rest else [name]
+        if not name or len(path) > MAX_FORM_DEPTH or (rest and "[" + rest != "".join(f"[{p}]" for p in path[1:])):
+            raise InvalidRequest("a form field name must be a name, or name[] / name[key] / name[][key]",
+                                 field=shown_name(key))
+        _put(values, path, value, key)
+    return values
+
+
+def _put(container: Any, path: list[str], value: str, key: str) -> None:
+    part, rest = path[0], path[1:]
+    clash = InvalidRequest("this form field is given both as a value and as a list or object", field=shown_name(key))
+    if isinstance(container, list):  # part == "": an item; with `rest`, a key of the last object
+        if not rest:
+            container.append(value)
+            return
+        if not container or not isinstance(container[-1], dict) or rest[0] in container[-1]:
+            container.append({})
+        container = container[-1]
+        part, rest = rest[0], rest[1:]
+    if not isinstance(container, dict) or part == "":
+        raise clash
+    if not rest:
+        if part in container:
+            raise InvalidRequest("this form field is given twice", field=shown_name(key))
+        container[part] = value
+        return
+    child = container.setdefault(part, [] if rest[0] == "" else {})
+    if not isinstance(child, list if rest[0] == "" else dict):
+        raise clash
+    _put(child, rest, value, key)
+
+
+@functools.cache
+def _field_adapter(name: str) -> TypeAdapter[Any]:
+    info = VideoRequest.model_fields[name]
+    return TypeAdapter(Annotated[info.annotation, info])  # type: ignore[arg-type]
+
+
+def typed_form_fields(values: dict[str, Any]) -> dict[str, Any]:
+    """A form's values as the request's fields' types, read from their text for this kind of body
+    only: `"8"` is 8 for an int, `"true"` true, `"0.5"` a float; `"2.5"` for an int is refused
+    naming the field. Names the request does not have are left for its validation to refuse."""
+    typed = {}
+    for name, value in values.items():
+        if name not in VideoRequest.model_fields:
+            typed[name] = value
+            continue
+        adapter = _field_adapter(name)
+        try:
+            typed[name] = adapter.dump_python(adapter.validate_python(value, strict=False), mode="json")
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False, include_input=False, include_context=False)
+            loc = (name, *errors[0]["loc"])
+            raise InvalidRequest(f"{errors[0]['msg']} (a form value is text: it must read as the field's type)",
+                                 field=_field_path(loc)) from None
+    return typed
 
 
 # ---------------------------------------------------------------------------------------------

@@ -330,8 +330,8 @@ class Scheduler:
             body = self.store.finish(claimed, answer)
             status = status_of(answer)
             if body is None:
-                logger.warning("%s: attempt %d ended (%s) after another replica took the job; not recorded",
-                               entry.label, claimed.attempt, status)
+                logger.warning("%s: attempt %d ended (%s) after the job was deleted or another replica took it; "
+                               "not recorded", entry.label, claimed.attempt, status)
                 return
             summary = status if answer.get("ok") else f"{status}: {answer['error']['type']}"
             logger.info("%s: %s after %.2f s (attempt %d)", entry.label, summary, time.perf_counter() - started,

@@ -19,7 +19,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -37,16 +37,16 @@ from encoders.registry import FORMATS
 from video_endpoint import settings
 from video_endpoint.endpoint import EndpointHandler
 from video_endpoint.errors import HandlerError, InvalidRequest
+from video_endpoint.http_errors import Refusal, error_answer, refusal_answer, refused, status_of_error
+from video_endpoint.openai_videos import OpenAIVideos
 from video_endpoint.request_schema import JobCall, read_job_call
+from video_endpoint.routes import OPENAI_PREFIX, ROUTES, listing
+from video_endpoint.routes import Route as RouteSpec
 from video_endpoint.stages import Parsed
 
 logger = logging.getLogger(__name__)
 
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-# HTTP status per error type: the client's fault is 4xx, ours is 5xx.
-_STATUS = {"invalid_request": 400, "unsupported": 400, "out_of_memory": 500, "internal": 500, "busy": 503,
-           "unavailable": 503, "upload_failed": 502,
-           "cancelled": 200}
 
 
 @dataclass(frozen=True)
@@ -78,25 +78,6 @@ class ServerSettings:
         return cls(**values)
 
 
-def _error(status: int, message: str, request_id: str, field: str | None = None,
-           kind: str = "invalid_request", headers: dict[str, str] | None = None) -> JSONResponse:
-    body = {"ok": False, "error": {"type": kind, "field": field, "message": message}}
-    return JSONResponse(body, status_code=status, headers={"X-Request-Id": request_id, **(headers or {})})
-
-
-def _refused(exc: HandlerError, request_id: str, status: int | None = None) -> JSONResponse:
-    """The handler's own envelope for `exc`, with its HTTP status (or `status`: 404 for a job id)."""
-    headers = {"X-Request-Id": request_id}
-    if exc.type in ("busy", "unavailable"):
-        headers["Retry-After"] = str(exc.extra.get("retry_after_s", 5))
-    return JSONResponse(exc.envelope(), status_code=status or _STATUS.get(exc.type, 500), headers=headers)
-
-
-def _unauthorized(request_id: str) -> JSONResponse:
-    return _error(401, "missing or wrong bearer token", request_id, field="authorization",
-                  headers={"WWW-Authenticate": "Bearer"})
-
-
 class _Service:
     """The state behind the routes: the handler, the queue count, the settings."""
 
@@ -106,6 +87,7 @@ class _Service:
         self.handler: EndpointHandler | None = None
         self.event_streams = 0  # open GET /jobs/{id}/events
         self.openapi_document: dict[str, Any] | None = None  # built on the first GET /openapi.json
+        self.videos = OpenAIVideos(self)  # /v1/...
 
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -119,6 +101,10 @@ class _Service:
         # store (in memory, the jobs end with the process whatever it does)
         if self.handler.jobs.shared:
             await anyio.to_thread.run_sync(self.handler.scheduler.stop, self.handler.job_settings.shutdown_grace_s)
+
+    @property
+    def max_body_bytes(self) -> int:
+        return self.settings.max_body_bytes
 
     @property
     def loaded(self) -> EndpointHandler:
@@ -156,51 +142,55 @@ class _Service:
                                        "running": queue["running"], "depth": self.settings.queue_depth},
                              "jobs": jobs})
 
-    async def read_json(self, request: Request, request_id: str) -> Any | Response:
+    async def read_body(self, request: Request) -> bytes:
+        """The body, within VIDEO_MAX_BODY_BYTES and VIDEO_BODY_TIMEOUT_S; raises Refusal."""
+        too_large = Refusal(413, f"body over {self.settings.max_body_bytes} bytes (VIDEO_MAX_BODY_BYTES)")
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > self.settings.max_body_bytes:
-            return _error(413, f"body over {self.settings.max_body_bytes} bytes (VIDEO_MAX_BODY_BYTES)",
-                          request_id)
-        content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-        if content_type != "application/json":
-            return _error(400, f"content type must be application/json, not {content_type}", request_id)
+            raise too_large
         body = bytearray()
         with anyio.move_on_after(self.settings.body_timeout_s) as reading:  # a trickling body holds a slot
             async for chunk in request.stream():
                 body += chunk
                 if len(body) > self.settings.max_body_bytes:
-                    return _error(413, f"body over {self.settings.max_body_bytes} bytes (VIDEO_MAX_BODY_BYTES)",
-                                  request_id)
+                    raise too_large
         if reading.cancelled_caught:
-            return _error(408, f"body not received within {self.settings.body_timeout_s:g} s "
-                          "(VIDEO_BODY_TIMEOUT_S)", request_id)
+            raise Refusal(408, f"body not received within {self.settings.body_timeout_s:g} s (VIDEO_BODY_TIMEOUT_S)")
+        return bytes(body)
+
+    async def read_json(self, request: Request) -> Any:
+        """The JSON body; raises Refusal."""
+        content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            raise Refusal(400, f"content type must be application/json, not {content_type}")
+        body = await self.read_body(request)
         # Parsing holds the interpreter whichever thread runs it (0.4 s for a 20 MB list of numbers, with
         # /health waiting): a body with more values than any request can have is refused unparsed. Values
         # are separated by commas and colons; a valid request has a few dozen, plus those in its prompts.
         separators = body.count(b",") + body.count(b":")
         if separators > 2 * self.loaded.limits.max_prompt_chars + 1000:
-            return _error(400, "body holds more JSON values than a request can have", request_id)
+            raise Refusal(400, "body holds more JSON values than a request can have")
         try:  # off the event loop: a long body still takes a moment to parse
-            return await anyio.to_thread.run_sync(_parse_json, bytes(body))
+            return await anyio.to_thread.run_sync(_parse_json, body)
         except UnicodeDecodeError:
-            return _error(400, "body is not UTF-8 text", request_id)
+            raise Refusal(400, "body is not UTF-8 text") from None
         except json.JSONDecodeError as exc:
-            return _error(400, f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-                          request_id)
+            raise Refusal(400, f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
         except RecursionError:
-            return _error(400, "body is nested too deeply", request_id)
+            raise Refusal(400, "body is nested too deeply") from None
         except ValueError:  # Python's limit of 4,300 digits for an integer
-            return _error(400, "body holds a number too long to read", request_id)
+            raise Refusal(400, "body holds a number too long to read") from None
 
     async def predict(self, request: Request) -> Response:
         request_id = request.state.request_id
-        data = await self.read_json(request, request_id)
-        if isinstance(data, Response):
-            return data
+        try:
+            data = await self.read_json(request)
+        except Refusal as refusal:
+            return refusal_answer(refusal, request_id)
         try:  # the body's job keys, read as the handler reads them: one path per kind, whatever they say
             call = read_job_call(data, request.headers.get("idempotency-key"))
         except InvalidRequest as exc:
-            return _refused(exc, request_id)
+            return refused(exc, request_id)
         if call.kind != "generate":
             return await self.job_answer(call, request_id)  # quick: never waits for the model
         try:  # validated first (quick, off the event loop): a bad request is refused even when busy
@@ -209,7 +199,7 @@ class _Service:
             # before anything is decoded: a request's images and videos count against the queue
             self.loaded.scheduler.admit(self.settings.queue_depth)
         except HandlerError as exc:
-            return _refused(exc, request_id)
+            return refused(exc, request_id)
         try:
             return await self._generate(request, parsed, request_id)
         finally:
@@ -233,7 +223,7 @@ class _Service:
         def on_step(done: int, total: int) -> None:  # a hang-up sets `client_gone`: the scheduler stops it
             logger.info("request %s: step %d/%d (%.1f s)", request_id, done, total, time.perf_counter() - started)
 
-        refused: HandlerError | None = None
+        refusal: HandlerError | None = None
         async with anyio.create_task_group() as watchers:
             with anyio.CancelScope() as generation:
                 async def watch_for_disconnect() -> None:
@@ -246,7 +236,7 @@ class _Service:
                 try:  # decoded once, here (off the event loop): a bad image or video never waits for the model
                     decoded = await anyio.to_thread.run_sync(self.loaded.decode_media, parsed, client_gone)
                 except HandlerError as exc:
-                    refused = exc
+                    refusal = exc
                 else:  # in its turn on the model (the scheduler): generated, then encoded
                     answer = self.loaded.scheduler.submit(decoded, on_step, client_gone)
                     produced = await asyncio.shield(asyncio.wrap_future(answer))
@@ -254,9 +244,9 @@ class _Service:
         if client_gone.is_set():
             logger.info("request %s: client disconnected after %.2f s; dropped", request_id,
                         time.perf_counter() - started)
-            return _error(499, "client disconnected", request_id)
-        if refused is not None:
-            return _refused(refused, request_id)
+            return error_answer(499, "client disconnected", request_id)
+        if refusal is not None:
+            return refused(refusal, request_id)
         # uploads after the model is free: a slow store holds this request only
         result = await anyio.to_thread.run_sync(self.loaded.deliver, produced)
         elapsed = time.perf_counter() - started
@@ -264,7 +254,7 @@ class _Service:
         if not result["ok"]:
             error = result["error"]
             logger.info("request %s: %s (%s) after %.2f s", request_id, error["type"], error["field"], elapsed)
-            return JSONResponse(result, status_code=_STATUS.get(error["type"], 500), headers=headers)
+            return JSONResponse(result, status_code=status_of_error(error), headers=headers)
         logger.info("request %s: ok, %s, %d frames in %.2f s", request_id, result["diagnostics"]["mode"],
                     result["diagnostics"]["num_frames"], elapsed)
         if decoded.request.return_base64:
@@ -279,29 +269,28 @@ class _Service:
         if call.kind == "submit":  # decodes and checks the request first: off the event loop
             result = await anyio.to_thread.run_sync(self.loaded.job_request, call)
             if not result["ok"]:
-                return JSONResponse(result, status_code=_STATUS.get(result["error"]["type"], 500), headers=headers)
+                return JSONResponse(result, status_code=status_of_error(result["error"]), headers=headers)
             return JSONResponse(result, status_code=status, headers=headers)
         try:  # a lookup: a finished job's answer is the JSON the store keeps, sent without a copy
             body = await anyio.to_thread.run_sync(partial(self.loaded.jobs.status_json, call.job_id,
                                                           cancel=call.kind == "cancel"))
-        except InvalidRequest as exc:
-            return _refused(exc, request_id, status=404)
-        except HandlerError as exc:  # the store is not answering
-            return _refused(exc, request_id)
+        except HandlerError as exc:  # unknown (404), or the store is not answering
+            return refused(exc, request_id)
         return _shared_json(body, headers)
 
     async def submit_job(self, request: Request) -> Response:
         request_id = request.state.request_id
-        data = await self.read_json(request, request_id)
-        if isinstance(data, Response):
-            return data
+        try:
+            data = await self.read_json(request)
+        except Refusal as refusal:
+            return refusal_answer(refusal, request_id)
         if not isinstance(data, dict) or not isinstance(data.get("inputs"), dict | str):
-            return _error(400, "the body must be {\"inputs\": {...a request...}}", request_id, field="inputs")
+            return error_answer(400, "the body must be {\"inputs\": {...a request...}}", request_id, field="inputs")
         inputs = data["inputs"] if isinstance(data["inputs"], dict) else {"prompt": data["inputs"]}
         try:
             call = read_job_call({**data, "inputs": {**inputs, "async": True}}, request.headers.get("idempotency-key"))
         except InvalidRequest as exc:
-            return _refused(exc, request_id)
+            return refused(exc, request_id)
         return await self.job_answer(call, request_id, status=202)
 
     async def job_status(self, request: Request) -> Response:
@@ -313,9 +302,9 @@ class _Service:
         job's final answer, then the stream ends. A stream holds no thread: the queue wakes it."""
         jobs, job_id, request_id = self.loaded.jobs, request.path_params["job_id"], request.state.request_id
         if self.event_streams >= self.settings.max_event_streams:
-            return _error(503, f"busy: {self.event_streams} event streams are open (VIDEO_MAX_EVENT_STREAMS); "
-                          "poll GET /jobs/{id} instead, or retry later", request_id, kind="busy",
-                          headers={"Retry-After": "5"})
+            return error_answer(503, f"busy: {self.event_streams} event streams are open (VIDEO_MAX_EVENT_STREAMS); "
+                                "poll GET /jobs/{id} instead, or retry later", request_id, kind="busy",
+                                headers={"Retry-After": "5"})
         loop = asyncio.get_running_loop()
         woken = asyncio.Event()
 
@@ -325,10 +314,8 @@ class _Service:
 
         try:
             await anyio.to_thread.run_sync(jobs.watch, job_id, wake)
-        except InvalidRequest as exc:
-            return _refused(exc, request_id, status=404)
         except HandlerError as exc:
-            return _refused(exc, request_id)
+            return refused(exc, request_id)
         self.event_streams += 1
         # a store shared with other replicas is looked at every `poll_interval_s`; this one's wakes the stream
         wait_s = min(EVENT_KEEPALIVE_S, jobs.poll_interval_s or EVENT_KEEPALIVE_S)
@@ -456,8 +443,10 @@ class _EveryAnswer:
         supplied = request.headers.get("x-request-id", "")
         request_id = supplied if _CLIENT_REQUEST_ID.match(supplied) else uuid.uuid4().hex[:16]
         scope.setdefault("state", {})["request_id"] = request_id
+        openai = scope["path"].startswith(OPENAI_PREFIX)
         if not self.service.authorized(request) and (request.method, scope["path"]) not in PUBLIC_ROUTES:
-            await _unauthorized(request_id)(scope, receive, send)
+            await error_answer(401, "missing or wrong bearer token", request_id, field="authorization",
+                               headers={"WWW-Authenticate": "Bearer"}, openai=openai)(scope, receive, send)
             return
         started = False
 
@@ -474,34 +463,43 @@ class _EveryAnswer:
         except Exception:
             logger.exception("request %s failed with an unexpected error", request_id)
             if not started:
-                await _error(500, "internal error; see the server log", request_id, kind="internal")(
-                    scope, receive, send)
+                await error_answer(500, "internal error; see the server log", request_id, kind="internal",
+                                   openai=openai)(scope, receive, send)
 
 
-PUBLIC_ROUTES = {("GET", "/healthz"), ("HEAD", "/healthz")}  # a platform's liveness probe carries no token
+PUBLIC_ROUTES = {(method, route.path) for route in ROUTES if route.public for method in route.methods}
 
 
 async def _no_route(request: Request, exc: Exception) -> Response:
-    """404 / 405 in the envelope every other answer uses."""
+    """404 / 405 in the shape every other answer of that path uses."""
     assert isinstance(exc, HTTPException)
-    message = {404: f"no route {request.url.path[:200]}: the routes are POST /, GET /health, GET /healthz, "
-                    "GET /openapi.json, POST /jobs, GET|DELETE /jobs/{id}, GET /jobs/{id}/events",
+    openai = request.url.path.startswith(OPENAI_PREFIX)
+    message = {404: f"no route {request.url.path[:200]}: the routes are {listing()}",
                405: f"{request.method} is not allowed here; allowed: {dict(exc.headers or {}).get('Allow', '')}"}
-    return _error(exc.status_code, message.get(exc.status_code, exc.detail), request.state.request_id,
-                  headers=dict(exc.headers or {}))
+    return error_answer(exc.status_code, message.get(exc.status_code, exc.detail), request.state.request_id,
+                        headers=dict(exc.headers or {}), openai=openai)
+
+
+def _endpoint(service: _Service, route: RouteSpec) -> Callable[[Request], Any]:
+    """One callable for a path: each method to the service's method its operation names."""
+    answers: dict[str, Callable[[Request], Awaitable[Response]]] = {}
+    for operation in route.operations:
+        target: Any = service
+        for name in operation.endpoint.split("."):
+            target = getattr(target, name)
+        answers[operation.method] = target
+
+    async def answer(request: Request) -> Response:  # starlette adds HEAD to GET: answered as GET
+        return await answers[request.method if request.method in answers else "GET"](request)
+
+    return answer
 
 
 def create_app(load_handler: Callable[[], EndpointHandler], settings: ServerSettings) -> Starlette:
     service = _Service(load_handler, settings)
     app = Starlette(
         exception_handlers={HTTPException: _no_route},
-        routes=[Route("/", service.predict, methods=["POST"]),
-                Route("/health", service.health, methods=["GET"]),
-                Route("/healthz", service.alive, methods=["GET", "HEAD"]),
-                Route("/openapi.json", service.openapi, methods=["GET"]),
-                Route("/jobs", service.submit_job, methods=["POST"]),
-                Route("/jobs/{job_id}", service.job_status, methods=["GET", "DELETE"]),
-                Route("/jobs/{job_id}/events", service.job_events, methods=["GET"])],
+        routes=[Route(route.path, _endpoint(service, route), methods=route.methods) for route in ROUTES],
         lifespan=service.lifespan,
     )
     app.add_middleware(_EveryAnswer, service=service)

@@ -86,13 +86,16 @@ class Decoded:
     keyframe_images: tuple[Image.Image, ...] = ()
     video: InputVideo | None = None
     extend: InputVideo | None = None
+    extended: tuple[Image.Image, ...] = ()
+    """`return_extended`: every frame of the extended video, at the request's fps (the answer's first)"""
     planned: tuple[GenerationJob, list[str]] | None = None
     """`plan`'s answer, once planned (a job is planned when it is submitted, and run from that)"""
 
     def held_bytes(self) -> int:
         """The memory its decoded images and video frames take (Pillow keeps RGB in 4 bytes a pixel)."""
         images = [self.image, self.last_image, *self.keyframe_images,
-                  *(self.video.frames if self.video else ()), *(self.extend.frames if self.extend else ())]
+                  *(self.video.frames if self.video else ()), *(self.extend.frames if self.extend else ()),
+                  *self.extended]
         return sum(4 * image.width * image.height for image in images if image is not None)
 
 
@@ -150,12 +153,23 @@ def decode_media(parsed: Parsed, limits: Limits, cancelled: threading.Event | No
         if len(video.frames) < request.num_frames:
             raise InvalidRequest(f"video holds {len(video.frames)} frames at {request.fps} fps: ask for that many "
                                  "num_frames at most, or a lower fps", field="video")
+    extended: tuple[Image.Image, ...] = ()
     if request.extend is not None:
+        room = limits.max_frames - request.num_frames  # the whole answer is at most VIDEO_MAX_FRAMES
         with timer.stage("video_decode"):
-            extend = read_video(request.extend, "extend", *size, request.fps, limits, count=EXTEND_CONTEXT_FRAMES,
-                                keep="last", cancelled=cancelled)
+            extend = read_video(request.extend, "extend", *size, request.fps, limits,
+                                count=room + 1 if request.return_extended else EXTEND_CONTEXT_FRAMES, keep="last",
+                                cancelled=cancelled)
+        if request.return_extended:
+            if len(extend.frames) > room:
+                raise InvalidRequest(f"extend: with return_extended, its frames at {request.fps} fps and the "
+                                     f"{request.num_frames} new ones must be at most {limits.max_frames} (setting "
+                                     "VIDEO_MAX_FRAMES)", field="extend")
+            extended = tuple(extend.frames)
+            extend = replace(extend, frames=extend.frames[-EXTEND_CONTEXT_FRAMES:])
     return Decoded(request, decoded.get(request.image_field), timer, parsed.uploads, decoded.get("last_image"),
-                   tuple(decoded[f"keyframes.{i}.image"] for i in range(len(request.keyframes))), video, extend)
+                   tuple(decoded[f"keyframes.{i}.image"] for i in range(len(request.keyframes))), video, extend,
+                   extended)
 
 
 def with_seed(data: Any) -> Any:
@@ -301,6 +315,19 @@ def generate(model: VideoModel, job: GenerationJob, timer: StageTimer, on_step: 
         return model.generate(job, on_step=on_step, sink=streaming)
 
 
+def after_extended(generated: Generated, decoded: Decoded) -> Generated:
+    """`return_extended`: the extended video's frames, then the generated ones (a soundtrack starts
+    with silence as long as the extended video plays)."""
+    if not decoded.extended:
+        return generated
+    before = np.stack([np.asarray(frame.convert("RGB")) for frame in decoded.extended])
+    audio = generated.audio
+    if audio is not None:
+        silence = round(len(before) / decoded.request.fps * audio.sample_rate)
+        audio = Audio(np.pad(audio.samples, ((0, 0), (silence, 0))), audio.sample_rate)
+    return replace(generated, frames=np.concatenate([before, generated.frames]), audio=audio, streamed=False)
+
+
 def _encode_one(name: str, clip: Clip, options: FormatOptions) -> tuple[bytes, float]:
     """The format's bytes, and when it finished (`time.perf_counter()`)."""
     try:
@@ -340,9 +367,10 @@ class Streaming:
               budget: cores.CoreBudget) -> Streaming | None:
         """Where the model streams its frames (`SpeedSettings.stream_encode`) and the answer can be
         written before its end: a format that streams, no soundtrack (ffmpeg muxes it from the
-        start), a known length (not `auto_duration`). None otherwise."""
+        start), a known length (not `auto_duration`), nothing before the frames generated (not
+        `return_extended`). None otherwise."""
         if not (model.speed.stream_encode and any(FORMATS[name].STREAMS for name in request.outputs)
-                and not model.family.AUDIO and not job.auto_duration):
+                and not model.family.AUDIO and not job.auto_duration and not request.return_extended):
             return None
         return cls(request, job, budget)
 

@@ -22,9 +22,10 @@ ROOT = ENCODER_DIR.parent
 def test_every_format_module_is_registered_with_its_parts():
     helpers = {"__init__", "base", "cores", "registry", "worker_processes"}
     modules = {p.stem for p in ENCODER_DIR.glob("*.py") if p.stem not in helpers and not p.stem.startswith("_")}
-    assert modules == set(registry.FORMATS) == {"gif", "webm", "mp4", "zip", "wav"}
+    assert modules == set(registry.FORMATS) == {"gif", "webm", "mp4", "zip", "wav", "thumbnail", "spritesheet"}
+    assert len({module.EXT for module in registry.FORMATS.values()}) == len(registry.FORMATS)  # the CLI picks by it
     for name, module in registry.FORMATS.items():
-        assert name == module.NAME and f".{name}" == module.EXT and "/" in module.MIME
+        assert name == module.NAME and module.EXT.startswith(".") and "/" in module.MIME
         assert issubclass(module.Options, FormatOptions) and callable(module.encode)
         assert name in VideoRequest.model_fields  # its options are part of the request
 
@@ -96,7 +97,8 @@ def test_a_new_format_is_one_module_plus_one_line(tmp_path, tiny_model_dir):
     registry_file = copy / "encoders" / "registry.py"
     before = registry_file.read_text().splitlines()
     registry_file.write_text(registry_file.read_text().replace(
-        'PLUGINS = ("gif", "webm", "mp4", "zip", "wav")', 'PLUGINS = ("gif", "webm", "mp4", "zip", "wav", "ppm")'))
+        'PLUGINS = ("gif", "webm", "mp4", "zip", "wav", "thumbnail", "spritesheet")',
+        'PLUGINS = ("gif", "webm", "mp4", "zip", "wav", "thumbnail", "spritesheet", "ppm")'))
     changed = [(a, b) for a, b in zip(before, registry_file.read_text().splitlines(), strict=True) if a != b]
     assert len(changed) == 1  # the one line
 

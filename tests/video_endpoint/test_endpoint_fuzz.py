@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import base64
 import collections
+import io
 import json
 import os
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
+from encoders import spritesheet
 from encoders.registry import FORMATS
 from tests.conftest import GOOD_SMALL_REQUEST, REPORT, jpeg_base64
 from tests.media import decode_gif, decode_video, decode_zip, encoded_video, synthetic_clip
@@ -147,6 +150,15 @@ def test_valid_requests_decode_in_every_format_combination(fuzz_handler, inputs)
     decoders = {"gif": lambda d: decode_gif(d).frames, "webm": lambda d: decode_video(d).frames,
                 "mp4": lambda d: decode_video(d).frames, "zip": lambda d: decode_zip(d).frames}
     for name in inputs["outputs"]:
-        frames = decoders[name](base64.b64decode(result["outputs"][f"{name}_base64"]))
+        data = base64.b64decode(result["outputs"][f"{name}_base64"])
+        if name in ("thumbnail", "spritesheet"):  # stills: the first frame; a grid of sprites
+            still = Image.open(io.BytesIO(data))
+            scale = 1.0 if name == "thumbnail" else min(1.0, spritesheet.MAX_SPRITE_WIDTH / inputs["width"])
+            columns, rows = (1, 1) if name == "thumbnail" else spritesheet.grid(
+                len(spritesheet.sprite_indices(inputs["num_frames"])))
+            assert still.size == (columns * max(1, round(inputs["width"] * scale)),
+                                  rows * max(1, round(inputs["height"] * scale)))
+            continue
+        frames = decoders[name](data)
         assert frames.shape[0] == inputs["num_frames"]
         assert frames.shape[1:3] == (inputs["height"], inputs["width"])

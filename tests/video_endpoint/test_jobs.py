@@ -15,6 +15,7 @@ from handler import EndpointHandler
 from tests.conftest import REPORT
 from tests.media import zip_frames
 from video_endpoint import webhooks
+from video_endpoint.errors import NotFound
 from video_endpoint.jobs import InProcessJobStore, JobSettings
 from video_endpoint.scheduler import Scheduler
 from video_endpoint.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookSender, verify_signature
@@ -396,3 +397,43 @@ def test_waiting_jobs_hold_at_most_their_budget_of_decoded_input(handler):
     again = submit(handler, image=image)
     assert again["ok"], again  # the budget is free again
     wait(handler, again["job"]["id"])
+
+
+def listing_and_deleting(store) -> None:
+    """What the /v1/videos routes ask of any store: jobs with `meta` show it and are listed in
+    submission order, in pages; a deleted job is unknown at once, queued or running (its runner
+    is told to stop, its end is not recorded) or finished (its answer's bytes are freed)."""
+    plain = store.submit({"n": 0}, None)["job"]["id"]  # no meta: not listed
+    ids = [store.submit({"n": n}, None, meta={"n": n})["job"]["id"] for n in range(1, 4)]
+    assert json.loads(store.status_json(ids[0]))["job"]["meta"] == {"n": 1}
+    assert "meta" not in json.loads(store.status_json(plain))["job"]
+    page, more = store.listed(None, 2, True)
+    assert [json.loads(body)["job"]["id"] for body in page] == [ids[2], ids[1]] and more
+    page, more = store.listed(ids[1], 2, True)
+    assert [json.loads(body)["job"]["id"] for body in page] == [ids[0]] and not more
+    page, _ = store.listed(None, 10, False)
+    assert [json.loads(body)["job"]["meta"]["n"] for body in page] == [1, 2, 3]
+    with pytest.raises(NotFound):
+        store.listed("no-such-job", 2, True)
+
+    running = store.take()
+    assert running.id == plain
+    store.delete(ids[1])  # queued: never runs
+    store.delete(plain)  # running: stops at its next step, its end is not recorded
+    for gone in (ids[1], plain):
+        with pytest.raises(NotFound):
+            store.status_json(gone)
+        with pytest.raises(NotFound):
+            store.delete(gone)
+    assert store.progress(running, 1, 4) is True
+    assert store.finish(running, {"ok": True, "outputs": {}, "diagnostics": {}}) is None
+    following = store.take()
+    assert following.id == ids[0]  # the deleted queued one was skipped
+    assert store.finish(following, {"ok": True, "outputs": {"zip_base64": "UEsFBg=="}, "diagnostics": {}})
+    store.delete(ids[0])  # finished: its answer is gone
+    page, _ = store.listed(None, 10, True)
+    assert [json.loads(body)["job"]["id"] for body in page] == [ids[2]]
+
+
+def test_listing_and_deleting_in_memory():
+    listing_and_deleting(trivial_store())

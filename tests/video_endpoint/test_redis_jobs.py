@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import SMALL
 from tests.media import zip_frames
+from tests.video_endpoint.test_jobs import listing_and_deleting
 from video_endpoint.errors import InvalidRequest, Unavailable
 from video_endpoint.jobs import Idempotency, JobSettings
 from video_endpoint.redis_jobs import RedisJobStore
@@ -222,3 +223,9 @@ def test_a_password_in_the_url_and_tls_for_managed_redis(tmp_path):
     tls = RedisJobStore(JobSettings(store="rediss://:pw@127.0.0.1:1/0"))  # as managed services need
     assert tls.client.connection_pool.connection_class is redis.SSLConnection
     assert tls.health()["reachable"] is False  # nothing listens there: refused quickly, not hung
+
+
+def test_listing_and_deleting(redis_server):
+    store = replica(redis_server)
+    listing_and_deleting(store)
+    assert int(redis_server.client().hget("video-endpoint:stats", "answer_bytes") or 0) == 0  # the answer's freed

@@ -10,6 +10,7 @@ import base64
 import contextlib
 import http.server
 import json
+import re
 import signal
 import threading
 import time
@@ -202,3 +203,50 @@ def test_redis_away_and_back(tiny_model_dir, tmp_path, replica_env, redis_store)
         redis_store.start()
         assert wait(url, submit(url, SHORT)["id"])["job"]["status"] == "succeeded"
         assert httpx.get(f"{url}/health", headers=HEADERS, timeout=30).json()["jobs"]["reachable"] is True
+
+
+def test_openai_videos_across_two_replicas(tiny_model_dir, tmp_path, replica_env, redis_store):
+    """OpenAI's SDK pointed at two replicas: a video made on one is polled, downloaded, listed,
+    remixed and deleted through the other; with Redis away, creating answers 503."""
+    import openai
+
+    small = {"size": "96x64", "seconds": "1"}
+    with replicas(2, tiny_model_dir, tmp_path, replica_env) as servers:
+        first, second = (openai.OpenAI(base_url=f"{url}/v1", api_key=TOKEN) for url, _ in servers)
+        video = first.videos.create(prompt="a boat", **small, extra_body={"num_inference_steps": 2, "seed": 3})
+        done = second.videos.poll(video.id)
+        assert done.status == "completed" and done.model_extra["seed"] == 3 and done.seconds == "1"
+        frames = decode_video(second.videos.download_content(video.id).read()).frames
+        assert frames.shape == (12, 64, 96, 3)
+        assert first.videos.download_content(video.id, variant="thumbnail").read()[8:12] == b"WEBP"
+        assert video.id in [listed.id for listed in second.videos.list(limit=100).data]
+        again = first.videos.create(prompt="a boat", **small, extra_body={"num_inference_steps": 2, "seed": 3},
+                                    extra_headers={"Idempotency-Key": "boat-1"})
+        assert second.videos.create(prompt="a boat", **small, extra_body={"num_inference_steps": 2, "seed": 3},
+                                    extra_headers={"Idempotency-Key": "boat-1"}).id == again.id
+        remix = first.videos.poll(second.videos.remix(video.id, prompt="a ship").id)
+        assert remix.status == "completed" and remix.remixed_from_video_id == video.id
+
+        long = first.videos.create(prompt="long", **small, extra_body={"num_inference_steps": 400})
+        deadline = time.monotonic() + 60
+        while second.videos.retrieve(long.id).progress < 5:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert second.videos.delete(long.id).deleted is True
+        with pytest.raises(openai.NotFoundError):
+            first.videos.retrieve(long.id)
+        started = time.monotonic()
+        assert first.videos.create_and_poll(prompt="next", **small, extra_body={"num_inference_steps": 2}).status == (
+            "completed")
+        assert time.monotonic() - started < 30  # not behind the 400 steps
+        logs = "".join((tmp_path / f"replica-{n}.log").read_text() for n in range(2))
+        steps = [int(step) for step in re.findall(rf"job {long.id.removeprefix('video_')}: step (\d+)/400", logs)]
+        assert steps and max(steps) < 400
+
+        redis_store.stop()
+        try:
+            with pytest.raises(openai.InternalServerError) as away:
+                first.with_options(max_retries=0).videos.create(prompt="x", **small)
+            assert away.value.status_code == 503 and away.value.body["code"] == "unavailable"
+        finally:
+            redis_store.start()

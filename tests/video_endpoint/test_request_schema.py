@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import SMALL
 from video_endpoint.errors import InvalidRequest
-from video_endpoint.request_schema import Limits, VideoRequest, parse_payload
+from video_endpoint.request_schema import Limits, VideoRequest, parse_payload, read_form, typed_form_fields
 
 # The API card's defaults: the contract clients already rely on.
 CARD_DEFAULTS = {
@@ -178,3 +178,40 @@ def test_the_task_spec_shapes_and_types():
         with pytest.raises(InvalidRequest) as refused:
             parse_payload(body, Limits())
         assert refused.value.field == field and reason in refused.value.message, (body, refused.value.message)
+
+
+def test_a_form_in_bracket_notation_reads_as_the_json_request():
+    """The OpenAI SDK's form for extra fields (measured: openai 3.63's `_serialize_multipartform`)."""
+    pairs = [("loras[][name]", "a"), ("loras[][scale]", "0.5"), ("loras[][name]", "b"), ("outputs[]", "mp4"),
+             ("outputs[]", "gif"), ("seed", "3"), ("return_base64", "true"), ("gif[fps]", "8"),
+             ("keyframes[][image]", "x"), ("keyframes[][frame]", "3"), ("guidance_scale", "4")]
+    form = read_form(pairs)
+    assert form == {"loras": [{"name": "a", "scale": "0.5"}, {"name": "b"}], "outputs": ["mp4", "gif"], "seed": "3",
+                    "return_base64": "true", "gif": {"fps": "8"}, "keyframes": [{"image": "x", "frame": "3"}],
+                    "guidance_scale": "4"}
+    typed = typed_form_fields(form)
+    assert typed["loras"] == [{"name": "a", "scale": 0.5}, {"name": "b", "scale": 1.0}]
+    assert (typed["seed"], typed["return_base64"], typed["gif"]["fps"], typed["guidance_scale"]) == (3, True, 8, 4.0)
+    assert typed["keyframes"][0]["frame"] == 3
+    assert parse_payload({"inputs": {"prompt": "p", **typed, "outputs": ["gif"]}}, Limits()).seed == 3
+
+
+@pytest.mark.parametrize(("pairs", "field"), [
+    ([("num_frames", "2.5")], "num_frames"),
+    ([("loras[][name]", "a"), ("loras[][scale]", "big")], "loras.0.scale"),
+    ([("return_base64", "maybe")], "return_base64"),
+    ([("seed", "1"), ("seed", "2")], "seed"),
+    ([("seed", "1"), ("seed[]", "2")], "seed??"),
+    ([("a[b", "1")], "a?b"),
+    ([("a[b][c][d][e]", "1")], "a?b??c??d??e?"),
+])
+def test_a_form_value_that_does_not_read_as_its_type_is_refused_naming_it(pairs, field):
+    with pytest.raises(InvalidRequest) as refused:
+        typed_form_fields(read_form(pairs))
+    assert refused.value.field == field
+
+
+def test_return_extended_needs_extend():
+    with pytest.raises(InvalidRequest) as refused:
+        parse_payload({"inputs": {"prompt": "p", "return_extended": True}}, Limits())
+    assert refused.value.field == "return_extended"
