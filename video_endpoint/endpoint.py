@@ -181,11 +181,11 @@ class EndpointHandler:
         except HandlerError as exc:
             return exc.envelope()
 
-    def submit_job(self, call: JobCall, meta: Callable[[stages.Decoded, dict[str, Any]], dict[str, Any]] | None = None
+    def submit_job(self, call: JobCall, meta: Callable[[stages.Decoded], dict[str, Any]] | None = None
                    ) -> dict[str, Any]:
         """Check a job's request (decoded and planned: a bad one fails now) and its webhook, then
-        queue it; raises HandlerError. `meta(decoded, inputs)`, given the planned request and the
-        inputs as submitted (its seed drawn), says what the store keeps with the job (`JobStore`)."""
+        queue it; raises HandlerError. `meta(decoded)`, given the planned request, says what the store
+        shows with the job; such a job also keeps its inputs as submitted, seed drawn (`JobStore`)."""
         idempotency = Idempotency.of(call.idempotency_key, call.data, call.webhook)
         if call.webhook is not None:
             self.webhooks.check(call.webhook)
@@ -197,8 +197,9 @@ class EndpointHandler:
         stages.plan(decoded, self.model)  # mode, family rules, adapters: refused now
         # in memory, it runs from what was decoded here; a shared store keeps the body, decoded where it runs
         payload = data if self.jobs.shared else decoded
-        kept = meta(decoded, data["inputs"]) if meta is not None else None
-        return self.jobs.submit(payload, call.webhook, decoded.held_bytes(), idempotency, kept)
+        if meta is None:
+            return self.jobs.submit(payload, call.webhook, decoded.held_bytes(), idempotency)
+        return self.jobs.submit(payload, call.webhook, decoded.held_bytes(), idempotency, meta(decoded), data["inputs"])
 
 
 def _failure(exc: Exception, doing: str) -> Produced:

@@ -171,7 +171,7 @@ def status_of(answer: dict[str, Any]) -> str:
     return CANCELLED if answer["error"]["type"] == "cancelled" else FAILED
 
 
-def json_bytes(answer: dict[str, Any]) -> bytes:
+def json_bytes(answer: Any) -> bytes:
     return json.dumps(answer, separators=(",", ":")).encode()
 
 
@@ -188,7 +188,9 @@ class JobStore(Protocol):
     unknown id; a store that cannot be reached raises `errors.Unavailable`.
 
     A job submitted with `meta` (the /v1/videos routes' video: its model, prompt, resolved
-    parameters) shows it in every description, and is `listed`, in submission order;
+    parameters) shows it in every description, and is `listed`, in submission order; what it is
+    submitted with as `kept` (its request, which a remix starts from) is kept as long as the job,
+    counted with its answer against VIDEO_JOB_MAX_BYTES, and read by `kept` only;
     `delete` stops a job (queued: never runs; running: at its next step) and forgets it."""
 
     name: str
@@ -206,8 +208,10 @@ class JobStore(Protocol):
     before its webhook was sent (a shared store's; never called in memory)"""
 
     def submit(self, payload: Any, webhook: str | None, held_bytes: int = 0,
-               idempotency: Idempotency | None = None, meta: dict[str, Any] | None = None) -> dict[str, Any]: ...
+               idempotency: Idempotency | None = None, meta: dict[str, Any] | None = None,
+               kept: Any = None) -> dict[str, Any]: ...
     def status_json(self, job_id: Any, cancel: bool = False) -> bytes: ...
+    def kept(self, job_id: Any) -> Any: ...
     def delete(self, job_id: Any) -> None: ...
     def listed(self, after: str | None, limit: int, newest_first: bool) -> tuple[list[bytes], bool]: ...
     def events(self, job_id: Any, seen: int) -> tuple[list[dict[str, Any]], bool]: ...
@@ -249,7 +253,10 @@ class Job:
     key: str | None = None
     """its idempotency key, kept while the job is"""
     meta: dict[str, Any] | None = None
+    """what its submitter shows with it (`JobStore`)"""
+    kept: Any = None
     """what its submitter keeps with it (`JobStore`)"""
+    kept_bytes: int = 0
 
 
 class InProcessJobStore:
@@ -277,7 +284,8 @@ class InProcessJobStore:
         self.seconds_per_job: float | None = None  # the last finished job's run time, for queued ETAs
 
     def submit(self, payload: Any, webhook: str | None, held_bytes: int = 0,
-               idempotency: Idempotency | None = None, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+               idempotency: Idempotency | None = None, meta: dict[str, Any] | None = None,
+               kept: Any = None) -> dict[str, Any]:
         """Queue `payload` (whose decoded inputs take `held_bytes` while it waits)."""
         with self.changed:
             self._evict()
@@ -295,7 +303,8 @@ class InProcessJobStore:
                            f"{held_bytes // 2**20} MiB more would pass {self.config.max_held_bytes // 2**20} MiB "
                            "(VIDEO_JOB_MAX_INPUT_BYTES); retry later", field=None)
             job = Job(id=secrets.token_urlsafe(18), data=payload, webhook=webhook, held_bytes=held_bytes,
-                      key=idempotency.key if idempotency is not None else None, meta=meta)
+                      key=idempotency.key if idempotency is not None else None, meta=meta, kept=kept,
+                      kept_bytes=len(json_bytes(kept)) if kept is not None else 0)
             self.jobs[job.id] = job
             if idempotency is not None:
                 self.keys[idempotency.key] = (idempotency.digest, job.id)
@@ -312,6 +321,10 @@ class InProcessJobStore:
             if cancel:
                 self._cancel(job)
             return job.answer if job.answer is not None else json_bytes({"ok": True, "job": self._describe(job)})
+
+    def kept(self, job_id: Any) -> Any:
+        with self.changed:
+            return self._find(job_id).kept
 
     def delete(self, job_id: Any) -> None:
         with self.changed:
@@ -461,7 +474,7 @@ class InProcessJobStore:
         job.status, job.finished, job.answer = status, time.monotonic(), body
         job.data = None  # the request (its image) is not kept
         self.finished[job.id] = job
-        self.finished_bytes += len(body)
+        self.finished_bytes += len(body) + job.kept_bytes
         self._evict()
         self._wake(job)
         job.watchers.clear()
@@ -481,7 +494,7 @@ class InProcessJobStore:
     def _forget(self, job: Job) -> None:
         """No longer kept: not found by id, nor by its idempotency key."""
         if self.finished.pop(job.id, None) is not None:
-            self.finished_bytes -= len(job.answer or b"")
+            self.finished_bytes -= len(job.answer or b"") + job.kept_bytes
         del self.jobs[job.id]
         if job.key is not None:
             self.keys.pop(job.key, None)

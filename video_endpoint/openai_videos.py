@@ -128,7 +128,8 @@ class OpenAIVideos:
         fields, files = await self._read(request)
         own = _take(fields, files, "prompt")
         _no_other_files(files)
-        inputs = {**source["job"]["meta"]["request"], **_extras(fields), "prompt": _prompt(own)}
+        submitted = await anyio.to_thread.run_sync(self.service.loaded.jobs.kept, source["job"]["id"])
+        inputs = {**submitted, **_extras(fields), "prompt": _prompt(own)}
         inputs["outputs"] = _outputs(inputs.get("outputs"))
         return await self._submit(request, inputs, [], remixed_from=VIDEO_ID_PREFIX + source["job"]["id"])
 
@@ -417,15 +418,14 @@ def _int_query(text: str | None, field: str, default: int, most: int) -> int:
     return int(text)
 
 
-def _planned(about: dict[str, Any], notes: list[str], decoded: Decoded, inputs: dict[str, Any]) -> dict[str, Any]:
-    """What the store keeps with a video: `about` (model, prompt, ...) and its plan, seed included;
-    `request`: the inputs as submitted (a remix starts from them)."""
+def _planned(about: dict[str, Any], notes: list[str], decoded: Decoded) -> dict[str, Any]:
+    """What the store shows with a video: `about` (model, prompt, ...) and its plan, seed included."""
     assert decoded.planned is not None
     job, planned_notes = decoded.planned
     frames = decoded.request.num_frames + len(decoded.extended)
     return {**about, "seconds": f"{frames / job.fps:.3g}", "size": f"{job.width}x{job.height}", "seed": job.seed,
             "num_frames": frames, "fps": job.fps, "num_inference_steps": job.num_inference_steps,
-            "guidance_scale": job.guidance_scale, "adjusted": [*notes, *planned_notes], "request": inputs}
+            "guidance_scale": job.guidance_scale, "adjusted": [*notes, *planned_notes]}
 
 
 def progress(job: dict[str, Any]) -> int:

@@ -73,7 +73,7 @@ def events_key(job_id: str) -> str:
 
 _SUBMIT = """
 -- KEYS: idempotency key, queued set, job hash, stream, listed set; ARGV: digest, id, payload, webhook, now,
--- max queued, key ttl ms, has key, meta ('' = none)
+-- max queued, key ttl ms, has key, meta ('' = none), kept ('' = none)
 if ARGV[8] == '1' then
   local existing = redis.call('GET', KEYS[1])
   if existing then return {'existing', existing} end
@@ -85,6 +85,7 @@ if ARGV[8] == '1' then
   redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2], 'PX', ARGV[7])
   redis.call('HSET', KEYS[3], 'idem', KEYS[1])
 end
+if ARGV[10] ~= '' then redis.call('HSET', KEYS[3], 'kept', ARGV[10]) end
 if ARGV[9] ~= '' then
   redis.call('HSET', KEYS[3], 'meta', ARGV[9])
   redis.call('ZADD', KEYS[5], ARGV[5], ARGV[2])
@@ -134,8 +135,9 @@ redis.call('PEXPIRE', KEYS[2], ARGV[6])
 if job[3] then redis.call('PEXPIRE', job[3], ARGV[6]) end
 redis.call('ZREM', KEYS[3], ARGV[7])
 redis.call('ZADD', KEYS[4], ARGV[5], ARGV[7])
-redis.call('HSET', KEYS[5], ARGV[7], #ARGV[4])
-redis.call('HINCRBY', KEYS[6], 'answer_bytes', #ARGV[4])
+local size = #ARGV[4] + redis.call('HSTRLEN', KEYS[1], 'kept')  -- a kept request counts with the answer
+redis.call('HSET', KEYS[5], ARGV[7], size)
+redis.call('HINCRBY', KEYS[6], 'answer_bytes', size)
 if ARGV[8] ~= '' then redis.call('HSET', KEYS[6], 'seconds_per_job', ARGV[8]) end
 if ARGV[9] ~= '' and job[4] and job[4] ~= '' then redis.call('ZADD', KEYS[7], ARGV[9], ARGV[7]) end
 return 1
@@ -195,7 +197,7 @@ end
 redis.call('DEL', KEYS[7])
 if job[1] == 'running' then
   redis.call('HSET', KEYS[1], 'status', 'deleted', 'cancel', '1')
-  redis.call('HDEL', KEYS[1], 'payload', 'meta', 'answer', 'idem')
+  redis.call('HDEL', KEYS[1], 'payload', 'meta', 'kept', 'answer', 'idem')
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
 else
   redis.call('DEL', KEYS[1])
@@ -269,7 +271,8 @@ class RedisJobStore:
     # -- the routes' side --------------------------------------------------------------------
 
     def submit(self, payload: Any, webhook: str | None, held_bytes: int = 0,
-               idempotency: Idempotency | None = None, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+               idempotency: Idempotency | None = None, meta: dict[str, Any] | None = None,
+               kept: Any = None) -> dict[str, Any]:
         job_id = secrets.token_urlsafe(18)
         with self._calls():
             self._ensure_group()
@@ -280,7 +283,7 @@ class RedisJobStore:
                       job_key(job_id), STREAM, LISTED],
                 args=[idempotency.digest if idempotency else "", job_id, json.dumps(payload), webhook or "",
                       repr(time.time()), self.config.max_queued, kept_ms, "1" if idempotency else "0",
-                      json.dumps(meta) if meta is not None else ""])
+                      json.dumps(meta) if meta is not None else "", json.dumps(kept) if kept is not None else ""])
             kind = outcome[0].decode()
             if kind == "busy":
                 raise Busy(f"busy: {int(outcome[1])} jobs are waiting in the job store (VIDEO_MAX_QUEUED); "
@@ -309,6 +312,15 @@ class RedisJobStore:
         if fields.get(b"answer"):
             return bytes(fields[b"answer"])
         return json_bytes({"ok": True, "job": self._describe(job_id, fields)})
+
+    def kept(self, job_id: Any) -> Any:
+        if not isinstance(job_id, str) or not 1 <= len(job_id) <= 64:
+            raise NotFound(UNKNOWN_JOB, field="job_id")
+        with self._calls():
+            status, kept = self.client.hmget(job_key(job_id), "status", "kept")
+        if status in (None, DELETED.encode()):
+            raise NotFound(UNKNOWN_JOB, field="job_id")
+        return json.loads(kept) if kept else None
 
     def delete(self, job_id: Any) -> None:
         if not isinstance(job_id, str) or not 1 <= len(job_id) <= 64:

@@ -404,9 +404,11 @@ def listing_and_deleting(store) -> None:
     submission order, in pages; a deleted job is unknown at once, queued or running (its runner
     is told to stop, its end is not recorded) or finished (its answer's bytes are freed)."""
     plain = store.submit({"n": 0}, None)["job"]["id"]  # no meta: not listed
-    ids = [store.submit({"n": n}, None, meta={"n": n})["job"]["id"] for n in range(1, 4)]
+    ids = [store.submit({"n": n}, None, meta={"n": n}, kept={"prompt": "p" * 1000})["job"]["id"] for n in range(1, 4)]
     assert json.loads(store.status_json(ids[0]))["job"]["meta"] == {"n": 1}
     assert "meta" not in json.loads(store.status_json(plain))["job"]
+    assert b"ppp" not in store.status_json(ids[0])  # kept, not shown
+    assert store.kept(ids[0]) == {"prompt": "p" * 1000} and store.kept(plain) is None
     page, more = store.listed(None, 2, True)
     assert [json.loads(body)["job"]["id"] for body in page] == [ids[2], ids[1]] and more
     page, more = store.listed(ids[1], 2, True)
@@ -430,10 +432,24 @@ def listing_and_deleting(store) -> None:
     following = store.take()
     assert following.id == ids[0]  # the deleted queued one was skipped
     assert store.finish(following, {"ok": True, "outputs": {"zip_base64": "UEsFBg=="}, "diagnostics": {}})
+    assert store.kept(ids[0]) == {"prompt": "p" * 1000}  # as long as the job
     store.delete(ids[0])  # finished: its answer is gone
     page, _ = store.listed(None, 10, True)
     assert [json.loads(body)["job"]["id"] for body in page] == [ids[2]]
 
 
 def test_listing_and_deleting_in_memory():
-    listing_and_deleting(trivial_store())
+    store = trivial_store()
+    listing_and_deleting(store)
+    assert store.finished_bytes == 0  # the answer and the kept request counted, and freed
+
+
+def test_a_kept_request_counts_against_the_byte_budget():
+    store = trivial_store(max_bytes=5000)
+    first = store.submit({}, None, meta={}, kept={"image": "x" * 3000})["job"]["id"]
+    store.finish(store.take(), {"ok": True, "outputs": {}, "diagnostics": {}})
+    assert store.finished_bytes > 3000
+    store.submit({}, None, meta={}, kept={"image": "y" * 3000})
+    store.finish(store.take(), {"ok": True, "outputs": {}, "diagnostics": {}})
+    with pytest.raises(NotFound):  # the oldest went to make room
+        store.status_json(first)

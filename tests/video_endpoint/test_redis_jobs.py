@@ -228,4 +228,15 @@ def test_a_password_in_the_url_and_tls_for_managed_redis(tmp_path):
 def test_listing_and_deleting(redis_server):
     store = replica(redis_server)
     listing_and_deleting(store)
-    assert int(redis_server.client().hget("video-endpoint:stats", "answer_bytes") or 0) == 0  # the answer's freed
+    # the answers and the kept requests were counted, and are freed
+    assert int(redis_server.client().hget("video-endpoint:stats", "answer_bytes") or 0) == 0
+
+
+def test_a_kept_request_counts_against_the_byte_budget(redis_server):
+    store = replica(redis_server, max_bytes=5000)
+    first = store.submit({}, None, meta={}, kept={"image": "x" * 3000})["job"]["id"]
+    store.finish(store.take(), OK)
+    assert int(redis_server.client().hget("video-endpoint:stats", "answer_bytes")) > 3000
+    store.submit({}, None, meta={}, kept={"image": "y" * 3000})
+    store.finish(store.take(), OK)
+    assert not _known(store, first)  # the oldest went to make room
