@@ -139,7 +139,7 @@ class OpenAIVideos:
         own = _take(fields, files, "prompt", "video", "size", "seconds")
         _no_other_files(files)
         video, like = await self._source(own)
-        inputs, notes = self._shape(own, {**like, **fields})
+        inputs, notes = self._shape(own, {**_unless_given(like, own), **fields})
         inputs["video"] = video
         return await self._submit(request, inputs, notes)
 
@@ -151,8 +151,7 @@ class OpenAIVideos:
         if own.get("seconds") is None:
             raise InvalidRequest("seconds is required: how long the extension is", field="seconds")
         video, like = await self._source(own)
-        like.pop("num_frames", None)
-        inputs, notes = self._shape(own, {**like, **fields})
+        inputs, notes = self._shape(own, {**_unless_given(like, own), **fields})
         inputs.update(extend=video, return_extended=True)
         return await self._submit(request, inputs, notes)
 
@@ -347,6 +346,13 @@ def _take(fields: dict[str, Any], files: dict[str, bytes], *names: str) -> dict[
     own = {name: fields.pop(name) for name in names if name in fields}
     own.update({name: files.pop(name) for name in names if name in files})
     return own
+
+
+def _unless_given(like: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    """A source video's size and length, where `size` and `seconds` do not say otherwise."""
+    given = {"width", "height"} if own.get("size") is not None else set()
+    given |= {"num_frames"} if own.get("seconds") is not None else set()
+    return {name: value for name, value in like.items() if name not in given}
 
 
 def _no_other_files(files: dict[str, bytes]) -> None:

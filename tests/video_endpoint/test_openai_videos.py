@@ -206,6 +206,9 @@ def test_remix_edit_and_extend(client):
         "prompt": "in snow", "video": {"id": source.id}, "num_inference_steps": 2, "strength": 0.5}).id)
     assert edited.status == "completed" and (edited.size, edited.seconds) == ("96x64", "1")
     assert frames_of(client, edited.id).shape == (12, 64, 96, 3)
+    shorter = client.videos.poll(client.post("/videos/edits", cast_to=openai.types.Video, body={
+        "prompt": "in rain", "video": {"id": source.id}, "seconds": "0.5", "num_inference_steps": 2}).id)
+    assert shorter.status == "completed" and frames_of(client, shorter.id).shape == (6, 64, 96, 3)
     mp4 = client.videos.download_content(source.id).read()
     uploaded = client.videos.poll(client.videos.edit(prompt="at night", video=("clip.mp4", mp4, "video/mp4"),
                                                      extra_body={"size": "96x64", "seconds": "0.5",
