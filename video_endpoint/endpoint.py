@@ -92,14 +92,16 @@ class EndpointHandler:
             return exc.envelope()
         return self.run(decoded, on_step)
 
-    def decode(self, data: Any, cancelled: threading.Event | None = None) -> stages.Decoded:
+    def decode(self, data: Any, cancelled: threading.Event | None = None,
+               request_id: str | None = None) -> stages.Decoded:
         """The body parsed and its images and videos decoded, once (`cancelled` set stops a video's
         reading); raises HandlerError for bad input."""
-        return self.decode_media(self.parse(data), cancelled)
+        return self.decode_media(self.parse(data, request_id), cancelled)
 
-    def parse(self, data: Any) -> stages.Parsed:
-        """The body validated, nothing decoded (quick); raises HandlerError for bad input."""
-        return stages.parse(data, self.limits, self.upload_hosts)
+    def parse(self, data: Any, request_id: str | None = None) -> stages.Parsed:
+        """The body validated, nothing decoded (quick); raises HandlerError for bad input.
+        `request_id`: the client's, else a new one (`stages.parse`)."""
+        return stages.parse(data, self.limits, self.upload_hosts, request_id)
 
     def decode_media(self, parsed: stages.Parsed, cancelled: threading.Event | None = None) -> stages.Decoded:
         """`parse`'s request with its images and videos decoded; raises HandlerError for bad input."""
@@ -137,9 +139,9 @@ class EndpointHandler:
                 result = {
                     "ok": True,
                     "outputs": encoded.outputs,
-                    "diagnostics": stages.diagnostics(
+                    "diagnostics": {"request_id": decoded.request_id, **stages.diagnostics(
                         self.model, stages.Outcome(request, job, notes, generated, encoded.info, timer,
-                                                   decoded.video, decoded.extend)),
+                                                   decoded.video, decoded.extend))},
                 }
                 return Produced(result, encoded.to_upload, decoded.uploads)
             except Exception as exc:
@@ -190,7 +192,7 @@ class EndpointHandler:
         if call.webhook is not None:
             self.webhooks.check(call.webhook)
         data = stages.with_seed(call.data)  # drawn now: a job run again (another replica) is the same video
-        decoded = self.decode(data)
+        decoded = self.decode(data, request_id=call.request_id)
         if not decoded.request.return_base64:
             raise InvalidRequest("a job's answer is JSON, fetched later: return_base64 false is for "
                                  "synchronous requests", field="return_base64")
@@ -198,8 +200,10 @@ class EndpointHandler:
         # in memory, it runs from what was decoded here; a shared store keeps the body, decoded where it runs
         payload = data if self.jobs.shared else decoded
         if meta is None:
-            return self.jobs.submit(payload, call.webhook, decoded.held_bytes(), idempotency)
-        return self.jobs.submit(payload, call.webhook, decoded.held_bytes(), idempotency, meta(decoded), data["inputs"])
+            return self.jobs.submit(payload, call.webhook, decoded.held_bytes(), idempotency,
+                                    request_id=decoded.request_id)
+        return self.jobs.submit(payload, call.webhook, decoded.held_bytes(), idempotency, meta(decoded), data["inputs"],
+                                decoded.request_id)
 
 
 def _failure(exc: Exception, doing: str) -> Produced:

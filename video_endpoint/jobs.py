@@ -124,6 +124,8 @@ class Claimed:
     started: float = field(default_factory=time.monotonic)
     submitted_at: float = 0.0
     """when it was submitted (unix time)"""
+    request_id: str = ""
+    """the id of the request that submitted it"""
 
 
 def describe(job_id: str, status: str, step: int, total: int | None, position: int | None, elapsed_s: float,
@@ -203,13 +205,13 @@ class JobStore(Protocol):
     store wakes them itself (`wake`, `watch`)"""
     wake: Callable[[], None]
     """set by the scheduler: called when a job is submitted here"""
-    orphan_webhook: Callable[[str, str, bytes], None] | None
-    """set by the scheduler: sends (url, job id, answer) for a job whose recording replica died
+    orphan_webhook: Callable[[str, str, bytes, str], None] | None
+    """set by the scheduler: sends (url, job id, answer, request id) for a job whose recording replica died
     before its webhook was sent (a shared store's; never called in memory)"""
 
     def submit(self, payload: Any, webhook: str | None, held_bytes: int = 0,
                idempotency: Idempotency | None = None, meta: dict[str, Any] | None = None,
-               kept: Any = None) -> dict[str, Any]: ...
+               kept: Any = None, request_id: str = "") -> dict[str, Any]: ...
     def status_json(self, job_id: Any, cancel: bool = False) -> bytes: ...
     def kept(self, job_id: Any) -> Any: ...
     def delete(self, job_id: Any) -> None: ...
@@ -257,6 +259,8 @@ class Job:
     kept: Any = None
     """what its submitter keeps with it (`JobStore`)"""
     kept_bytes: int = 0
+    request_id: str = ""
+    """the id of the request that submitted it"""
 
 
 class InProcessJobStore:
@@ -273,7 +277,7 @@ class InProcessJobStore:
         self.replica = replica_name()
         self.requests_ahead = requests_ahead
         self.wake: Callable[[], None] = lambda: None
-        self.orphan_webhook: Callable[[str, str, bytes], None] | None = None
+        self.orphan_webhook: Callable[[str, str, bytes, str], None] | None = None
         self.jobs: dict[str, Job] = {}  # every kept job, by id
         self.finished: OrderedDict[str, Job] = OrderedDict()  # the ended ones, in the order they ended
         self.finished_bytes = 0
@@ -285,7 +289,7 @@ class InProcessJobStore:
 
     def submit(self, payload: Any, webhook: str | None, held_bytes: int = 0,
                idempotency: Idempotency | None = None, meta: dict[str, Any] | None = None,
-               kept: Any = None) -> dict[str, Any]:
+               kept: Any = None, request_id: str = "") -> dict[str, Any]:
         """Queue `payload` (whose decoded inputs take `held_bytes` while it waits)."""
         with self.changed:
             self._evict()
@@ -304,7 +308,7 @@ class InProcessJobStore:
                            "(VIDEO_JOB_MAX_INPUT_BYTES); retry later", field=None)
             job = Job(id=secrets.token_urlsafe(18), data=payload, webhook=webhook, held_bytes=held_bytes,
                       key=idempotency.key if idempotency is not None else None, meta=meta, kept=kept,
-                      kept_bytes=len(json_bytes(kept)) if kept is not None else 0)
+                      kept_bytes=len(json_bytes(kept)) if kept is not None else 0, request_id=request_id)
             self.jobs[job.id] = job
             if idempotency is not None:
                 self.keys[idempotency.key] = (idempotency.digest, job.id)
@@ -381,7 +385,7 @@ class InProcessJobStore:
             job.status, job.started = RUNNING, time.monotonic()
             self.running[job.id] = job
             self._changed(job)
-            return Claimed(job.id, 1, job.data, job.webhook)
+            return Claimed(job.id, 1, job.data, job.webhook, request_id=job.request_id)
 
     def progress(self, claimed: Claimed, step: int, total: int) -> bool:
         """Record a step; whether the job should stop (a cancel)."""
@@ -458,7 +462,8 @@ class InProcessJobStore:
             position = 0
             eta = running_eta(now - (job.started or now), job.step, job.total)
         return describe(job.id, job.status, job.step, job.total, position, (job.finished or now) - job.submitted,
-                        eta, job.cancel.is_set(), {} if job.meta is None else {"meta": job.meta})
+                        eta, job.cancel.is_set(), {"request_id": job.request_id,
+                                                   **({} if job.meta is None else {"meta": job.meta})})
 
     def _changed(self, job: Job) -> None:
         job.history.append(self._describe(job))

@@ -211,7 +211,7 @@ class OpenAIVideos:
         handler = self.service.loaded
         webhook = inputs.pop("webhook", None)
         call = JobCall("submit", {"inputs": inputs}, webhook=webhook,
-                       idempotency_key=request.headers.get("idempotency-key"))
+                       idempotency_key=request.headers.get("idempotency-key"), request_id=request.state.request_id)
         about = {"model": handler.model.name, "created_at": time.time(), "prompt": inputs.get("prompt"),
                  "remixed_from_video_id": remixed_from}
         submitted = await anyio.to_thread.run_sync(handler.submit_job, call,

@@ -73,14 +73,14 @@ def events_key(job_id: str) -> str:
 
 _SUBMIT = """
 -- KEYS: idempotency key, queued set, job hash, stream, listed set; ARGV: digest, id, payload, webhook, now,
--- max queued, key ttl ms, has key, meta ('' = none), kept ('' = none)
+-- max queued, key ttl ms, has key, meta ('' = none), kept ('' = none), request id
 if ARGV[8] == '1' then
   local existing = redis.call('GET', KEYS[1])
   if existing then return {'existing', existing} end
 end
 if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[6]) then return {'busy', redis.call('ZCARD', KEYS[2])} end
 redis.call('HSET', KEYS[3], 'id', ARGV[2], 'payload', ARGV[3], 'webhook', ARGV[4], 'submitted', ARGV[5],
-           'status', 'queued', 'attempt', 0, 'step', 0)
+           'status', 'queued', 'attempt', 0, 'step', 0, 'request_id', ARGV[11])
 if ARGV[8] == '1' then
   redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2], 'PX', ARGV[7])
   redis.call('HSET', KEYS[3], 'idem', KEYS[1])
@@ -97,7 +97,8 @@ return {'queued'}
 
 _START = """
 -- KEYS: job hash, queued set; ARGV: replica, now, max attempts, id
-local job = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'payload', 'webhook', 'submitted', 'handed')
+local job = redis.call('HMGET', KEYS[1], 'status', 'attempt', 'payload', 'webhook', 'submitted', 'handed',
+                       'request_id')
 if not job[1] then return {'gone'} end
 if job[1] ~= 'queued' and job[1] ~= 'running' then return {'ended'} end
 -- a hand-back (a replica stopping) is not a failed attempt; a lease that passed is
@@ -106,7 +107,7 @@ local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
 redis.call('HSET', KEYS[1], 'status', 'running', 'replica', ARGV[1], 'started', ARGV[2], 'step', 0)
 redis.call('HDEL', KEYS[1], 'total')
 redis.call('ZREM', KEYS[2], ARGV[4])
-return {'run', attempt, job[3], job[4], job[5]}
+return {'run', attempt, job[3], job[4], job[5], job[7] or ''}
 """
 
 _PROGRESS = """
@@ -238,7 +239,7 @@ class RedisJobStore:
             ("delete", _DELETE))}
         self.running: dict[str, str] = {}  # job id -> its stream entry, for the jobs running here
         self.delivering: set[str] = set()  # the jobs whose webhook this replica is sending
-        self.orphan_webhook: Callable[[str, str, bytes], None] | None = None
+        self.orphan_webhook: Callable[[str, str, bytes, str], None] | None = None
         self.lock = threading.Lock()
         self.group_ready = False
         self.was_down = False
@@ -272,7 +273,7 @@ class RedisJobStore:
 
     def submit(self, payload: Any, webhook: str | None, held_bytes: int = 0,
                idempotency: Idempotency | None = None, meta: dict[str, Any] | None = None,
-               kept: Any = None) -> dict[str, Any]:
+               kept: Any = None, request_id: str = "") -> dict[str, Any]:
         job_id = secrets.token_urlsafe(18)
         with self._calls():
             self._ensure_group()
@@ -283,7 +284,8 @@ class RedisJobStore:
                       job_key(job_id), STREAM, LISTED],
                 args=[idempotency.digest if idempotency else "", job_id, json.dumps(payload), webhook or "",
                       repr(time.time()), self.config.max_queued, kept_ms, "1" if idempotency else "0",
-                      json.dumps(meta) if meta is not None else "", json.dumps(kept) if kept is not None else ""])
+                      json.dumps(meta) if meta is not None else "", json.dumps(kept) if kept is not None else "",
+                      request_id])
             kind = outcome[0].decode()
             if kind == "busy":
                 raise Busy(f"busy: {int(outcome[1])} jobs are waiting in the job store (VIDEO_MAX_QUEUED); "
@@ -418,7 +420,8 @@ class RedisJobStore:
             self._forget(entry_id)
             return None
         attempt, payload, webhook, submitted = int(outcome[1]), outcome[2], outcome[3].decode(), float(outcome[4])
-        claimed = Claimed(job_id, attempt, json.loads(payload), webhook or None, submitted_at=submitted)
+        claimed = Claimed(job_id, attempt, json.loads(payload), webhook or None, submitted_at=submitted,
+                          request_id=outcome[5].decode())
         with self.lock:
             self.running[job_id] = entry_id.decode()
         self.client.rpush(events_key(job_id), json.dumps(self._running_description(claimed, 0, None)))
@@ -476,7 +479,8 @@ class RedisJobStore:
         entry = self._release(claimed.id)
         with self._calls():
             submitted = float(self.client.hget(job_key(claimed.id), "submitted") or 0)
-            event = json.dumps(describe(claimed.id, QUEUED, 0, None, None, time.time() - submitted, None, False))
+            event = json.dumps(describe(claimed.id, QUEUED, 0, None, None, time.time() - submitted, None, False,
+                                        {"request_id": claimed.request_id}))
             if self.scripts["hand_back"](keys=[job_key(claimed.id), QUEUED_SET, events_key(claimed.id)],
                                          args=[claimed.attempt, claimed.id, event]) and entry is not None:
                 idle_ms = int(self.config.lease_s * 1000) + 1
@@ -555,7 +559,7 @@ class RedisJobStore:
         submitted = float(text("submitted") or now)
         step, total = int(text("step") or 0), int(text("total")) if text("total") else None
         position = eta = None
-        extra: dict[str, Any] = {"attempt": int(text("attempt") or 0)}
+        extra: dict[str, Any] = {"request_id": text("request_id"), "attempt": int(text("attempt") or 0)}
         if fields.get(b"meta"):
             extra["meta"] = json.loads(fields[b"meta"])
         if status == QUEUED:
@@ -574,7 +578,8 @@ class RedisJobStore:
         elapsed = time.monotonic() - claimed.started
         return describe(claimed.id, RUNNING, step, total, 0, time.time() - claimed.submitted_at,
                         running_eta(elapsed, step, total),
-                        False, {"attempt": claimed.attempt, "replica": self.replica})
+                        False, {"request_id": claimed.request_id, "attempt": claimed.attempt,
+                                "replica": self.replica})
 
     def _beat(self) -> None:
         """Every third of a lease: re-claim the entries of the jobs running here (their idle time
@@ -605,7 +610,7 @@ class RedisJobStore:
         if not job_id:
             return
         job_id = job_id.decode()
-        url, body = self.client.hmget(job_key(job_id), "webhook", "answer")
+        url, body, request_id = self.client.hmget(job_key(job_id), "webhook", "answer", "request_id")
         if not url or not body:  # evicted meanwhile
             self.client.zrem(WEBHOOKS, job_id)
             return
@@ -613,4 +618,4 @@ class RedisJobStore:
         with self.lock:
             self.delivering.add(job_id)
         assert self.orphan_webhook is not None
-        self.orphan_webhook(url.decode(), job_id, bytes(body))
+        self.orphan_webhook(url.decode(), job_id, bytes(body), (request_id or b"").decode())

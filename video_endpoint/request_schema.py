@@ -536,6 +536,8 @@ class JobCall:
     webhook: str | None = None
     idempotency_key: Any = None
     """submit: a resubmission with the same key answers the same job"""
+    request_id: str | None = None
+    """submit: the submitting request's id (the local server's X-Request-Id), kept with the job"""
 
 
 def read_job_call(data: Any, idempotency_key: str | None = None) -> JobCall:

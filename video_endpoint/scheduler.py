@@ -62,7 +62,7 @@ class ModelSide(Protocol):
     def generate_frames(self, decoded: Decoded, on_step: StepCallback | None = None) -> Callable[[], Produced]:
         """Generate (needs the model); never raises. Returns the encoding still to do."""
 
-    def decode(self, data: Any, cancelled: threading.Event | None = None) -> Decoded: ...
+    def decode(self, data: Any, cancelled: threading.Event | None = None, request_id: str | None = None) -> Decoded: ...
 
     def deliver(self, produced: Produced) -> dict[str, Any]: ...
 
@@ -162,9 +162,10 @@ class Scheduler:
             except HandlerError:
                 eta = None
             if eta is None or eta > grace_s:
-                logger.info("%s: this replica is stopping and %s: handed back", current.label,
+                logger.info("%s: this replica is stopping and %s: handed back (request %s)", current.label,
                             "it has no estimate yet" if eta is None else
-                            f"it needs {eta:.0f} s more (VIDEO_SHUTDOWN_GRACE_S {grace_s:g})")
+                            f"it needs {eta:.0f} s more (VIDEO_SHUTDOWN_GRACE_S {grace_s:g})",
+                            current.claimed.request_id)
                 current.hand_back = True
                 current.cancel.set()
                 self._hand_back(current.claimed)
@@ -175,7 +176,8 @@ class Scheduler:
                 self.changed.wait(max(0.01, deadline - time.monotonic()))
             left = list(self.jobs_in_hand.values())
         for claimed in left:
-            logger.info("job %s: not ended within VIDEO_SHUTDOWN_GRACE_S: handed back", claimed.id)
+            logger.info("job %s: not ended within VIDEO_SHUTDOWN_GRACE_S: handed back (request %s)", claimed.id,
+                        claimed.request_id)
             self._hand_back(claimed)
         self.store.close()
 
@@ -183,8 +185,8 @@ class Scheduler:
         try:
             self.store.hand_back(claimed)
         except HandlerError as exc:
-            logger.warning("job %s: could not be handed back (%s); it runs again once its lease passes",
-                           claimed.id, exc.message)
+            logger.warning("job %s: could not be handed back (%s); it runs again once its lease passes (request %s)",
+                           claimed.id, exc.message, claimed.request_id)
 
     # -- the worker --------------------------------------------------------------------------
 
@@ -242,7 +244,8 @@ class Scheduler:
                 if claimed is not None:
                     self.jobs_in_hand[claimed.id] = claimed
                     self.current = Entry(None, claimed=claimed, label=f"job {claimed.id}")
-                    logger.info("job %s: attempt %d on replica %s", claimed.id, claimed.attempt, self.store.replica)
+                    logger.info("job %s: attempt %d on replica %s (request %s)", claimed.id, claimed.attempt,
+                                self.store.replica, claimed.request_id)
                     return self.current
                 if not (self.requests or self.woken or self.stopping):
                     self.changed.wait(self.store.poll_interval_s)
@@ -272,8 +275,8 @@ class Scheduler:
 
         def on_step(done: int, total: int) -> None:
             if entry.claimed is not None:
-                logger.info("%s: step %d/%d (%.1f s, attempt %d)", entry.label, done, total,
-                            time.perf_counter() - started, entry.claimed.attempt)
+                logger.info("%s: step %d/%d (%.1f s, attempt %d, request %s)", entry.label, done, total,
+                            time.perf_counter() - started, entry.claimed.attempt, entry.claimed.request_id)
                 if self.store.progress(entry.claimed, done, total):
                     entry.cancel.set()
             if entry.on_step is not None:
@@ -297,7 +300,8 @@ class Scheduler:
         try:
             produced = encode()
         except Exception:  # the handler's encoding answers its errors itself: a last resort
-            logger.exception("%s: encoding failed unexpectedly", entry.label)
+            logger.exception("%s: encoding failed unexpectedly (request %s)", entry.label,
+                             entry.claimed.request_id if entry.claimed is not None else "")
             produced = self._internal_error()
         finally:
             if self.overlap_encoding:
@@ -313,7 +317,7 @@ class Scheduler:
     def _job_request(self, claimed: Claimed) -> Decoded:
         if not self.store.shared:  # kept in memory as decoded when it was submitted
             return typing.cast(Decoded, claimed.payload)
-        return self.handler.decode(claimed.payload)  # a request body from the shared store
+        return self.handler.decode(claimed.payload, request_id=claimed.request_id)  # a body from the shared store
 
     def _end_later(self, entry: Entry, answer: dict[str, Any], started: float) -> None:
         with self.changed:
@@ -331,22 +335,23 @@ class Scheduler:
             status = status_of(answer)
             if body is None:
                 logger.warning("%s: attempt %d ended (%s) after the job was deleted or another replica took it; "
-                               "not recorded", entry.label, claimed.attempt, status)
+                               "not recorded (request %s)", entry.label, claimed.attempt, status, claimed.request_id)
                 return
             summary = status if answer.get("ok") else f"{status}: {answer['error']['type']}"
-            logger.info("%s: %s after %.2f s (attempt %d)", entry.label, summary, time.perf_counter() - started,
-                        claimed.attempt)
+            logger.info("%s: %s after %.2f s (attempt %d, request %s)", entry.label, summary,
+                        time.perf_counter() - started, claimed.attempt, claimed.request_id)
             if claimed.webhook is not None:
-                self._send_webhook(claimed.webhook, claimed.id, body)
+                self._send_webhook(claimed.webhook, claimed.id, body, claimed.request_id)
         except Exception:
-            logger.exception("%s: its end could not be recorded; it runs again when its lease passes", entry.label)
+            logger.exception("%s: its end could not be recorded; it runs again when its lease passes (request %s)",
+                             entry.label, claimed.request_id)
         finally:
             with self.changed:
                 self.jobs_in_hand.pop(claimed.id, None)
                 self.changed.notify_all()
 
-    def _send_webhook(self, url: str, job_id: str, body: bytes) -> None:
-        self.webhooks.deliver_later(url, job_id, body, done=self.store.webhook_sent)
+    def _send_webhook(self, url: str, job_id: str, body: bytes, request_id: str) -> None:
+        self.webhooks.deliver_later(url, job_id, body, done=self.store.webhook_sent, request_id=request_id)
 
     @staticmethod
     def _cancelled(message: str) -> Produced:

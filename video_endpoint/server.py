@@ -191,11 +191,12 @@ class _Service:
             call = read_job_call(data, request.headers.get("idempotency-key"))
         except InvalidRequest as exc:
             return refused(exc, request_id)
+        call = dataclasses.replace(call, request_id=request_id)
         if call.kind != "generate":
             return await self.job_answer(call, request_id)  # quick: never waits for the model
         try:  # validated first (quick, off the event loop): a bad request is refused even when busy
             call = dataclasses.replace(call, data=raw_file_body(call.data, request.headers.get("accept", "")))
-            parsed = await anyio.to_thread.run_sync(self._parse_for_now, call.data)
+            parsed = await anyio.to_thread.run_sync(self._parse_for_now, call.data, request_id)
             # before anything is decoded: a request's images and videos count against the queue
             self.loaded.scheduler.admit(self.settings.queue_depth)
         except HandlerError as exc:
@@ -205,9 +206,9 @@ class _Service:
         finally:
             self.loaded.scheduler.leave()
 
-    def _parse_for_now(self, data: Any) -> Parsed:
+    def _parse_for_now(self, data: Any, request_id: str) -> Parsed:
         """The body validated, with the checks of a synchronous answer."""
-        parsed = self.loaded.parse(data)
+        parsed = self.loaded.parse(data, request_id)
         if not parsed.request.return_base64 and parsed.uploads:
             raise InvalidRequest("this request would be answered with the file itself (return_base64 false, or "
                                  "Accept): with upload, the answer is JSON", field="upload")
@@ -291,7 +292,7 @@ class _Service:
             call = read_job_call({**data, "inputs": {**inputs, "async": True}}, request.headers.get("idempotency-key"))
         except InvalidRequest as exc:
             return refused(exc, request_id)
-        return await self.job_answer(call, request_id, status=202)
+        return await self.job_answer(dataclasses.replace(call, request_id=request_id), request_id, status=202)
 
     async def job_status(self, request: Request) -> Response:
         call = JobCall("cancel" if request.method == "DELETE" else "poll", job_id=request.path_params["job_id"])

@@ -9,6 +9,7 @@ import base64
 import secrets
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -88,6 +89,7 @@ class Decoded:
     extend: InputVideo | None = None
     extended: tuple[Image.Image, ...] = ()
     """`return_extended`: every frame of the extended video, at the request's fps (the answer's first)"""
+    request_id: str = ""
     planned: tuple[GenerationJob, list[str]] | None = None
     """`plan`'s answer, once planned (a job is planned when it is submitted, and run from that)"""
 
@@ -115,15 +117,23 @@ class Parsed:
     request: RequestFields
     timer: StageTimer
     uploads: dict[str, HttpTarget]
+    request_id: str = ""
 
 
-def parse(data: Any, limits: Limits, upload_hosts: tuple[str, ...] = ()) -> Parsed:
-    """Validate the body (its upload URLs against `upload_hosts`): quick, nothing decoded."""
+def new_request_id() -> str:
+    """An id for a request that came without one (the local server's X-Request-Id's shape)."""
+    return uuid.uuid4().hex[:16]
+
+
+def parse(data: Any, limits: Limits, upload_hosts: tuple[str, ...] = (), request_id: str | None = None) -> Parsed:
+    """Validate the body (its upload URLs against `upload_hosts`): quick, nothing decoded.
+    `request_id`: the client's (X-Request-Id), else a new one; it follows the request to its
+    diagnostics, its job, the job's log lines and webhook."""
     timer = StageTimer()
     with timer.stage("parse"):
         request = parse_payload(data, limits)
         where = uploads.targets(request, upload_hosts)
-    return Parsed(request, timer, where)
+    return Parsed(request, timer, where, request_id or new_request_id())
 
 
 def decode(data: Any, limits: Limits, upload_hosts: tuple[str, ...] = (),
@@ -169,7 +179,7 @@ def decode_media(parsed: Parsed, limits: Limits, cancelled: threading.Event | No
             extend = replace(extend, frames=extend.frames[-EXTEND_CONTEXT_FRAMES:])
     return Decoded(request, decoded.get(request.image_field), timer, parsed.uploads, decoded.get("last_image"),
                    tuple(decoded[f"keyframes.{i}.image"] for i in range(len(request.keyframes))), video, extend,
-                   extended)
+                   extended, request_id=parsed.request_id)
 
 
 def with_seed(data: Any) -> Any:

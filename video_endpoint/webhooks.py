@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Video-Signature"  # "sha256=<hex HMAC-SHA256 of '<timestamp>.<body>'>"
 TIMESTAMP_HEADER = "X-Video-Timestamp"  # unix seconds when the webhook was signed
+REQUEST_ID_HEADER = "X-Request-Id"  # the request that submitted the job: one id across replicas and logs
 DELIVERY_HEADER = "X-Video-Job-Id"  # the delivery's stable id: the same on every attempt and replica
 WEBHOOK_TIMEOUT_S = 10.0  # per attempt: connecting, and waiting for the receiver's answer
 WEBHOOK_SENDERS = 2  # threads that deliver webhooks: a slow receiver never adds threads
@@ -70,21 +71,23 @@ class WebhookSender:
                                  field="webhook")
         return parse_webhook(url, self.hosts)
 
-    def deliver_later(self, url: str, job_id: str, body: bytes, done: Callable[[str], None] | None = None) -> None:
+    def deliver_later(self, url: str, job_id: str, body: bytes, done: Callable[[str], None] | None = None,
+                      request_id: str = "") -> None:
         """Send `body` to `url` (checked when the job was submitted) on a sender thread; then
-        `done(job_id)`, delivered or given up."""
-        self.threads.submit(self._deliver, url, job_id, body, done)
+        `done(job_id)`, delivered or given up. `request_id`: the submitting request's, in X-Request-Id."""
+        self.threads.submit(self._deliver, url, job_id, body, done, request_id)
 
-    def _deliver(self, url: str, job_id: str, body: bytes, done: Callable[[str], None] | None) -> None:
+    def _deliver(self, url: str, job_id: str, body: bytes, done: Callable[[str], None] | None,
+                 request_id: str) -> None:
         try:
-            self.send(self.check(url), job_id, body)
+            self.send(self.check(url), job_id, body, request_id=request_id)
         except Exception:  # a sender thread outlives any one delivery
             logger.exception("webhook for job %s failed", job_id)
         finally:
             if done is not None:
                 done(job_id)
 
-    def send(self, target: HttpTarget, job_id: str, body: bytes, attempts: int = 3) -> bool:
+    def send(self, target: HttpTarget, job_id: str, body: bytes, attempts: int = 3, request_id: str = "") -> bool:
         """POST the final answer, signed. Tried again only when the receiver was not reached or
         answered 5xx: once the body is sent, a slow answer is not a reason to send it twice.
         Redirects are not followed (they could lead anywhere)."""
@@ -93,7 +96,8 @@ class WebhookSender:
             timestamp = int(time.time())  # signed when sent: each attempt is timestamped anew
             return send(target, "POST", body, {
                 "Content-Type": "application/json", DELIVERY_HEADER: job_id, TIMESTAMP_HEADER: str(timestamp),
-                SIGNATURE_HEADER: signature_of(body, self.secret, timestamp)}, WEBHOOK_TIMEOUT_S)
+                SIGNATURE_HEADER: signature_of(body, self.secret, timestamp),
+                **({REQUEST_ID_HEADER: request_id} if request_id else {})}, WEBHOOK_TIMEOUT_S)
 
         delivered, _ = send_with_retries(post, f"webhook for job {job_id}", attempts)
         if delivered:

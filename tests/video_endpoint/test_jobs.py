@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import re
 import threading
 import time
 import typing
@@ -65,6 +66,10 @@ def test_an_async_result_equals_the_synchronous_one(handler):
     np.testing.assert_array_equal(zip_frames(answer), zip_frames(synchronous))
     assert answer["diagnostics"]["seed"] == synchronous["diagnostics"]["seed"] == 4
     assert wait(handler, submitted["job"]["id"]) == answer  # kept: polled again, the same answer
+    # without a server, each call gets a request id of its own; a job keeps its submission's
+    assert re.fullmatch(r"[0-9a-f]{16}", synchronous["diagnostics"]["request_id"])
+    assert answer["job"]["request_id"] == answer["diagnostics"]["request_id"] == submitted["job"]["request_id"]
+    assert answer["diagnostics"]["request_id"] != synchronous["diagnostics"]["request_id"]
 
 
 def test_cancelling_a_running_job_stops_it_within_one_step(handler):

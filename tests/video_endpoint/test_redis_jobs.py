@@ -31,7 +31,7 @@ def test_any_replica_polls_a_job_another_runs_and_its_steps_stream(redis_server)
     job_id = one.submit({"inputs": {"prompt": "p"}}, None)["job"]["id"]
     assert poll(two, job_id)["job"] | {"elapsed_s": 0} == {
         "id": job_id, "status": "queued", "progress": {"step": 0, "total": None}, "position": 1, "elapsed_s": 0,
-        "eta_s": None, "attempt": 0}
+        "eta_s": None, "request_id": "", "attempt": 0}
     claimed = two.take()
     assert claimed.id == job_id and claimed.attempt == 1 and claimed.payload == {"inputs": {"prompt": "p"}}
     assert one.take() is None  # taken once
@@ -92,11 +92,11 @@ def test_a_webhook_the_recording_replica_did_not_send_is_sent_by_another(redis_s
     """At least once, always: a replica that records a job's end and dies before its webhook is
     sent leaves it pending; once the delivery's lease passes, another replica sends it (once)."""
     dying, alive = replica(redis_server), replica(redis_server)
-    sent: list[tuple[str, str, bytes]] = []
-    alive.orphan_webhook = lambda url, job_id, body: sent.append((url, job_id, body))
+    sent: list[tuple[str, str, bytes, str]] = []
+    alive.orphan_webhook = lambda url, job_id, body, request_id: sent.append((url, job_id, body, request_id))
     delivered = dying.submit({}, "http://127.0.0.1:9/hook")["job"]["id"]
     dying.webhook_sent(dying.finish(dying.take(), OK) and delivered)  # sent: nothing left pending
-    orphaned = dying.submit({}, "http://127.0.0.1:9/hook")["job"]["id"]
+    orphaned = dying.submit({}, "http://127.0.0.1:9/hook", request_id="trace-orphan")["job"]["id"]
     body = dying.finish(dying.take(), OK)
     dying.close()  # dies while delivering: its delivery's lease is no longer extended
     deadline = time.monotonic() + 10
@@ -104,7 +104,7 @@ def test_a_webhook_the_recording_replica_did_not_send_is_sent_by_another(redis_s
         assert time.monotonic() < deadline
         time.sleep(0.05)
     time.sleep(1.5)  # more than a lease: the one replica sending it keeps it
-    assert sent == [("http://127.0.0.1:9/hook", orphaned, body)]
+    assert sent == [("http://127.0.0.1:9/hook", orphaned, body, "trace-orphan")]  # the submitting request's id
     alive.webhook_sent(orphaned)
     assert redis_server.client().zcard("video-endpoint:webhooks") == 0
 

@@ -33,10 +33,12 @@ HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 
 class Hooks(http.server.BaseHTTPRequestHandler):
     received: list[tuple[str, bytes]] = []  # noqa: RUF012 (one receiver per module)
+    request_ids: list[str | None] = []  # noqa: RUF012
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self.received.append((self.headers["X-Video-Job-Id"], body))
+        self.request_ids.append(self.headers.get("X-Request-Id"))
         self.send_response(204)
         self.end_headers()
 
@@ -103,7 +105,7 @@ def mp4_frames(answer: dict) -> np.ndarray:
 
 def test_a_killed_replicas_job_is_finished_by_another_with_the_same_video(tiny_model_dir, tmp_path, replica_env):
     with replicas(2, tiny_model_dir, tmp_path, replica_env) as servers:
-        job = submit(servers[0][0], LONG)
+        job = submit(servers[0][0], LONG, **{"X-Request-Id": "trace-killed-1"})
         running = wait(servers[0][0], job["id"], until=lambda a: a["job"]["progress"]["step"] >= 5)
         victim = running_on(servers, running)
         servers[victim][1].send_signal(signal.SIGKILL)
@@ -116,6 +118,10 @@ def test_a_killed_replicas_job_is_finished_by_another_with_the_same_video(tiny_m
         assert mp4_frames(ended).shape == (9, 64, 96, 3)
         log = (tmp_path / f"replica-{1 - victim}.log").read_text()
         assert f"job {job['id']}: attempt 2" in log and f"job {job['id']}: succeeded" in log
+        # the submitting request's id follows the job to the replica that finished it
+        assert ended["job"]["request_id"] == ended["diagnostics"]["request_id"] == "trace-killed-1"
+        job_lines = [line for line in log.splitlines() if f"job {job['id']}:" in line]
+        assert job_lines and all("request trace-killed-1" in line for line in job_lines), job_lines
 
 
 def test_cancel_and_events_through_the_replica_not_running_the_job(tiny_model_dir, tmp_path, replica_env):
@@ -144,9 +150,10 @@ def test_cancel_and_events_through_the_replica_not_running_the_job(tiny_model_di
 def test_six_jobs_over_two_replicas_each_webhook_once_and_idempotent_submission(tiny_model_dir, tmp_path,
                                                                                  replica_env, hooks):
     Hooks.received.clear()
+    Hooks.request_ids.clear()
     with replicas(2, tiny_model_dir, tmp_path, replica_env) as servers:
-        ids = [submit(servers[n % 2][0], {**SHORT, "seed": n, "webhook": f"http://127.0.0.1:{hooks}/done"})["id"]
-               for n in range(6)]
+        ids = [submit(servers[n % 2][0], {**SHORT, "seed": n, "webhook": f"http://127.0.0.1:{hooks}/done"},
+                      **{"X-Request-Id": f"trace-{n}"})["id"] for n in range(6)]
         again = submit(servers[1][0], {**SHORT, "seed": 9}, **{"Idempotency-Key": "order-1"})
         assert submit(servers[0][0], {**SHORT, "seed": 9}, **{"Idempotency-Key": "order-1"})["id"] == again["id"]
         refused = httpx.post(f"{servers[0][0]}/jobs", json={"inputs": {**SHORT, "seed": 10}},
@@ -165,6 +172,9 @@ def test_six_jobs_over_two_replicas_each_webhook_once_and_idempotent_submission(
         time.sleep(1)
     assert sorted(job_id for job_id, _ in Hooks.received) == sorted(ids)  # each exactly once
     assert all(json.loads(body) == finals[job_id] for job_id, body in Hooks.received)
+    # each webhook names the request that submitted its job, whichever replica sent it
+    delivered = zip((job_id for job_id, _ in Hooks.received), Hooks.request_ids, strict=True)
+    assert set(delivered) == {(job_id, f"trace-{n}") for n, job_id in enumerate(ids)}
     assert ran_on == {0, 1}  # both replicas ran jobs
 
 

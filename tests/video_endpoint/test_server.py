@@ -181,6 +181,19 @@ def test_request_id_is_echoed(server):
     response = post(server, {"prompt": "x", **SMALL}, headers={**auth(), "X-Request-Id": "abc-123"})
     assert response.headers["x-request-id"] == "abc-123"
     assert "request abc-123: step 2/2" in server["log"].read_text()
+    assert response.json()["diagnostics"]["request_id"] == "abc-123"
+    generated = post(server, {"prompt": "x", **SMALL}, headers=auth())  # none sent: the one made is in both
+    assert generated.json()["diagnostics"]["request_id"] == generated.headers["x-request-id"]
+    job = httpx.post(f"{server['url']}/jobs", json={"inputs": {"prompt": "x", **SMALL}},
+                     headers={**auth(), "X-Request-Id": "job-trace-7"}).json()["job"]
+    assert job["request_id"] == "job-trace-7"
+    while (answer := httpx.get(f"{server['url']}/jobs/{job['id']}", headers=auth()).json())["job"]["status"] in (
+            "queued", "running"):
+        time.sleep(0.05)
+    assert answer["job"]["request_id"] == answer["diagnostics"]["request_id"] == "job-trace-7"
+    assert f"job {job['id']}: step 2/2 (" in server["log"].read_text()
+    assert all("request job-trace-7" in line for line in server["log"].read_text().splitlines()
+               if f"job {job['id']}:" in line)
 
 
 def frames_of(response: httpx.Response) -> np.ndarray:
