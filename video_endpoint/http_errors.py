@@ -25,7 +25,7 @@ def status_of_error(error: dict[str, Any], openai: bool = False) -> int:
     return (OPENAI_STATUS if openai else STATUS).get(error["type"], 500)
 
 
-def answer_error(error: dict[str, Any], request_id: str, status: int | None = None, openai: bool = False,
+def error_dict_answer(error: dict[str, Any], request_id: str, status: int | None = None, openai: bool = False,
                  headers: dict[str, str] | None = None) -> JSONResponse:
     """An envelope's `error` as the answer: our envelope, or OpenAI's shape on its routes; its HTTP
     status from its type unless given (404 for an unknown id); Retry-After when retrying helps."""
@@ -39,13 +39,13 @@ def answer_error(error: dict[str, Any], request_id: str, status: int | None = No
 
 def error_answer(status: int, message: str, request_id: str, field: str | None = None, kind: str = "invalid_request",
                  headers: dict[str, str] | None = None, openai: bool = False) -> JSONResponse:
-    return answer_error(envelope(kind, message, field)["error"], request_id, status, openai, headers)
+    return error_dict_answer(envelope(kind, message, field)["error"], request_id, status, openai, headers)
 
 
 def refused(exc: HandlerError, request_id: str, openai: bool = False) -> JSONResponse:
     """The handler's own error for `exc`, with its HTTP status (404 for an unknown id)."""
-    return answer_error(exc.envelope()["error"], request_id, 404 if isinstance(exc, NotFound) else None, openai)
+    return error_dict_answer(exc.envelope()["error"], request_id, 404 if isinstance(exc, NotFound) else None, openai)
 
 
 def refusal_answer(refusal: Refusal, request_id: str, openai: bool = False) -> JSONResponse:
-    return answer_error(refusal.error, request_id, refusal.status, openai, refusal.headers)
+    return error_dict_answer(refusal.error, request_id, refusal.status, openai, refusal.headers)

@@ -18,7 +18,6 @@ import logging
 import re
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ from video_endpoint.openai_videos import OpenAIVideos
 from video_endpoint.request_schema import JobCall, read_job_call
 from video_endpoint.routes import OPENAI_PREFIX, ROUTES, listing
 from video_endpoint.routes import Route as RouteSpec
-from video_endpoint.stages import Parsed
+from video_endpoint.stages import Parsed, new_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -442,7 +441,7 @@ class _EveryAnswer:
             return
         request = Request(scope, receive)
         supplied = request.headers.get("x-request-id", "")
-        request_id = supplied if _CLIENT_REQUEST_ID.match(supplied) else uuid.uuid4().hex[:16]
+        request_id = supplied if _CLIENT_REQUEST_ID.match(supplied) else new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         openai = scope["path"].startswith(OPENAI_PREFIX)
         if not self.service.authorized(request) and (request.method, scope["path"]) not in PUBLIC_ROUTES:
