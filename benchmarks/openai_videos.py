@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import socket
 import statistics
-import subprocess
 import sys
 import time
 import warnings
@@ -25,31 +23,13 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.local_server import start_server  # noqa: E402
 from pipelines import tiny  # noqa: E402
 from video_endpoint import settings  # noqa: E402
 
 TOKEN = "benchmark-token"
 INPUTS = {"prompt": "x", "height": 64, "width": 96, "num_frames": 12, "fps": 12, "num_inference_steps": 2,
           "outputs": ["mp4", "thumbnail", "spritesheet"]}
-
-
-def start_server(model_dir: str) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "video_endpoint", "serve", "--model", model_dir,
-                               "--port", str(port)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              env={**os.environ, "VIDEO_API_TOKEN": TOKEN, "VIDEO_MAX_STEPS": "2000"})
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return server, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    server.kill()
-    raise SystemExit("the server did not start")
 
 
 def main() -> None:
@@ -62,7 +42,8 @@ def main() -> None:
 
     print(f"machine: {platform.machine()} cpus={os.cpu_count()}; python {platform.python_version()}, "
           f"torch {torch.__version__}, openai {openai.__version__}")
-    server, url = start_server(str(tiny.ensure(settings.tiny_model_dir())))
+    server, url = start_server(str(tiny.ensure(settings.tiny_model_dir())),
+                               {"VIDEO_API_TOKEN": TOKEN, "VIDEO_MAX_STEPS": "2000"})
     headers = {"Authorization": f"Bearer {TOKEN}"}
     client = openai.OpenAI(base_url=f"{url}/v1", api_key=TOKEN)
     http = httpx.Client(base_url=url, headers=headers, timeout=120)

@@ -9,10 +9,11 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 GENERATION=current bash scripts/setup.sh
 # System tools some tests use, installed where we may (root with apt, e.g. CI); elsewhere those
-# tests skip with a message (under CI=true a missing redis-server fails them): curl + jq (the API
-# card's pipelines), chromium (browser playback), redis-server (the shared job store of replicas).
+# tests skip with a message (under CI=true a missing redis-server or prometheus fails them): curl + jq (the API
+# card's pipelines), chromium (browser playback), redis-server (the shared job store of replicas),
+# prometheus (scrapes the local server's /metrics).
 missing=""
-for tool in curl jq chromium redis-server; do command -v "$tool" >/dev/null || missing="$missing $tool"; done
+for tool in curl jq chromium redis-server prometheus; do command -v "$tool" >/dev/null || missing="$missing $tool"; done
 if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 fi
@@ -22,8 +23,10 @@ fi
 .venv/bin/python -m mypy  # files and strictness: pyproject.toml [tool.mypy]
 
 VERSION_SENSITIVE=(tests/pipelines tests/encoders tests/video_endpoint)
-# the replicas on a real Redis run once: they test processes and Redis, not library versions
-ONCE=(--ignore=tests/video_endpoint/test_replicas.py --ignore=tests/video_endpoint/test_redis_jobs.py)
+# the replicas on a real Redis and the real Prometheus run once: they test processes, Redis and
+# Prometheus, not library versions
+ONCE=(--ignore=tests/video_endpoint/test_replicas.py --ignore=tests/video_endpoint/test_redis_jobs.py
+      --deselect=tests/video_endpoint/test_metrics.py::test_a_real_prometheus_reads_queue_depth_and_p95_latency)
 echo "== toolkit generation (.venv: requirements.txt)"
 .venv/bin/python -m pytest -q "$@"
 echo "== current generation (.venv-current: requirements-current.txt)"

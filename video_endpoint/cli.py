@@ -230,13 +230,13 @@ def _warn_if_tiny(model: str) -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
-    import logging
+    from video_endpoint import server_logs
 
+    server_logs.configure_process()  # before diffusers and transformers are imported: their lines too
     from video_endpoint.endpoint import EndpointHandler
     from video_endpoint.server import ServerSettings
     from video_endpoint.server import serve as run_server
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _warn_if_tiny(args.model)
     server_settings = ServerSettings.from_env(token=args.token, queue_depth=args.queue_depth,
                                               max_body_bytes=args.max_body_bytes)

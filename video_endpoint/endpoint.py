@@ -15,13 +15,12 @@ from typing import Any
 from encoders import cores
 from pipelines import speed
 from pipelines.base import StepCallback
-from video_endpoint import settings, stages, uploads, video_input
+from video_endpoint import metrics, server_logs, settings, stages, uploads, video_input
 from video_endpoint.errors import HandlerError, InvalidRequest
 from video_endpoint.jobs import Idempotency, InProcessJobStore, JobSettings, JobStore
 from video_endpoint.model_loading import load_model
 from video_endpoint.request_schema import JobCall, Limits, read_job_call
 from video_endpoint.scheduler import Scheduler
-from video_endpoint.server_logs import redact_request_payloads
 from video_endpoint.stages import Produced
 from video_endpoint.webhooks import WebhookSender
 
@@ -40,19 +39,26 @@ class EndpointHandler:
         if encode_threads > 1:  # the GIF's LZW runs in worker processes: start them while the model loads
             cores.start_workers()
         video_input.remove_stale_input_folders()  # client videos a killed server was reading
-        if not settings.read_flag("VIDEO_LOG_PAYLOADS"):
-            redact_request_payloads()
         self.model = load_model(path, model_id)
         self.open_jobs(JobSettings.from_env())
+        server_logs.configure(settings.read_flag("VIDEO_LOG_PAYLOADS"), self.jobs.replica)
+        metrics.serve_state_of(self)
         self.warmup_ms: float | None = None
         if self.model.speed.warmup:  # compile now, so the first user request is not the slow one
             self.warmup_ms = 0.0
             for request in speed.warmup_requests(self.model.modes):
-                result = self(request)
+                result = self._warm_up(request)
                 self.warmup_ms += result.get("diagnostics", {}).get("timing_ms", {}).get("total", 0.0)
                 logger.info("warm-up request: %s", "ok" if result["ok"] else result["error"])
         if self.jobs.shared:  # other replicas fill the store: look for jobs from now on
             self.scheduler.start()
+
+    def _warm_up(self, data: dict[str, Any]) -> dict[str, Any]:
+        """A warm-up request, served as any other and counted in no metric."""
+        try:
+            return self.deliver(self.scheduler.run(self.decode(data)))
+        except HandlerError as exc:
+            return exc.envelope()
 
     def open_jobs(self, config: JobSettings) -> None:
         """One queue in front of the model, for requests and jobs alike (`Scheduler`); jobs kept in
@@ -79,6 +85,7 @@ class EndpointHandler:
         try:
             call = read_job_call(data)
         except HandlerError as exc:
+            metrics.refused("sync", exc)
             return exc.envelope()
         if call.kind != "generate":
             return self.job_request(call)
@@ -89,6 +96,7 @@ class EndpointHandler:
         try:
             decoded = self.decode(data)
         except HandlerError as exc:
+            metrics.refused("sync", exc)
             return exc.envelope()
         return self.run(decoded, on_step)
 
@@ -110,7 +118,12 @@ class EndpointHandler:
     def run(self, decoded: stages.Decoded, on_step: StepCallback | None = None) -> dict[str, Any]:
         """Generate and encode what `decode` returned, in its turn on the model, then upload;
         never raises."""
-        return self.deliver(self.scheduler.run(decoded, on_step))
+        produced = self.scheduler.run(decoded, on_step)
+        answer = metrics.answered("sync", self.deliver(produced), produced)
+        logger.info("request %s: %s", decoded.request_id, "ok" if answer["ok"] else answer["error"]["type"],
+                    extra={**server_logs.ids(decoded.request_id),
+                           **server_logs.finished("sync", answer, produced.mode, decoded.request.prompt)})
+        return answer
 
     def produce(self, decoded: stages.Decoded, on_step: StepCallback | None = None) -> Produced:
         """Generate and encode now, whatever waits for the model (the scheduler's worker calls
@@ -122,15 +135,17 @@ class EndpointHandler:
         no model (the scheduler runs it while the model generates the next request)."""
         request, timer = decoded.request, decoded.timer
         timer.resume()
-        streaming = None
+        streaming, mode = None, None
         try:
             job, notes = stages.plan(decoded, self.model)
+            mode = job.mode
             streaming = stages.Streaming.start(self.model, request, job, self.encode_cores)
             generated = stages.after_extended(stages.generate(self.model, job, timer, on_step, streaming), decoded)
         except Exception as exc:
             if streaming is not None:  # a failed generation: its encoders stop
                 streaming.close()
             failed = _failure(exc, "generating")
+            failed.mode = mode
             return lambda: failed
 
         def encode() -> Produced:
@@ -143,9 +158,11 @@ class EndpointHandler:
                         self.model, stages.Outcome(request, job, notes, generated, encoded.info, timer,
                                                    decoded.video, decoded.extend))},
                 }
-                return Produced(result, encoded.to_upload, decoded.uploads)
+                return Produced(result, encoded.to_upload, decoded.uploads, job.mode)
             except Exception as exc:
-                return _failure(exc, "encoding")
+                failed = _failure(exc, "encoding")
+                failed.mode = job.mode
+                return failed
             finally:
                 if streaming is not None:
                     streaming.close()
@@ -179,7 +196,11 @@ class EndpointHandler:
         try:
             if call.kind != "submit":
                 return dict(json.loads(self.jobs.status_json(call.job_id, cancel=call.kind == "cancel")))
-            return self.submit_job(call)
+            try:
+                return self.submit_job(call)
+            except HandlerError as exc:
+                metrics.refused("job", exc, call.request_id)
+                return exc.envelope()
         except HandlerError as exc:
             return exc.envelope()
 

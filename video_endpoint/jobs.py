@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from video_endpoint import settings
+from video_endpoint import metrics, settings
 from video_endpoint.errors import Busy, InvalidRequest, NotFound
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
@@ -226,6 +226,8 @@ class JobStore(Protocol):
     def webhook_sent(self, job_id: str) -> None: ...
     def eta_s(self, claimed: Claimed) -> float | None: ...
     def health(self) -> dict[str, Any]: ...
+    def counts(self) -> dict[str, int] | None:
+        """Jobs by status: queued, running, finished (kept for polling); None when not reachable."""
     def close(self) -> None: ...
 
 
@@ -385,7 +387,8 @@ class InProcessJobStore:
             job.status, job.started = RUNNING, time.monotonic()
             self.running[job.id] = job
             self._changed(job)
-            return Claimed(job.id, 1, job.data, job.webhook, request_id=job.request_id)
+            return Claimed(job.id, 1, job.data, job.webhook, request_id=job.request_id,
+                           submitted_at=time.time() - (time.monotonic() - job.submitted))
 
     def progress(self, claimed: Claimed, step: int, total: int) -> bool:
         """Record a step; whether the job should stop (a cancel)."""
@@ -429,6 +432,12 @@ class InProcessJobStore:
         with self.changed:
             return {"store": self.name, "reachable": True, "waiting": len(self.waiting), "kept": len(self.jobs)}
 
+    def counts(self) -> dict[str, int] | None:
+        with self.changed:
+            statuses = [job.status for job in self.jobs.values()]
+        return {"queued": statuses.count(QUEUED), "running": statuses.count(RUNNING),
+                "finished": sum(statuses.count(status) for status in FINISHED)}
+
     def close(self) -> None:
         pass
 
@@ -437,8 +446,10 @@ class InProcessJobStore:
     def _cancel(self, job: Job) -> None:
         if job.status == QUEUED:  # never starts
             self.waiting.remove(job)
-            _, body = final_answer(self._describe(job), CANCELLED, cancelled_before_it_ran(), self.config.max_bytes)
+            answer = cancelled_before_it_ran()
+            _, body = final_answer(self._describe(job), CANCELLED, answer, self.config.max_bytes)
             self._finish(job, CANCELLED, body)
+            metrics.answered("job", answer)
         elif job.status == RUNNING:  # stops at its next step
             job.cancel.set()
             self._changed(job)

@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from encoders.registry import FORMATS
+from video_endpoint import metrics
 from video_endpoint.endpoint import EndpointHandler
 from video_endpoint.errors import HandlerError, InvalidRequest, NotFound
 from video_endpoint.http_errors import Refusal, refusal_answer, refused
@@ -78,6 +79,22 @@ def _in_openai_shape(route: Route) -> Route:
     return answer
 
 
+def _submits_job(route: Route) -> Route:
+    """A route that submits a job: its refusals are counted as refused jobs (`metrics`)."""
+    @functools.wraps(route)
+    async def answer(self: OpenAIVideos, request: Request) -> Response:
+        try:
+            return await route(self, request)
+        except Refusal as refusal:
+            metrics.refused("job", refusal.error, request.state.request_id)
+            raise
+        except HandlerError as exc:
+            if not isinstance(exc, NotFound):  # a source video that is not there: a lookup, not a refusal
+                metrics.refused("job", exc, request.state.request_id)
+            raise
+    return answer
+
+
 class OpenAIVideos:
     """The /v1 routes; `service` is the server's state (its handler, settings and body reading)."""
 
@@ -109,6 +126,7 @@ class OpenAIVideos:
     # -- creating --------------------------------------------------------------------------------
 
     @_in_openai_shape
+    @_submits_job
     async def create(self, request: Request) -> Response:
         fields, files = await self._read(request)
         own = _take(fields, files, "prompt", "model", "size", "seconds", "input_reference")
@@ -123,6 +141,7 @@ class OpenAIVideos:
         return await self._submit(request, inputs, notes)
 
     @_in_openai_shape
+    @_submits_job
     async def remix(self, request: Request) -> Response:
         source = await self._video(request.path_params["video_id"], completed=True)
         fields, files = await self._read(request)
@@ -134,6 +153,7 @@ class OpenAIVideos:
         return await self._submit(request, inputs, [], remixed_from=VIDEO_ID_PREFIX + source["job"]["id"])
 
     @_in_openai_shape
+    @_submits_job
     async def edit(self, request: Request) -> Response:
         fields, files = await self._read(request)
         own = _take(fields, files, "prompt", "video", "size", "seconds")
@@ -144,6 +164,7 @@ class OpenAIVideos:
         return await self._submit(request, inputs, notes)
 
     @_in_openai_shape
+    @_submits_job
     async def extend(self, request: Request) -> Response:
         fields, files = await self._read(request)
         own = _take(fields, files, "prompt", "video", "seconds", "size")

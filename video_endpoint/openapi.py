@@ -43,6 +43,8 @@ def _operation(route: Route, operation: Operation) -> dict[str, Any]:
         answer.update({FORMATS[name].MIME: {"schema": {"type": "string", "format": "binary"}} for name in FORMATS})
     elif operation.media == "events":
         answer = {"text/event-stream": {"schema": {"type": "string"}}}
+    elif operation.media == "text":
+        answer = {"text/plain": {"schema": {"type": "string"}}}
     elif operation.media == "content":
         answer = {FORMATS[name].MIME: {"schema": {"type": "string", "format": "binary"}} for name in FORMATS}
     answers: dict[str, Any] = {str(operation.status): {"description": "the answer", "content": answer}}

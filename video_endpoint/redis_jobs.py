@@ -28,6 +28,7 @@ from typing import Any
 
 import redis
 
+from video_endpoint import metrics
 from video_endpoint.errors import Busy, NotFound, Unavailable
 from video_endpoint.jobs import (
     DELETED,
@@ -253,9 +254,11 @@ class RedisJobStore:
         try:
             yield
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            metrics.JOB_STORE_ERRORS.inc()
             raise Unavailable(f"the job store ({self.where}, VIDEO_JOB_STORE) is not answering: jobs cannot be "
                               f"submitted or polled now; retry later ({type(exc).__name__})", field=None) from None
         except redis.ResponseError as exc:  # e.g. a password refused, a read-only replica
+            metrics.JOB_STORE_ERRORS.inc()
             raise Unavailable(f"the job store ({self.where}, VIDEO_JOB_STORE) refused a call: "
                               f"{str(exc)[:200]}", field=None) from None
 
@@ -500,6 +503,18 @@ class RedisJobStore:
             return {"store": self.name, "reachable": False, "error": exc.message}
         return {"store": self.name, "reachable": True, "waiting": waiting, "replica": self.replica}
 
+    def counts(self) -> dict[str, int] | None:
+        """Running: the stream entries a replica holds (a dead replica's until another claims them)."""
+        try:
+            with self._calls():
+                self._ensure_group()
+                calls = self.client.pipeline(transaction=False)
+                calls.zcard(QUEUED_SET).xpending(STREAM, GROUP).zcard(FINISHED_SET)
+                queued, pending, finished = calls.execute()
+        except Unavailable:
+            return None
+        return {"queued": queued, "running": pending["pending"], "finished": finished}
+
     def close(self) -> None:
         """Stop the heartbeat; this replica leaves the consumer group when it holds no job."""
         self.stopped.set()
@@ -535,7 +550,9 @@ class RedisJobStore:
             status = self.scripts["cancel"](keys=[job_key(job_id)])
             if status is None or status.decode() != QUEUED:
                 return
-            if self._end(job_id, QUEUED, "", cancelled_before_it_ran(), None) is not None:
+            answer = cancelled_before_it_ran()
+            if self._end(job_id, QUEUED, "", answer, None) is not None:
+                metrics.answered("job", answer)
                 return
 
     def _evict(self) -> None:

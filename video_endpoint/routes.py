@@ -24,7 +24,8 @@ class Operation:
     """the component schema of its JSON answer ("" = no schema: an object)"""
     status: int = 200
     media: str = "json"
-    """json; files (a format's file, by Accept); events (Server-Sent Events); content (a video or image)"""
+    """json; files (a format's file, by Accept); events (Server-Sent Events); content (a video or image);
+    text (Prometheus' text format)"""
     errors: tuple[int, ...] = (401,)
     query: tuple[str, ...] = ()
     """its query parameters, by name (`openapi.QUERY`)"""
@@ -50,6 +51,7 @@ class Route:
 
 
 OPENAI_PREFIX = "/v1/"
+METRICS_PATH = "/metrics"
 _VIDEO = "/v1/videos/{video_id}"
 _OPENAI_ERRORS = (400, 401, 404, 429, 503)
 
@@ -60,6 +62,8 @@ ROUTES: tuple[Route, ...] = (
     Route("/healthz", (Operation("GET", "alive", "Liveness, without a token", answer="", errors=()),
                        Operation("HEAD", "alive", "Liveness, without a token", answer="", errors=())), public=True),
     Route("/openapi.json", (Operation("GET", "openapi", "This document", answer=""),)),
+    Route(METRICS_PATH, (Operation("GET", "metrics", "Prometheus metrics (without a token where "
+                                   "VIDEO_METRICS_PUBLIC=1)", answer="", media="text"),)),
     Route("/jobs", (Operation("POST", "submit_job", "Submit a job", body="Body", status=202,
                               errors=(400, 401, 408, 413, 503), headers=("Idempotency-Key",)),)),
     Route("/jobs/{job_id}", (Operation("GET", "job_status", "A job's status (and answer)", errors=(401, 404, 503)),

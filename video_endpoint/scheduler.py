@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pipelines.base import StepCallback
+from video_endpoint import metrics, server_logs
 from video_endpoint.errors import Busy, Cancelled, HandlerError, Unavailable
 from video_endpoint.jobs import Claimed, JobStore, status_of
 from video_endpoint.stages import Decoded, Produced
@@ -54,6 +55,23 @@ class Entry:
     hand_back: bool = False
     """set when this replica stops: the job stops at its next step and goes back to the store"""
     label: str = "request"
+    queued_at: float = field(default_factory=time.perf_counter)
+    waited_s: float | None = None
+    """how long it waited for the model (a job: since it was submitted), once started"""
+
+    @property
+    def request_id(self) -> str:
+        if self.claimed is not None:
+            return self.claimed.request_id
+        return self.decoded.request_id if self.decoded is not None else ""
+
+    def log_ids(self) -> dict[str, Any]:
+        return job_ids(self.claimed) if self.claimed is not None else server_logs.ids(self.request_id)
+
+
+def job_ids(claimed: Claimed) -> dict[str, Any]:
+    """A job's log line's ids (`server_logs.ids`)."""
+    return server_logs.ids(claimed.request_id, claimed.id, claimed.attempt)
 
 
 class ModelSide(Protocol):
@@ -165,7 +183,7 @@ class Scheduler:
                 logger.info("%s: this replica is stopping and %s: handed back (request %s)", current.label,
                             "it has no estimate yet" if eta is None else
                             f"it needs {eta:.0f} s more (VIDEO_SHUTDOWN_GRACE_S {grace_s:g})",
-                            current.claimed.request_id)
+                            current.claimed.request_id, extra=job_ids(current.claimed))
                 current.hand_back = True
                 current.cancel.set()
                 self._hand_back(current.claimed)
@@ -177,16 +195,17 @@ class Scheduler:
             left = list(self.jobs_in_hand.values())
         for claimed in left:
             logger.info("job %s: not ended within VIDEO_SHUTDOWN_GRACE_S: handed back (request %s)", claimed.id,
-                        claimed.request_id)
+                        claimed.request_id, extra=job_ids(claimed))
             self._hand_back(claimed)
         self.store.close()
 
     def _hand_back(self, claimed: Claimed) -> None:
         try:
             self.store.hand_back(claimed)
+            metrics.JOB_HANDBACKS.inc()
         except HandlerError as exc:
             logger.warning("job %s: could not be handed back (%s); it runs again once its lease passes (request %s)",
-                           claimed.id, exc.message, claimed.request_id)
+                           claimed.id, exc.message, claimed.request_id, extra=job_ids(claimed))
 
     # -- the worker --------------------------------------------------------------------------
 
@@ -232,6 +251,7 @@ class Scheduler:
                     if entry.cancel.is_set():  # hung up while waiting: never starts
                         entry.done.set_result(self._cancelled("the client disconnected before it started"))
                         continue
+                    entry.waited_s = time.perf_counter() - entry.queued_at
                     self.current = entry
                     return entry
                 if self.stopping:
@@ -243,9 +263,13 @@ class Scheduler:
             with self.changed:
                 if claimed is not None:
                     self.jobs_in_hand[claimed.id] = claimed
-                    self.current = Entry(None, claimed=claimed, label=f"job {claimed.id}")
+                    waited_s = time.time() - claimed.submitted_at if claimed.submitted_at else None
+                    self.current = Entry(None, claimed=claimed, label=f"job {claimed.id}", waited_s=waited_s)
+                    metrics.JOB_ATTEMPTS.inc()
+                    if claimed.attempt > 1:
+                        metrics.JOB_REQUEUES.inc()
                     logger.info("job %s: attempt %d on replica %s (request %s)", claimed.id, claimed.attempt,
-                                self.store.replica, claimed.request_id)
+                                self.store.replica, claimed.request_id, extra=job_ids(claimed))
                     return self.current
                 if not (self.requests or self.woken or self.stopping):
                     self.changed.wait(self.store.poll_interval_s)
@@ -276,7 +300,8 @@ class Scheduler:
         def on_step(done: int, total: int) -> None:
             if entry.claimed is not None:
                 logger.info("%s: step %d/%d (%.1f s, attempt %d, request %s)", entry.label, done, total,
-                            time.perf_counter() - started, entry.claimed.attempt, entry.claimed.request_id)
+                            time.perf_counter() - started, entry.claimed.attempt, entry.claimed.request_id,
+                            extra=job_ids(entry.claimed))
                 if self.store.progress(entry.claimed, done, total):
                     entry.cancel.set()
             if entry.on_step is not None:
@@ -300,8 +325,8 @@ class Scheduler:
         try:
             produced = encode()
         except Exception:  # the handler's encoding answers its errors itself: a last resort
-            logger.exception("%s: encoding failed unexpectedly (request %s)", entry.label,
-                             entry.claimed.request_id if entry.claimed is not None else "")
+            logger.exception("%s: encoding failed unexpectedly (request %s)", entry.label, entry.request_id,
+                             extra=entry.log_ids())
             produced = self._internal_error()
         finally:
             if self.overlap_encoding:
@@ -309,6 +334,7 @@ class Scheduler:
             with self.changed:
                 if self.current is entry:
                     self.current = None
+        produced.waited_s = entry.waited_s
         if entry.claimed is None:
             entry.done.set_result(produced)
         else:
@@ -322,7 +348,7 @@ class Scheduler:
     def _end_later(self, entry: Entry, answer: dict[str, Any], started: float) -> None:
         with self.changed:
             self.current = None
-        self.job_enders.submit(self._end_job, entry, Produced(answer), started)
+        self.job_enders.submit(self._end_job, entry, Produced(answer, waited_s=entry.waited_s), started)
 
     def _end_job(self, entry: Entry, produced: Produced, started: float) -> None:
         claimed = entry.claimed
@@ -335,16 +361,20 @@ class Scheduler:
             status = status_of(answer)
             if body is None:
                 logger.warning("%s: attempt %d ended (%s) after the job was deleted or another replica took it; "
-                               "not recorded (request %s)", entry.label, claimed.attempt, status, claimed.request_id)
+                               "not recorded (request %s)", entry.label, claimed.attempt, status, claimed.request_id,
+                               extra=job_ids(claimed))
                 return
+            metrics.answered("job", answer, produced)
             summary = status if answer.get("ok") else f"{status}: {answer['error']['type']}"
+            prompt = entry.decoded.request.prompt if entry.decoded is not None else None
             logger.info("%s: %s after %.2f s (attempt %d, request %s)", entry.label, summary,
-                        time.perf_counter() - started, claimed.attempt, claimed.request_id)
+                        time.perf_counter() - started, claimed.attempt, claimed.request_id,
+                        extra={**job_ids(claimed), **server_logs.finished("job", answer, produced.mode, prompt)})
             if claimed.webhook is not None:
                 self._send_webhook(claimed.webhook, claimed.id, body, claimed.request_id)
         except Exception:
             logger.exception("%s: its end could not be recorded; it runs again when its lease passes (request %s)",
-                             entry.label, claimed.request_id)
+                             entry.label, claimed.request_id, extra=job_ids(claimed))
         finally:
             with self.changed:
                 self.jobs_in_hand.pop(claimed.id, None)

@@ -25,6 +25,7 @@ from functools import partial
 from typing import Any
 
 import anyio
+import prometheus_client
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -33,13 +34,13 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from encoders.registry import FORMATS
-from video_endpoint import settings
+from video_endpoint import metrics, server_logs, settings
 from video_endpoint.endpoint import EndpointHandler
-from video_endpoint.errors import HandlerError, InvalidRequest
+from video_endpoint.errors import Cancelled, HandlerError, InvalidRequest
 from video_endpoint.http_errors import Refusal, error_answer, refusal_answer, refused, status_of_error
 from video_endpoint.openai_videos import OpenAIVideos
 from video_endpoint.request_schema import JobCall, read_job_call
-from video_endpoint.routes import OPENAI_PREFIX, ROUTES, listing
+from video_endpoint.routes import METRICS_PATH, OPENAI_PREFIX, ROUTES, listing
 from video_endpoint.routes import Route as RouteSpec
 from video_endpoint.stages import Parsed, new_request_id
 
@@ -62,6 +63,8 @@ class ServerSettings:
     """$VIDEO_HEADER_TIMEOUT_S: a connection whose request headers are not in by then is closed."""
     max_event_streams: int = int(settings.BY_NAME["VIDEO_MAX_EVENT_STREAMS"].default)
     """$VIDEO_MAX_EVENT_STREAMS: event streams open at once; more get 503."""
+    metrics_public: bool = False
+    """$VIDEO_METRICS_PUBLIC: GET /metrics without the token."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServerSettings:
@@ -71,7 +74,8 @@ class ServerSettings:
                                   "queue_depth": settings.read_int("VIDEO_QUEUE_DEPTH", environ),
                                   "body_timeout_s": settings.read_float("VIDEO_BODY_TIMEOUT_S", environ),
                                   "header_timeout_s": settings.read_float("VIDEO_HEADER_TIMEOUT_S", environ),
-                                  "max_event_streams": settings.read_int("VIDEO_MAX_EVENT_STREAMS", environ)}
+                                  "max_event_streams": settings.read_int("VIDEO_MAX_EVENT_STREAMS", environ),
+                                  "metrics_public": settings.read_flag("VIDEO_METRICS_PUBLIC", environ)}
         values.update({k: v for k, v in overrides.items() if v is not None})
         values["token"] = values["token"] or None  # an empty token is no token, not "" to match
         return cls(**values)
@@ -112,6 +116,10 @@ class _Service:
             raise RuntimeError("the model is not loaded yet")
         return self.handler
 
+    def public(self, method: str, path: str) -> bool:
+        """Answered without the token."""
+        return (method, path) in PUBLIC_ROUTES or (path == METRICS_PATH and self.settings.metrics_public)
+
     def authorized(self, request: Request) -> bool:
         if self.settings.token is None:
             return True
@@ -125,6 +133,11 @@ class _Service:
 
             self.openapi_document = document()
         return JSONResponse(self.openapi_document)
+
+    async def metrics(self, request: Request) -> Response:
+        """Prometheus' text format; off the event loop (a shared job store is asked for its counts)."""
+        body = await anyio.to_thread.run_sync(prometheus_client.generate_latest)
+        return Response(body, media_type=prometheus_client.CONTENT_TYPE_LATEST)
 
     async def alive(self, request: Request) -> Response:
         """Liveness for a platform's probe, without a token: says nothing about the model (the
@@ -185,10 +198,12 @@ class _Service:
         try:
             data = await self.read_json(request)
         except Refusal as refusal:
+            metrics.refused("sync", refusal.error, request_id)
             return refusal_answer(refusal, request_id)
         try:  # the body's job keys, read as the handler reads them: one path per kind, whatever they say
             call = read_job_call(data, request.headers.get("idempotency-key"))
         except InvalidRequest as exc:
+            metrics.refused("sync", exc, request_id)
             return refused(exc, request_id)
         call = dataclasses.replace(call, request_id=request_id)
         if call.kind != "generate":
@@ -199,6 +214,7 @@ class _Service:
             # before anything is decoded: a request's images and videos count against the queue
             self.loaded.scheduler.admit(self.settings.queue_depth)
         except HandlerError as exc:
+            metrics.refused("sync", exc, request_id)
             return refused(exc, request_id)
         try:
             return await self._generate(request, parsed, request_id)
@@ -221,7 +237,8 @@ class _Service:
         client_gone = threading.Event()
 
         def on_step(done: int, total: int) -> None:  # a hang-up sets `client_gone`: the scheduler stops it
-            logger.info("request %s: step %d/%d (%.1f s)", request_id, done, total, time.perf_counter() - started)
+            logger.info("request %s: step %d/%d (%.1f s)", request_id, done, total, time.perf_counter() - started,
+                        extra=server_logs.ids(request_id))
 
         refusal: HandlerError | None = None
         async with anyio.create_task_group() as watchers:
@@ -242,21 +259,27 @@ class _Service:
                     produced = await asyncio.shield(asyncio.wrap_future(answer))
             watchers.cancel_scope.cancel()
         if client_gone.is_set():
+            dropped = metrics.answered("sync", Cancelled("the client disconnected", field=None).envelope())
             logger.info("request %s: client disconnected after %.2f s; dropped", request_id,
-                        time.perf_counter() - started)
+                        time.perf_counter() - started,
+                        extra={**server_logs.ids(request_id), **server_logs.finished("sync", dropped)})
             return error_answer(499, "client disconnected", request_id)
         if refusal is not None:
+            metrics.refused("sync", refusal, request_id)
             return refused(refusal, request_id)
         # uploads after the model is free: a slow store holds this request only
-        result = await anyio.to_thread.run_sync(self.loaded.deliver, produced)
+        result = metrics.answered("sync", await anyio.to_thread.run_sync(self.loaded.deliver, produced), produced)
         elapsed = time.perf_counter() - started
         headers = {"X-Request-Id": request_id}
+        logged = {**server_logs.ids(request_id),
+                  **server_logs.finished("sync", result, produced.mode, decoded.request.prompt)}
         if not result["ok"]:
             error = result["error"]
-            logger.info("request %s: %s (%s) after %.2f s", request_id, error["type"], error["field"], elapsed)
+            logger.info("request %s: %s (%s) after %.2f s", request_id, error["type"], error["field"], elapsed,
+                        extra=logged)
             return JSONResponse(result, status_code=status_of_error(error), headers=headers)
         logger.info("request %s: ok, %s, %d frames in %.2f s", request_id, result["diagnostics"]["mode"],
-                    result["diagnostics"]["num_frames"], elapsed)
+                    result["diagnostics"]["num_frames"], elapsed, extra=logged)
         if decoded.request.return_base64:
             return JSONResponse(result, headers=headers)
         (name, content), = result["outputs"].items()
@@ -282,14 +305,16 @@ class _Service:
         request_id = request.state.request_id
         try:
             data = await self.read_json(request)
+            if not isinstance(data, dict) or not isinstance(data.get("inputs"), dict | str):
+                raise Refusal(400, "the body must be {\"inputs\": {...a request...}}", field="inputs")
         except Refusal as refusal:
+            metrics.refused("job", refusal.error, request_id)
             return refusal_answer(refusal, request_id)
-        if not isinstance(data, dict) or not isinstance(data.get("inputs"), dict | str):
-            return error_answer(400, "the body must be {\"inputs\": {...a request...}}", request_id, field="inputs")
         inputs = data["inputs"] if isinstance(data["inputs"], dict) else {"prompt": data["inputs"]}
         try:
             call = read_job_call({**data, "inputs": {**inputs, "async": True}}, request.headers.get("idempotency-key"))
         except InvalidRequest as exc:
+            metrics.refused("job", exc, request_id)
             return refused(exc, request_id)
         return await self.job_answer(dataclasses.replace(call, request_id=request_id), request_id, status=202)
 
@@ -444,7 +469,7 @@ class _EveryAnswer:
         request_id = supplied if _CLIENT_REQUEST_ID.match(supplied) else new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         openai = scope["path"].startswith(OPENAI_PREFIX)
-        if not self.service.authorized(request) and (request.method, scope["path"]) not in PUBLIC_ROUTES:
+        if not self.service.authorized(request) and not self.service.public(request.method, scope["path"]):
             await error_answer(401, "missing or wrong bearer token", request_id, field="authorization",
                                headers={"WWW-Authenticate": "Bearer"}, openai=openai)(scope, receive, send)
             return
@@ -461,7 +486,8 @@ class _EveryAnswer:
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:
-            logger.exception("request %s failed with an unexpected error", request_id)
+            logger.exception("request %s failed with an unexpected error", request_id,
+                             extra=server_logs.ids(request_id))
             if not started:
                 await error_answer(500, "internal error; see the server log", request_id, kind="internal",
                                    openai=openai)(scope, receive, send)
@@ -552,7 +578,9 @@ def serve(load_handler: Callable[[], EndpointHandler], settings: ServerSettings,
             logger.warning("no token configured (--token or $VIDEO_API_TOKEN): listening on %s only", host)
         else:
             logger.warning("no token configured and listening on %s: anyone who can reach it can use it", host)
+    from uvicorn.config import LOGGING_CONFIG
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
     uvicorn.run(create_app(load_handler, settings), host=host, port=port, log_level="info",
-                http=header_deadline(AutoHTTPProtocol, settings.header_timeout_s))
+                http=header_deadline(AutoHTTPProtocol, settings.header_timeout_s),
+                log_config=server_logs.uvicorn_log_config() or LOGGING_CONFIG)

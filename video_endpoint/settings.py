@@ -76,8 +76,12 @@ SETTINGS: tuple[Setting, ...] = (
             "`video-endpoint/` (the freedesktop variable; Hub downloads follow `HF_HOME` instead)", "model",
             shown_default="`~/.cache`"),
     Setting("VIDEO_LOG_PAYLOADS", "0", "`1`: let hf-serve log each request's payload (prompt, base64 image) as it "
-            "does by default; `0`: its `Received request with:` line keeps the request id and the payload's length "
-            "only", "model"),
+            "does by default, and put the prompt in each finished request's log line; `0`: hf-serve's `Received "
+            "request with:` line keeps the request id and the payload's length only, and no line has a prompt",
+            "model"),
+    Setting("VIDEO_LOG_FORMAT", "text", "`text`: readable log lines; `json`: one JSON object per line (time, level, "
+            "request and job id, replica, event; a finished request's mode, family, size, frames, steps, timings "
+            "and outcome; see [Monitoring](operations.md#monitoring))", "model"),
     Setting("VIDEO_MAX_FRAMES", "257", "most `num_frames` per request", "limits"),
     Setting("VIDEO_MAX_PIXELS", "1048576", "most height × width", "limits"),
     Setting("VIDEO_MAX_VIDEO_PIXELS", "160000000", "most `num_frames` × height × width", "limits"),
@@ -127,6 +131,8 @@ SETTINGS: tuple[Setting, ...] = (
             shown_default="the cores this process may run on (CPU affinity, container CPU quota)"),
     Setting("VIDEO_API_TOKEN", "", "bearer token every request must carry (`--token` overrides it); unset = no "
             "auth, and the server listens on 127.0.0.1 only", "server", shown_default="(none)"),
+    Setting("VIDEO_METRICS_PUBLIC", "0", "`1`: `GET /metrics` answers without the token (for a scraper inside a "
+            "private network); `0`: it needs the token like the API", "server"),
     Setting("VIDEO_QUEUE_DEPTH", "4", "requests that may wait behind the running one (`--queue-depth`); more get "
             "503", "server"),
     Setting("VIDEO_BODY_TIMEOUT_S", "60", "seconds a request body may take to arrive; a slower one gets 408",

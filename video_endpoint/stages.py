@@ -108,6 +108,10 @@ class Produced:
     result: dict[str, Any]
     to_upload: dict[str, bytes] = field(default_factory=dict)
     where: dict[str, HttpTarget] = field(default_factory=dict)
+    mode: str | None = None
+    """the plan's mode, once planned (what the metrics count a failed request under)"""
+    waited_s: float | None = None
+    """how long it waited for the model (a job: since it was submitted)"""
 
 
 @dataclass

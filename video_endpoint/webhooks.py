@@ -17,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from video_endpoint import metrics
 from video_endpoint.errors import InvalidRequest
 from video_endpoint.http_url import BadUrl, HttpTarget, parse_allowed_url, send, send_with_retries
 
@@ -79,11 +80,13 @@ class WebhookSender:
 
     def _deliver(self, url: str, job_id: str, body: bytes, done: Callable[[str], None] | None,
                  request_id: str) -> None:
+        delivered = False
         try:
-            self.send(self.check(url), job_id, body, request_id=request_id)
+            delivered = self.send(self.check(url), job_id, body, request_id=request_id)
         except Exception:  # a sender thread outlives any one delivery
             logger.exception("webhook for job %s failed", job_id)
         finally:
+            metrics.WEBHOOKS.labels("delivered" if delivered else "failed").inc()
             if done is not None:
                 done(job_id)
 

@@ -31,7 +31,7 @@ def test_the_served_document_is_the_generated_one(openapi_server):
     served = httpx.get(f"{openapi_server}/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"}).json()
     assert served == document()
     assert set(served["paths"]) == {"/", "/jobs", "/jobs/{job_id}", "/jobs/{job_id}/events", "/health", "/healthz",
-                                    "/openapi.json", "/v1/models", "/v1/models/{model_id}", "/v1/videos",
+                                    "/metrics", "/openapi.json", "/v1/models", "/v1/models/{model_id}", "/v1/videos",
                                     "/v1/videos/{video_id}", "/v1/videos/{video_id}/content",
                                     "/v1/videos/{video_id}/remix", "/v1/videos/edits", "/v1/videos/extensions",
                                     "/v1/videos/characters", "/v1/videos/characters/{character_id}"}

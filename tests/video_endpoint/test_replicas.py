@@ -21,6 +21,7 @@ import pytest
 
 from tests.conftest import RedisServer, serving
 from tests.media import decode_video
+from tests.video_endpoint.test_metrics import key, parsed
 
 TOKEN = "replica-token-0123456789"
 SECRET = "replica-webhook-secret"
@@ -99,6 +100,11 @@ def running_on(servers, answer) -> int:
     return next(i for i, (_, process) in enumerate(servers) if process.pid == pid)
 
 
+def counted(url: str) -> dict:
+    """The replica's /metrics (`test_metrics.parsed`)."""
+    return parsed(httpx.get(f"{url}/metrics", headers=HEADERS, timeout=10).text)
+
+
 def mp4_frames(answer: dict) -> np.ndarray:
     return np.stack(decode_video(base64.b64decode(answer["outputs"]["mp4_base64"])).frames)
 
@@ -122,6 +128,8 @@ def test_a_killed_replicas_job_is_finished_by_another_with_the_same_video(tiny_m
         assert ended["job"]["request_id"] == ended["diagnostics"]["request_id"] == "trace-killed-1"
         job_lines = [line for line in log.splitlines() if f"job {job['id']}:" in line]
         assert job_lines and all("request trace-killed-1" in line for line in job_lines), job_lines
+        survivor_counts = counted(survivor)
+        assert survivor_counts[key("job_requeues_total")] == survivor_counts[key("job_attempts_total")] == 1
 
 
 def test_cancel_and_events_through_the_replica_not_running_the_job(tiny_model_dir, tmp_path, replica_env):
@@ -170,6 +178,10 @@ def test_six_jobs_over_two_replicas_each_webhook_once_and_idempotent_submission(
             assert time.monotonic() < deadline, Hooks.received
             time.sleep(0.1)
         time.sleep(1)
+        counts = [counted(url) for url, _ in servers]
+        assert sum(c[key("webhook_deliveries_total", outcome="delivered")] for c in counts) == 6
+        assert sum(c[key("webhook_deliveries_total", outcome="failed")] for c in counts) == 0
+        assert sum(c[key("job_attempts_total")] for c in counts) == 7  # six and the idempotent one
     assert sorted(job_id for job_id, _ in Hooks.received) == sorted(ids)  # each exactly once
     assert all(json.loads(body) == finals[job_id] for job_id, body in Hooks.received)
     # each webhook names the request that submitted its job, whichever replica sent it
@@ -198,6 +210,9 @@ def test_sigterm_on_every_replica_hands_the_jobs_to_the_next_one(tiny_model_dir,
 def test_redis_away_and_back(tiny_model_dir, tmp_path, replica_env, redis_store):
     with replicas(1, tiny_model_dir, tmp_path, replica_env) as ((url, _),):
         done = wait(url, submit(url, SHORT)["id"])
+        before = counted(url)  # the store's counts, from Redis
+        assert before[key("jobs", status="finished")] >= 1 and before[key("jobs", status="running")] == 0
+        assert before[key("queue_waiting", kind="job")] == 0
         redis_store.stop()
         started = time.monotonic()
         refused = httpx.post(f"{url}/jobs", json={"inputs": SHORT}, headers=HEADERS, timeout=30)
@@ -210,6 +225,10 @@ def test_redis_away_and_back(tiny_model_dir, tmp_path, replica_env, redis_store)
         assert synchronous.status_code == 200 and mp4_frames(synchronous.json()).shape == (9, 64, 96, 3)
         health = httpx.get(f"{url}/health", headers=HEADERS, timeout=30).json()
         assert health["jobs"]["store"] == "redis" and health["jobs"]["reachable"] is False
+        away = counted(url)  # the store's counts are missing, not 0; its errors are counted
+        assert not any(name.endswith("_jobs") for name, _ in away) and key("queue_waiting", kind="job") not in away
+        assert away[key("job_store_errors_total")] >= 2
+        assert away[key("requests_total", kind="job", outcome="unavailable", mode="none")] == 1
         redis_store.start()
         assert wait(url, submit(url, SHORT)["id"])["job"]["status"] == "succeeded"
         assert httpx.get(f"{url}/health", headers=HEADERS, timeout=30).json()["jobs"]["reachable"] is True
