@@ -6,7 +6,7 @@ the defaults of the loading code and of diffusers.
 What is switched on comes in as `SpeedSettings` (the application reads them from its settings:
 `VIDEO_COMPILE`, `VIDEO_WARMUP`, `VIDEO_STEP_CACHE`, `VIDEO_VAE_TILING`, `VIDEO_CPU_OFFLOAD`).
 Compilation is `compile_repeated_blocks` on each repeated transformer block: compile's speed for
-a fraction of its compile time. The warm-up's four short requests (`warmup_requests`) leave a
+a fraction of its compile time. The warm-up's four short generations (`warmup_shapes`) leave a
 graph compiled for the card's default size and one with dynamic sizes and batch, so no user
 request recompiles whatever its prompt, seed, steps, guidance or size (tested on CPU). The
 exceptions: a latent of a single token (e.g. 32x32, 1 frame on LTX), a size torch always
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -81,26 +82,34 @@ def apply(pipelines: LoadedPipelines, switches: SpeedSettings) -> list[str]:
     return applied
 
 
-def warmup_requests(modes: list[str]) -> list[dict[str, Any]]:
-    """Short requests, 2 steps each, so that no user request compiles: the card's default (the
-    shapes most requests have, compiled for exactly those), then a second size (torch recompiles
-    with the sizes dynamic), then that size without guidance (classifier-free guidance doubles the
-    transformer's batch: torch specializes a batch of 1), then the default size without guidance
-    (torch 2.5 compiled the batch of 1 for the second size only; newer torch compiles nothing
-    here)."""
-    inputs: dict[str, Any] = {"prompt": "warm-up", "num_inference_steps": 2, "seed": 0, "outputs": ["gif"]}
-    if "t2v" not in modes:  # an image-to-video-only checkpoint needs an image
-        import base64
-        import io
+@dataclass(frozen=True)
+class WarmupShape:
+    """One warm-up generation of `WARMUP_STEPS` steps: what differs from a default request (None:
+    the default). The application makes its own request of it and runs it like any other, so the
+    planning a user request goes through (the family's frame counts, sizes, defaults) shapes it too."""
 
-        from PIL import Image
+    height: int | None = None
+    width: int | None = None
+    num_frames: int | None = None
+    guidance_scale: float | None = None
+    """1.0: without classifier-free guidance (a batch of 1)"""
+    with_image: bool = False
+    """image-to-video: for a checkpoint without text-to-video"""
 
-        buffer = io.BytesIO()
-        Image.new("RGB", (512, 512), (128, 128, 128)).save(buffer, format="PNG")
-        inputs["image"] = base64.b64encode(buffer.getvalue()).decode("ascii")
-    other_size = {**inputs, "height": 256, "width": 384, "num_frames": 16}
-    return [{"inputs": inputs}, {"inputs": other_size}, {"inputs": {**other_size, "guidance_scale": 1.0}},
-            {"inputs": {**inputs, "guidance_scale": 1.0}}]
+
+WARMUP_STEPS = 2
+
+
+def warmup_shapes(modes: list[str]) -> list[WarmupShape]:
+    """Short generations so that no user request compiles: the card's default (the shapes most
+    requests have, compiled for exactly those), then a second size (torch recompiles with the sizes
+    dynamic), then that size without guidance (classifier-free guidance doubles the transformer's
+    batch: torch specializes a batch of 1), then the default size without guidance (torch 2.5
+    compiled the batch of 1 for the second size only; newer torch compiles nothing here)."""
+    image = "t2v" not in modes  # an image-to-video-only checkpoint needs an image
+    return [WarmupShape(with_image=image), WarmupShape(256, 384, 16, with_image=image),
+            WarmupShape(256, 384, 16, guidance_scale=1.0, with_image=image),
+            WarmupShape(guidance_scale=1.0, with_image=image)]
 
 
 # The oldest torch seen to compile every size after the warm-up with dynamic shapes: 2.13 in a CPU

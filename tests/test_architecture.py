@@ -1,6 +1,7 @@
 """The dependency rule (docs: README's layout): `encoders` and `pipelines` are plug-in packages
-that import nothing from the application `video_endpoint`; no two packages, and no two modules,
-import each other. Read from the source (type-only imports count too)."""
+that import nothing from the application `video_endpoint`; no two packages import each other, and
+no modules import each other through a cycle of any length. Read from the source (type-only imports
+count too)."""
 
 from __future__ import annotations
 
@@ -39,11 +40,69 @@ def test_the_plug_in_packages_import_nothing_of_the_application():
             assert not {name for name in imported if name.startswith("pipelines")}, module
 
 
-def test_no_two_modules_import_each_other():
-    modules = set(GRAPH)
-    edges = {(module, name) for module, imported in GRAPH.items() for name in imported if name in modules}
-    mutual = {tuple(sorted(edge)) for edge in edges if (edge[1], edge[0]) in edges and edge[0] != edge[1]}
-    assert not mutual
+def cycles(graph: dict[str, set[str]]) -> list[set[str]]:
+    """The import cycles of any length: the strongly connected components of more than one module
+    (Tarjan's algorithm, without recursion)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[set[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, targets = work[-1]
+            target = next((t for t in targets if t in graph), None)
+            if target is not None:
+                if target not in index:
+                    index[target] = low[target] = len(index)
+                    stack.append(target)
+                    on_stack.add(target)
+                    work.append((target, iter(sorted(graph[target]))))
+                elif target in on_stack:
+                    low[node] = min(low[node], index[target])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = set()
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.add(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(component)
+    return found
+
+
+def test_no_import_cycle_of_any_length():
+    assert not cycles(GRAPH)
+
+
+def test_cycles_finds_a_circle_of_three_and_nothing_in_a_chain():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [{"a", "b", "c"}]
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+
+
+def test_every_error_envelope_is_written_in_errors_py():
+    """`{"ok": False, "error": ...}` appears once, in `video_endpoint/errors.py`: every other module
+    asks it (`envelope`, `envelope_of`, an error's `.envelope()`)."""
+    written = []
+    for path in (ROOT / "video_endpoint").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Dict) and any(
+                    isinstance(key, ast.Constant) and key.value == "ok" and isinstance(value, ast.Constant)
+                    and value.value is False for key, value in zip(node.keys, node.values, strict=True)):
+                written.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert [place.split(":")[0] for place in written] == ["video_endpoint/errors.py"], written
 
 
 def test_the_rule_holds_for_what_the_test_reads():

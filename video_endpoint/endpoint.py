@@ -5,12 +5,16 @@ The platform calls `EndpointHandler(path)` once and then `handler(data)` per req
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+from PIL import Image
 
 from encoders import cores
 from pipelines import speed
@@ -46,17 +50,26 @@ class EndpointHandler:
         self.warmup_ms: float | None = None
         if self.model.speed.warmup:  # compile now, so the first user request is not the slow one
             self.warmup_ms = 0.0
-            for request in speed.warmup_requests(self.model.modes):
-                result = self._warm_up(request)
+            for shape in speed.warmup_shapes(self.model.modes):
+                result = self._warm_up(shape)
                 self.warmup_ms += result.get("diagnostics", {}).get("timing_ms", {}).get("total", 0.0)
                 logger.info("warm-up request: %s", "ok" if result["ok"] else result["error"])
         if self.jobs.shared:  # other replicas fill the store: look for jobs from now on
             self.scheduler.start()
 
-    def _warm_up(self, data: dict[str, Any]) -> dict[str, Any]:
-        """A warm-up request, served as any other and counted in no metric."""
+    def _warm_up(self, shape: speed.WarmupShape) -> dict[str, Any]:
+        """A warm-up generation as a request of ours, served as any other and counted in no metric."""
+        inputs: dict[str, Any] = {"prompt": "warm-up", "num_inference_steps": speed.WARMUP_STEPS, "seed": 0,
+                                  "outputs": ["gif"]}
+        for name in ("height", "width", "num_frames", "guidance_scale"):
+            if getattr(shape, name) is not None:
+                inputs[name] = getattr(shape, name)
+        if shape.with_image:
+            buffer = io.BytesIO()
+            Image.new("RGB", (512, 512), (128, 128, 128)).save(buffer, format="PNG")
+            inputs["image"] = base64.b64encode(buffer.getvalue()).decode("ascii")
         try:
-            return self.deliver(self.scheduler.run(self.decode(data)))
+            return self.deliver(self.scheduler.run(self.decode({"inputs": inputs})))
         except HandlerError as exc:
             return exc.envelope()
 
@@ -181,8 +194,7 @@ class EndpointHandler:
             return exc.envelope()
         except Exception:
             logger.exception("upload failed with an unexpected error")
-            return {"ok": False, "error": {"type": "internal", "field": None,
-                                           "message": "internal error while uploading; see the server log"}}
+            return HandlerError("internal error while uploading; see the server log").envelope()
         result = produced.result
         result["outputs"] = {**stored, **result["outputs"]}
         timing = result["diagnostics"]["timing_ms"]
@@ -234,5 +246,4 @@ def _failure(exc: Exception, doing: str) -> Produced:
             logger.error("request failed (%s): %s", exc.type, exc.message, exc_info=exc.__cause__)
         return Produced(exc.envelope())
     logger.exception("request failed with an unexpected error")
-    return Produced({"ok": False, "error": {"type": "internal", "field": None,
-                                            "message": f"internal error while {doing}; see the server log"}})
+    return Produced(HandlerError(f"internal error while {doing}; see the server log").envelope())

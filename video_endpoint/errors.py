@@ -67,6 +67,12 @@ class Busy(HandlerError):
     type = "busy"
 
 
+class UploadFailed(HandlerError):
+    """An output could not be stored where the request said; `field` is `upload.<format>`."""
+
+    type = "upload_failed"
+
+
 class Unavailable(HandlerError):
     """A service the request needs is not answering (the shared job store): jobs wait for it to
     come back, synchronous requests are still served; retry later."""
@@ -89,7 +95,12 @@ class NotFound(InvalidRequest):
 
 def envelope(kind: str, message: str, field: str | None = None, **extra: Any) -> dict[str, Any]:
     """The one `{"ok": false, "error": {...}}` every failure is answered with."""
-    return {"ok": False, "error": {"type": kind, "field": field, "message": message, **extra}}
+    return envelope_of({"type": kind, "field": field, "message": message, **extra})
+
+
+def envelope_of(error: dict[str, Any]) -> dict[str, Any]:
+    """An envelope's `error`, back in its envelope (every envelope is written here)."""
+    return {"ok": False, "error": error}
 
 
 # HTTP status per error type on the local server: the client's fault is 4xx, ours is 5xx

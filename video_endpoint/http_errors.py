@@ -8,7 +8,15 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-from video_endpoint.errors import OPENAI_STATUS, STATUS, HandlerError, NotFound, envelope, openai_error
+from video_endpoint.errors import (
+    OPENAI_STATUS,
+    STATUS,
+    HandlerError,
+    NotFound,
+    envelope,
+    envelope_of,
+    openai_error,
+)
 
 
 class Refusal(Exception):
@@ -33,7 +41,7 @@ def error_dict_answer(error: dict[str, Any], request_id: str, status: int | None
     headers = {"X-Request-Id": request_id, **(headers or {})}
     if error["type"] in ("busy", "unavailable"):
         headers["Retry-After"] = str(error.get("retry_after_s", 5))
-    body = openai_error(error, status) if openai else {"ok": False, "error": error}
+    body = openai_error(error, status) if openai else envelope_of(error)
     return JSONResponse(body, status_code=status, headers=headers)
 
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from video_endpoint import metrics, settings
-from video_endpoint.errors import Busy, InvalidRequest, NotFound
+from video_endpoint.errors import Busy, Cancelled, HandlerError, InvalidRequest, NotFound
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 DELETED = "deleted"  # stopped and forgotten: reads answer unknown, a run still going stops at its next step
@@ -159,11 +159,10 @@ def final_answer(description: dict[str, Any], status: str, answer: dict[str, Any
     except (TypeError, ValueError, KeyError):
         return final_answer(description, FAILED, internal_error(), max_bytes)
     if len(body) > max_bytes:
-        status, error = FAILED, {"ok": False, "error": {
-            "type": "invalid_request", "field": "outputs",
-            "message": f"the answer ({len(body):,} bytes) is larger than this server keeps for a job "
-                       f"(VIDEO_JOB_MAX_BYTES, {max_bytes:,}): ask for fewer or smaller outputs"}}
-        return final_answer(description, status, error, max_bytes)
+        too_large = InvalidRequest(f"the answer ({len(body):,} bytes) is larger than this server keeps for a job "
+                                   f"(VIDEO_JOB_MAX_BYTES, {max_bytes:,}): ask for fewer or smaller outputs",
+                                   field="outputs")
+        return final_answer(description, FAILED, too_large.envelope(), max_bytes)
     return status, body
 
 
@@ -178,11 +177,11 @@ def json_bytes(answer: Any) -> bytes:
 
 
 def internal_error() -> dict[str, Any]:
-    return {"ok": False, "error": {"type": "internal", "field": None, "message": "internal error"}}
+    return HandlerError("internal error").envelope()
 
 
 def cancelled_before_it_ran() -> dict[str, Any]:
-    return {"ok": False, "error": {"type": "cancelled", "field": None, "message": "cancelled before it ran"}}
+    return Cancelled("cancelled before it ran").envelope()
 
 
 class JobStore(Protocol):

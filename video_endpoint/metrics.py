@@ -24,7 +24,7 @@ from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from video_endpoint import server_logs
-from video_endpoint.errors import STATUS, HandlerError
+from video_endpoint.errors import STATUS, HandlerError, envelope_of
 from video_endpoint.request_schema import RequestFields
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ def refused(kind: str, error: HandlerError | dict[str, Any], request_id: str | N
         REFUSALS.labels(field_label(said.get("field"))).inc()
     logger.info("%s %s: refused, %s (%s)", "request" if kind == "sync" else "job submitted by request",
                 request_id or "-", said.get("type"), said.get("field"),
-                extra={**server_logs.ids(request_id), **server_logs.finished(kind, {"ok": False, "error": said})})
+                extra={**server_logs.ids(request_id), **server_logs.finished(kind, envelope_of(said))})
 
 
 def answered(kind: str, answer: dict[str, Any], produced: Produced | None = None) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from typing import Any
 import redis
 
 from video_endpoint import metrics
-from video_endpoint.errors import Busy, NotFound, Unavailable
+from video_endpoint.errors import Busy, HandlerError, NotFound, Unavailable
 from video_endpoint.jobs import (
     DELETED,
     FINISHED,
@@ -415,10 +415,10 @@ class RedisJobStore:
             attempts = int(outcome[1])
             logger.error("job %s: its replica stopped while running it %d times (VIDEO_JOB_MAX_ATTEMPTS); failed",
                          job_id, attempts)
-            error = {"ok": False, "error": {"type": "internal", "field": None, "message": (
+            error = HandlerError(
                 f"the job was started {attempts} times and each time the replica running it stopped (killed, out "
-                "of memory, or scaled down) before it ended (VIDEO_JOB_MAX_ATTEMPTS); it is not run again")}}
-            self._end(job_id, outcome[2].decode(), str(attempts), error, None, webhook=True)
+                "of memory, or scaled down) before it ended (VIDEO_JOB_MAX_ATTEMPTS); it is not run again")
+            self._end(job_id, outcome[2].decode(), str(attempts), error.envelope(), None, webhook=True)
         if kind != "run":
             self._forget(entry_id)
             return None

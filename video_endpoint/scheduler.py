@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from pipelines.base import StepCallback
 from video_endpoint import metrics, server_logs
 from video_endpoint.errors import Busy, Cancelled, HandlerError, Unavailable
-from video_endpoint.jobs import Claimed, JobStore, status_of
+from video_endpoint.jobs import Claimed, JobStore, internal_error, status_of
 from video_endpoint.stages import Decoded, Produced
 from video_endpoint.webhooks import WebhookSender
 
@@ -240,7 +240,7 @@ class Scheduler:
 
     @staticmethod
     def _internal_error() -> Produced:
-        return Produced({"ok": False, "error": {"type": "internal", "field": None, "message": "internal error"}})
+        return Produced(internal_error())
 
     def _next(self) -> Entry | None:
         """The next synchronous request, else the next job from the store, else wait."""

@@ -16,19 +16,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from encoders.registry import FORMATS
-from video_endpoint.errors import HandlerError, InvalidRequest
+from video_endpoint.errors import InvalidRequest, UploadFailed
 from video_endpoint.http_url import BadUrl, HttpTarget, TimedOut, parse_allowed_url, send, send_with_retries
 from video_endpoint.request_schema import RequestFields
 
 UPLOAD_TIMEOUT_S = 60.0  # per attempt, as a whole: connecting, sending and the store's answer
 UPLOAD_ATTEMPTS = 3
 UPLOAD_DEADLINE_S = 150.0  # every attempt of every output of one answer
-
-
-class UploadFailed(HandlerError):
-    """An output could not be stored where the request said; `field` is `upload.<format>`."""
-
-    type = "upload_failed"
 
 
 def targets(request: RequestFields, hosts: tuple[str, ...]) -> dict[str, HttpTarget]:

@@ -3,7 +3,6 @@ skipped on CPU; the switches themselves and the step cache run here."""
 
 from __future__ import annotations
 
-import base64
 import shutil
 
 import numpy as np
@@ -35,7 +34,7 @@ def test_after_warm_up_no_request_recompiles(tiny_model_dir, monkeypatch, step_c
     if not step_cache:
         # one graph per warm-up shape at most, not one per block and shape (torch 2.5 without shared
         # attention processors: 8 for the tiny model's 2 blocks)
-        assert torch._dynamo.utils.counters["stats"]["unique_graphs"] <= len(speed.warmup_requests(handler.model.modes))
+        assert torch._dynamo.utils.counters["stats"]["unique_graphs"] <= len(speed.warmup_shapes(handler.model.modes))
     else:
         assert any("first-block cache" in item for item in handler.model.describe()["speed"])
     assert any("regional compilation" in item for item in handler.model.describe()["speed"])
@@ -72,10 +71,13 @@ def test_warm_up_runs_at_start(tiny_model_dir, monkeypatch):
     assert warmed(REQUEST)["ok"] is True
 
 
-def test_image_only_models_warm_up_with_an_image():
-    for request in speed.warmup_requests(["i2v"]):
-        assert base64.b64decode(request["inputs"]["image"])[:4] == b"\x89PNG"
-    assert all("image" not in request["inputs"] for request in speed.warmup_requests(["t2v", "i2v"]))
+def test_image_only_models_warm_up_with_an_image(handler):
+    assert all(shape.with_image for shape in speed.warmup_shapes(["i2v"]))
+    assert not any(shape.with_image for shape in speed.warmup_shapes(["t2v", "i2v"]))
+    for shape in speed.warmup_shapes(["i2v"])[:2]:  # made into requests of ours and served
+        warmed = handler._warm_up(shape)
+        assert warmed["ok"] and warmed["diagnostics"]["mode"] == "i2v"
+        assert warmed["diagnostics"]["num_inference_steps"] == speed.WARMUP_STEPS
 
 
 @pytest.mark.gpu
