@@ -11,10 +11,12 @@ import typing
 
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
 from handler import EndpointHandler
 from tests.conftest import REPORT
 from tests.media import zip_frames
+from tests.waiting import wait_until
 from video_endpoint import webhooks
 from video_endpoint.errors import NotFound
 from video_endpoint.jobs import InProcessJobStore, JobSettings
@@ -129,8 +131,9 @@ def test_results_expire_and_stay_under_the_byte_cap(handler):
     with_jobs(handler, ttl_s=0.2)
     job_id = submit(handler)["job"]["id"]
     wait(handler, job_id)
-    time.sleep(0.3)
-    assert handler({"inputs": {"job_id": job_id}})["error"]["field"] == "job_id"
+    gone = wait_until(lambda: not (answer := handler({"inputs": {"job_id": job_id}}))["ok"] and answer,
+                      "the job to expire (VIDEO_JOB_TTL_S 0.2 s)", timeout_s=5)
+    assert gone["error"]["field"] == "job_id"
 
 
 def test_job_protocol_mistakes_answer_with_the_field(handler):
@@ -211,8 +214,9 @@ def test_webhook_gets_the_signed_final_answer_only_on_listed_hosts(handler, rece
         refused = submit(handler, webhook=elsewhere)
         assert refused["ok"] is False and refused["error"]["field"] == "webhook", (elsewhere, refused)
     received.clear()
+    sent = deliveries()
     wait(handler, submit(handler, webhook=f"{url}/redirect")["job"]["id"])
-    time.sleep(0.5)
+    wait_until(lambda: deliveries() == sent + 1, "the delivery to end")
     assert [path for path, _, _ in received] == ["/redirect"]  # a redirect is not followed
 
 
@@ -223,9 +227,16 @@ def test_a_slow_receiver_gets_the_webhook_once(handler, receiver, monkeypatch):
     monkeypatch.setattr(webhooks, "WEBHOOK_TIMEOUT_S", 0.5)
     monkeypatch.setattr(_Receiver, "delay_s", 1.5)
     with_jobs(handler, webhook_hosts=(url.removeprefix("http://"),), webhook_secret=SECRET)
+    sent = deliveries()
     wait(handler, submit(handler, webhook=f"{url}/hook")["job"]["id"])
-    time.sleep(5)  # three attempts (1 s and 2 s apart) would all have arrived by now
+    wait_until(lambda: deliveries() == sent + 1, "the delivery to end, retries included")
     assert [path for path, _, _ in received] == ["/hook"]
+
+
+def deliveries() -> float:
+    """Webhook deliveries ended in this process, delivered or given up (the sender counts each once)."""
+    return sum(REGISTRY.get_sample_value("video_endpoint_webhook_deliveries_total", {"outcome": outcome}) or 0.0
+               for outcome in ("delivered", "failed"))
 
 
 def test_async_with_raw_bytes_is_refused_at_submission(handler):

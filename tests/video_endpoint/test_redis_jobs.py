@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import SMALL
 from tests.media import zip_frames
 from tests.video_endpoint.test_jobs import listing_and_deleting
+from tests.waiting import wait_until
 from video_endpoint.errors import InvalidRequest, Unavailable
 from video_endpoint.jobs import Idempotency, JobSettings
 from video_endpoint.redis_jobs import RedisJobStore
@@ -52,8 +53,7 @@ def test_a_dead_replicas_job_is_run_again_and_only_the_last_attempt_is_recorded(
     first = dead.take()
     dead.close()  # its heartbeat stops, as a killed process's does
     assert alive.take() is None  # within the lease the job is still the dead one's
-    time.sleep(1.2)
-    second = alive.take()
+    second = wait_until(alive.take, "the dead replica's lease to pass")
     assert (second.id, second.attempt, second.payload) == (job_id, 2, {"n": 1})
     assert dead.progress(first, 2, 4) is True  # the old attempt is told to stop
     assert dead.finish(first, {"ok": False, "error": {"type": "internal", "field": None, "message": "x"}}) is None
@@ -67,11 +67,11 @@ def test_a_job_whose_replicas_keep_dying_fails_after_the_attempts(redis_server):
     job_id = submitter.submit({}, None)["job"]["id"]
     for _ in range(2):
         dying = replica(redis_server, max_attempts=2)
-        assert dying.take().id == job_id
+        assert wait_until(dying.take, "the job, once the last replica's lease has passed").id == job_id
         dying.close()
-        time.sleep(1.2)
-    assert replica(redis_server, max_attempts=2).take() is None
-    ended = poll(submitter, job_id)
+    last = replica(redis_server, max_attempts=2)
+    ended = wait_until(lambda: last.take() is None and poll(submitter, job_id)["job"]["status"] == "failed"
+                       and poll(submitter, job_id), "the job to fail once its second lease has passed")
     assert ended["job"]["status"] == "failed" and ended["error"]["type"] == "internal"
     assert "started 2 times" in ended["error"]["message"] and "VIDEO_JOB_MAX_ATTEMPTS" in ended["error"]["message"]
 
@@ -149,7 +149,7 @@ def test_answers_share_one_byte_budget_and_expire(redis_server):
     short = replica(redis_server, ttl_s=0.2)
     job_id = short.submit({}, None)["job"]["id"]
     short.finish(short.take(), OK)
-    time.sleep(0.4)
+    time.sleep(0.4)  # the 0.2 s TTL passing is time itself
     short.submit({}, None)  # any write evicts what is past its time
     assert not _known(short, job_id)
 

@@ -177,7 +177,7 @@ def test_six_jobs_over_two_replicas_each_webhook_once_and_idempotent_submission(
         while len(Hooks.received) < 6:
             assert time.monotonic() < deadline, Hooks.received
             time.sleep(0.1)
-        time.sleep(1)
+        time.sleep(1)  # a duplicate would arrive within this: "none came" needs time to pass
         counts = [counted(url) for url, _ in servers]
         assert sum(c[key("webhook_deliveries_total", outcome="delivered")] for c in counts) == 6
         assert sum(c[key("webhook_deliveries_total", outcome="failed")] for c in counts) == 0

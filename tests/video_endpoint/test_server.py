@@ -19,6 +19,7 @@ import pytest
 
 from tests.conftest import REPORT, jpeg_base64, serving
 from tests.media import decode_gif, decode_video, decode_zip, encoded_video, synthetic_clip
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "test-token-0123456789"
@@ -196,6 +197,11 @@ def test_request_id_is_echoed(server):
                if f"job {job['id']}:" in line)
 
 
+def queue_of(server) -> dict:
+    """`/health`'s queue: in_flight, waiting, running."""
+    return httpx.get(f"{server['url']}/health", headers=auth(), timeout=5).json()["queue"]
+
+
 def frames_of(response: httpx.Response) -> np.ndarray:
     assert response.status_code == 200, response.text
     return decode_zip(base64.b64decode(response.json()["outputs"]["zip_base64"])).frames
@@ -212,9 +218,9 @@ def test_queue_health_and_concurrent_requests(server):
 
     threads = [threading.Thread(target=send, args=(seed,)) for seed in (1, 2)]
     threads[0].start()
-    time.sleep(0.3)
+    wait_until(lambda: queue_of(server)["running"] == "request", "the first request to run")
     threads[1].start()
-    time.sleep(0.3)
+    wait_until(lambda: queue_of(server)["waiting"] == 1, "the second request to wait behind it")
     started = time.perf_counter()
     health = httpx.get(f"{server['url']}/health", headers=auth(), timeout=5)
     health_seconds = time.perf_counter() - started
@@ -275,9 +281,10 @@ def test_dropped_clients_free_the_model(server):
 
     dropped_before = server["log"].read_text().count("client disconnected")
     dropped = [threading.Thread(target=hang_up) for _ in range(2)]
-    for thread in dropped:
+    for count, thread in enumerate(dropped, start=1):
         thread.start()
-        time.sleep(0.2)
+        wait_until(lambda count=count: queue_of(server)["in_flight"] == count, f"request {count} to be let in",
+                   timeout_s=1)
     for thread in dropped:
         thread.join()
     assert hung_up == [True, True]
@@ -375,9 +382,10 @@ def test_job_keys_never_skip_the_server_guards(server):
             hung_up.append(True)
 
     clients = [threading.Thread(target=hang_up, args=(extra,)) for extra in ({"async": False}, {"webhook": None})]
-    for thread in clients:
+    for count, thread in enumerate(clients, start=1):
         thread.start()
-        time.sleep(0.3)
+        wait_until(lambda count=count: queue_of(server)["in_flight"] == count, f"request {count} to be let in",
+                   timeout_s=3)
     for extra in ({}, {"async": False}, {"webhook": None}):  # one running, one waiting: depth 1 is full
         busy = post(server, {"prompt": "x", **SMALL, **extra})
         assert busy.status_code == 503 and busy.json()["error"]["type"] == "busy", (extra, busy.text)
@@ -414,7 +422,7 @@ def test_idle_event_streams_hold_no_threads(server):
     queued = post(server, {"prompt": "queued", **SMALL, "outputs": ["zip"], "async": True}).json()["job"]["id"]
     streams = [open_request(server, f"/jobs/{queued}/events") for _ in range(60)]
     try:
-        time.sleep(1.0)
+        time.sleep(1.0)  # the streams are open and waiting (the server shows no count of them to wait on)
         started = time.perf_counter()
         polled = httpx.get(f"{url}/jobs/{queued}", headers=auth(), timeout=30)
         poll_s = time.perf_counter() - started
@@ -425,7 +433,7 @@ def test_idle_event_streams_hold_no_threads(server):
         assert polled.status_code == 200 and polled.json()["job"]["status"] == "queued"
         assert bad.status_code == 400 and poll_s < 1.0 and bad_s < 1.0
         streams += [open_request(server, f"/jobs/{queued}/events") for _ in range(10)]
-        time.sleep(0.5)
+        time.sleep(0.5)  # as above; a 71st stream asked for too early would open and wait, not be refused
         over = httpx.get(f"{url}/jobs/{queued}/events", headers=auth(), timeout=30)
         assert over.status_code == 503 and over.json()["error"]["type"] == "busy", over.text[:300]
         assert httpx.get(f"{url}/jobs/{queued}", headers=auth()).json()["job"]["status"] == "queued"
@@ -459,11 +467,11 @@ def test_clients_that_never_read_share_one_copy_of_an_answer(server):
     size = len(answer.content)
     frames = decode_zip(base64.b64decode(answer.json()["outputs"]["zip_base64"])).frames
     assert frames.shape == (17, 512, 512, 3) and size > 10 * 2**20
-    time.sleep(0.5)
+    time.sleep(0.5)  # the answer's own buffers settle before the memory is measured
     before = rss_bytes(server["pid"])
     readers = [open_request(server, f"/jobs/{job_id}" if i % 2 else f"/jobs/{job_id}/events", rcvbuf=4096)
                for i in range(20)]
-    time.sleep(3)
+    time.sleep(3)  # the readers' sockets fill, as far as the server lets them
     grown = rss_bytes(server["pid"]) - before
     for sock in readers:
         sock.close()
@@ -634,7 +642,7 @@ def test_a_client_that_hangs_up_stops_its_video_reading(server, tmp_path):
     for _ in range(4):
         with socket.create_connection(("127.0.0.1", port)) as hostile:
             hostile.sendall(head + body)
-            time.sleep(0.5)
+            time.sleep(0.5)  # hangs up mid-read: the server has started its ffmpeg reader by then
     server_process = psutil.Process(server["pid"])
 
     def readers() -> list[psutil.Process]:

@@ -183,7 +183,7 @@ def test_a_request_waiting_for_the_model_holds_no_encoder_frames_or_cores(family
     with handler.model._lock:  # another request is generating
         waiting = threading.Thread(target=lambda: answers.append(handler({"inputs": ALL_FORMATS})))
         waiting.start()
-        time.sleep(1.0)
+        time.sleep(1.0)  # "nothing starts while the model is busy" needs time to pass
         assert waiting.is_alive() and ffmpeg_children() == [] and handler.encode_cores.in_use == 0
     waiting.join(timeout=120)
     assert answers[0]["ok"] and answers[0]["diagnostics"]["outputs"]["mp4"]["streamed"]
