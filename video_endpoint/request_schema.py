@@ -570,6 +570,57 @@ def read_job_call(data: Any, idempotency_key: str | None = None) -> JobCall:
     return JobCall("submit" if run_async else "generate", request, webhook=webhook, idempotency_key=key)
 
 
+def read_job_submission(data: Any, idempotency_key: str | None = None) -> JobCall:
+    """`POST /jobs`'s body: `{"inputs": {...a request...}}` (or the task shape's prompt), always a job;
+    raises InvalidRequest."""
+    if not isinstance(data, dict) or not isinstance(data.get("inputs"), dict | str):
+        raise InvalidRequest("the body must be {\"inputs\": {...a request...}}", field="inputs")
+    inputs = data["inputs"] if isinstance(data["inputs"], dict) else {"prompt": data["inputs"]}
+    return read_job_call({**data, "inputs": {**inputs, "async": True}}, idempotency_key)
+
+
+MIME_FORMATS = {FORMATS[name].MIME: name for name in FORMATS}
+
+
+def _media_range(part: str) -> tuple[str, float]:
+    """One item of an Accept header: its media type, lower case, and its q-value (0 = not wanted)."""
+    media, *params = (piece.strip() for piece in part.split(";"))
+    quality = 1.0
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                quality = float(value)
+            except ValueError:
+                quality = 0.0  # not a q-value a client meant: as if not sent
+    return media.lower(), quality
+
+
+def raw_file_body(data: Any, accept: str) -> Any:
+    """The body asking for the file itself as the answer when the client wants that: `Accept`
+    naming one format's type (`video/mp4`, ...: that format alone), or the Hugging Face task shape
+    (`"inputs": "<prompt or image>"`) without `Accept: application/json` (its one output). Otherwise
+    the body as it came (a JSON answer)."""
+    accepted = [media for media, quality in map(_media_range, accept.split(",")) if quality > 0]
+    wanted = next((MIME_FORMATS[kind] for kind in accepted if kind in MIME_FORMATS), None)
+    if not isinstance(data, dict) or not isinstance(data.get("inputs"), dict | str):
+        return data
+    task_shape = isinstance(data["inputs"], str)
+    if wanted is None and (not task_shape or "application/json" in accepted):
+        return data
+    fields = data["inputs"] if not task_shape else data.get("parameters") or {}
+    if not isinstance(fields, dict):
+        return data  # the schema names the problem
+    if wanted is not None and fields.get("outputs", [wanted]) != [wanted]:
+        raise InvalidRequest(f"Accept: {FORMATS[wanted].MIME} answers that file alone: outputs must be "
+                             f"[\"{wanted}\"] or absent", field="outputs")
+    if fields.get("return_base64") is True:
+        raise InvalidRequest("this request is answered with the file itself (Accept, or the task shape): "
+                             "return_base64 must be false or absent", field="return_base64")
+    raw = {**fields, "return_base64": False, **({"outputs": [wanted]} if wanted else {})}
+    return {**data, "inputs": raw} if not task_shape else {**data, "parameters": raw}
+
+
 def markdown_table() -> str:
     """The README's API table, generated from the fields above (`python -m video_endpoint.request_schema`)."""
     json_types = {"string": "string", "integer": "int", "number": "float", "boolean": "bool", "array": "array"}

@@ -39,7 +39,7 @@ from video_endpoint.endpoint import EndpointHandler
 from video_endpoint.errors import Cancelled, HandlerError, InvalidRequest
 from video_endpoint.http_errors import Refusal, error_answer, refusal_answer, refused, status_of_error
 from video_endpoint.openai_videos import OpenAIVideos
-from video_endpoint.request_schema import JobCall, read_job_call
+from video_endpoint.request_schema import JobCall, raw_file_body, read_job_call, read_job_submission
 from video_endpoint.routes import METRICS_PATH, OPENAI_PREFIX, ROUTES, listing
 from video_endpoint.routes import Route as RouteSpec
 from video_endpoint.stages import Parsed, new_request_id
@@ -305,14 +305,11 @@ class _Service:
         request_id = request.state.request_id
         try:
             data = await self.read_json(request)
-            if not isinstance(data, dict) or not isinstance(data.get("inputs"), dict | str):
-                raise Refusal(400, "the body must be {\"inputs\": {...a request...}}", field="inputs")
         except Refusal as refusal:
             metrics.refused("job", refusal.error, request_id)
             return refusal_answer(refusal, request_id)
-        inputs = data["inputs"] if isinstance(data["inputs"], dict) else {"prompt": data["inputs"]}
         try:
-            call = read_job_call({**data, "inputs": {**inputs, "async": True}}, request.headers.get("idempotency-key"))
+            call = read_job_submission(data, request.headers.get("idempotency-key"))
         except InvalidRequest as exc:
             metrics.refused("job", exc, request_id)
             return refused(exc, request_id)
@@ -408,48 +405,6 @@ def _shared_json(body: bytes, headers: dict[str, str]) -> Response:
 def _parse_json(body: bytes) -> Any:
     # strict=False: raw line breaks inside strings are accepted (GNU base64 wraps at 76)
     return json.loads(body.decode("utf-8"), strict=False)
-
-
-MIME_FORMATS = {FORMATS[name].MIME: name for name in FORMATS}
-
-
-def _media_range(part: str) -> tuple[str, float]:
-    """One item of an Accept header: its media type, lower case, and its q-value (0 = not wanted)."""
-    media, *params = (piece.strip() for piece in part.split(";"))
-    quality = 1.0
-    for param in params:
-        name, _, value = param.partition("=")
-        if name.strip().lower() == "q":
-            try:
-                quality = float(value)
-            except ValueError:
-                quality = 0.0  # not a q-value a client meant: as if not sent
-    return media.lower(), quality
-
-
-def raw_file_body(data: Any, accept: str) -> Any:
-    """The body asking for the file itself as the answer when the client wants that: `Accept`
-    naming one format's type (`video/mp4`, ...: that format alone), or the Hugging Face task shape
-    (`"inputs": "<prompt or image>"`) without `Accept: application/json` (its one output). Otherwise
-    the body as it came (a JSON answer)."""
-    accepted = [media for media, quality in map(_media_range, accept.split(",")) if quality > 0]
-    wanted = next((MIME_FORMATS[kind] for kind in accepted if kind in MIME_FORMATS), None)
-    if not isinstance(data, dict) or not isinstance(data.get("inputs"), dict | str):
-        return data
-    task_shape = isinstance(data["inputs"], str)
-    if wanted is None and (not task_shape or "application/json" in accepted):
-        return data
-    fields = data["inputs"] if not task_shape else data.get("parameters") or {}
-    if not isinstance(fields, dict):
-        return data  # the schema names the problem
-    if wanted is not None and fields.get("outputs", [wanted]) != [wanted]:
-        raise InvalidRequest(f"Accept: {FORMATS[wanted].MIME} answers that file alone: outputs must be "
-                             f"[\"{wanted}\"] or absent", field="outputs")
-    if fields.get("return_base64") is True:
-        raise InvalidRequest("this request is answered with the file itself (Accept, or the task shape): "
-                             "return_base64 must be false or absent", field="return_base64")
-    raw = {**fields, "return_base64": False, **({"outputs": [wanted]} if wanted else {})}
-    return {**data, "inputs": raw} if not task_shape else {**data, "parameters": raw}
 
 
 class _EveryAnswer:

@@ -215,3 +215,25 @@ def test_return_extended_needs_extend():
     with pytest.raises(InvalidRequest) as refused:
         parse_payload({"inputs": {"prompt": "p", "return_extended": True}}, Limits())
     assert refused.value.field == "return_extended"
+
+
+def test_the_schema_reads_every_body_shape_the_server_takes():
+    """`POST /jobs`'s body and the raw-file answer asked by `Accept` are read here, not by the server."""
+    from video_endpoint.request_schema import raw_file_body, read_job_submission
+
+    job = read_job_submission({"inputs": "a prompt", "parameters": {"num_frames": 9}}, "key-1")
+    assert (job.kind, job.idempotency_key) == ("submit", "key-1")
+    assert job.data == {"inputs": {"prompt": "a prompt"}, "parameters": {"num_frames": 9}}
+    for body in ([], {"inputs": 3}, {"prompt": "x"}):
+        with pytest.raises(InvalidRequest) as refused:
+            read_job_submission(body)
+        assert refused.value.field == "inputs"
+    body = {"inputs": {"prompt": "x"}}
+    assert raw_file_body(body, "application/json") == body
+    assert raw_file_body(body, "video/mp4;q=0.9, */*")["inputs"] == {"prompt": "x", "return_base64": False,
+                                                                   "outputs": ["mp4"]}
+    assert raw_file_body(body, "video/mp4;q=0") == body  # not wanted
+    assert raw_file_body({"inputs": "x"}, "")["parameters"] == {"return_base64": False}  # the task shape: the file
+    with pytest.raises(InvalidRequest) as refused:
+        raw_file_body({"inputs": {"prompt": "x", "outputs": ["gif"]}}, "video/mp4")
+    assert refused.value.field == "outputs"
