@@ -204,6 +204,22 @@ class TextTokenizer:
         return self.tokenizer.apply_chat_template(flat, **kwargs)
 
 
+class NoEmptyFloat32Warning(logging.Filter):
+    """diffusers warns that a model has modules "that should be kept in float32: []" whenever a model
+    whose list is empty is cast with `.to(dtype)` (as `from_pipe` does): twice per model at load,
+    nothing to act on. A warning that names modules is kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "should be kept in float32: []" not in record.getMessage()
+
+
+def quiet_library_noise() -> None:
+    """Install `NoEmptyFloat32Warning` on diffusers' logger, once per process."""
+    diffusers_models = logging.getLogger("diffusers.models.modeling_utils")
+    if not any(isinstance(existing, NoEmptyFloat32Warning) for existing in diffusers_models.filters):
+        diffusers_models.addFilter(NoEmptyFloat32Warning())
+
+
 def load_pipeline(pipeline_class: Any, source: str, device: torch.device, dtype: torch.dtype,
                   **components: Any) -> Any:
     """`pipeline_class` from checkpoint `source` (safetensors only, no remote code), with

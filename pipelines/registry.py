@@ -14,7 +14,7 @@ from diffusers import DiffusionPipeline
 from packaging.version import Version
 
 from pipelines import cogvideox, hunyuan, hunyuan15, kandinsky5, kandinsky6, lora, ltx, ltx2, memory, speed, tiny, wan
-from pipelines.base import ModelFamily, SpeedSettings
+from pipelines.base import ModelFamily, SpeedSettings, quiet_library_noise
 from pipelines.errors import ModelLoadError
 from pipelines.model import VideoModel
 
@@ -66,6 +66,7 @@ def load_model(source: str, why: str, device: torch.device, dtype: torch.dtype, 
     says where it came from (for messages), `lora_sources` is "name=<Hub id or path>,..."."""
     family, class_name = family_for(source, why, forced_family)
     check_libraries(family, source)
+    quiet_library_noise()
     # offloaded weights stay in CPU memory; the offload hooks move each model to the GPU to run
     load_device = torch.device("cpu") if speed_settings.cpu_offload else device
     logger.info("loading %s (%s, %s) on %s as %s: %s", source, family.FAMILY, class_name, load_device, dtype, why)

@@ -218,7 +218,6 @@ def generate(args: argparse.Namespace) -> int:
         except OSError as exc:  # e.g. the disk filled up meanwhile
             print(f"error: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
             return 2
-        print(f"wrote {path}", file=sys.stderr)
     print(json.dumps(result["diagnostics"], indent=2))
     return 0
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import pytest
 import torch
 from diffusers import LTXImageToVideoPipeline, LTXPipeline
 
-from pipelines.base import load_both_modes
+from pipelines.base import SpeedSettings, load_both_modes
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
@@ -22,3 +23,26 @@ def test_weights_load_in_the_asked_dtype_without_deprecation_warnings(tiny_model
         assert pipe.transformer.dtype == dtype
         assert pipe.text_encoder.dtype == dtype
     assert loaded.i2v.transformer is loaded.t2v.transformer  # one copy of the weights
+
+
+def test_loading_says_nothing_about_an_empty_float32_list(tiny_model_dir):
+    """diffusers printed "should be kept in float32: []" twice per model at each load; a warning that
+    names modules still comes through."""
+    from pipelines import registry
+
+    class Kept(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            said.append(record.getMessage())
+
+    said: list[str] = []
+    diffusers_models = logging.getLogger("diffusers.models.modeling_utils")
+    logging.getLogger("diffusers").setLevel(logging.WARNING)  # the suite's quiet level, as a user has it
+    diffusers_models.addHandler(kept := Kept())
+    try:
+        registry.load_model(str(tiny_model_dir), "test", torch.device("cpu"), torch.float32, SpeedSettings())
+        assert not [line for line in said if "kept in float32" in line]
+        diffusers_models.warning("There are modules in X that should be kept in float32: ['norm']. Casting ...")
+        assert [line for line in said if "kept in float32" in line] == [
+            "There are modules in X that should be kept in float32: ['norm']. Casting ..."]
+    finally:
+        diffusers_models.removeHandler(kept)

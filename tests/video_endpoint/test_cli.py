@@ -18,8 +18,11 @@ def test_generate_writes_each_file_by_extension(tiny_model_dir, tmp_path, capsys
                      "--fps", "10", "--height", "64", "--width", "96", "--steps", "2", "--seed", "3",
                      "--image", str(image), "-o", str(gif), str(webm)])
     assert code == 0
-    diagnostics = json.loads(capsys.readouterr().out)
+    printed = capsys.readouterr()
+    diagnostics = json.loads(printed.out)
     assert diagnostics["mode"] == "i2v" and diagnostics["seed"] == 3
+    assert [line for line in printed.err.splitlines() if line.startswith("wrote")] == [
+        f"wrote {gif}", f"wrote {webm}"]  # once each (it was twice)
     assert decode_gif(gif.read_bytes()).frames.shape == (10, 64, 96, 3)
     assert decode_video(webm.read_bytes()).frames.shape == (10, 64, 96, 3)
 
