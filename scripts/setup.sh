@@ -8,6 +8,9 @@
 # depend on library versions (scripts/test.sh).
 # torch is installed first and pinned: an unpinned torch would pull a multi-GB CUDA build here;
 # the requirements keep a range that a container's preinstalled torch satisfies.
+#   TORCH_VERSION=2.13.0                                         # the torch pinned (default 2.13.0)
+#   TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu         # where torch comes from (default: pip's
+#                                                                # own index; PyTorch's CPU index skips CUDA)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -21,7 +24,7 @@ if [ ! -x "$venv/bin/python" ]; then
   "$PYTHON" -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet --upgrade pip
-"$venv/bin/python" -m pip install --quiet "torch==${TORCH_VERSION:-2.13.0}"
+"$venv/bin/python" -m pip install --quiet ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "torch==${TORCH_VERSION:-2.13.0}"
 "$venv/bin/python" -m pip install --quiet -r "$runtime" -r requirements-dev.txt "$server"
 # the project itself, editable: the `video-endpoint` command (its dependencies are the files above)
 "$venv/bin/python" -m pip install --quiet --no-deps --editable .

@@ -32,7 +32,7 @@ def anchors(path: Path) -> set[str]:
 
 
 def test_readme_is_a_front_page_and_every_link_between_the_documents_resolves():
-    assert README.read_text().count("\n") <= 220
+    assert README.read_text().count("\n") <= 250
     for document in (README, *DOCS):
         for target, anchor in re.findall(r"\]\(([^)#:]*\.md)?#?([a-z0-9\-]*)\)", document.read_text()):
             path = (document.parent / target) if target else document
