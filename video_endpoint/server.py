@@ -84,8 +84,10 @@ class ServerSettings:
 class _Service:
     """The state behind the routes: the handler, the queue count, the settings."""
 
-    def __init__(self, load_handler: Callable[[], EndpointHandler], settings: ServerSettings) -> None:
+    def __init__(self, load_handler: Callable[[], EndpointHandler], settings: ServerSettings,
+                 base_url: str | None = None) -> None:
         self.load_handler = load_handler
+        self.base_url = base_url  # where clients reach it, said once the model is ready
         self.settings = settings
         self.handler: EndpointHandler | None = None
         self.event_streams = 0  # open GET /jobs/{id}/events
@@ -99,6 +101,9 @@ class _Service:
         info = self.handler.model.describe()
         logger.info("model ready: %s (%s) on %s; jobs kept in %s", self.handler.model.source, info["family"],
                     self.handler.model.device, self.handler.jobs.name)
+        if self.base_url is not None:
+            logger.info("serving at %s/ : the API's description %s/openapi.json, metrics %s%s, OpenAI's Videos "
+                        "API %s/v1", self.base_url, self.base_url, self.base_url, METRICS_PATH, self.base_url)
         yield
         # SIGTERM: uvicorn has answered the open requests; the running job ends or goes back to the shared
         # store (in memory, the jobs end with the process whatever it does)
@@ -476,8 +481,10 @@ def _endpoint(service: _Service, route: RouteSpec) -> Callable[[Request], Any]:
     return answer
 
 
-def create_app(load_handler: Callable[[], EndpointHandler], settings: ServerSettings) -> Starlette:
-    service = _Service(load_handler, settings)
+def create_app(load_handler: Callable[[], EndpointHandler], settings: ServerSettings,
+               base_url: str | None = None) -> Starlette:
+    """The local server's app; `base_url` (where clients reach it) is said in the log once it is ready."""
+    service = _Service(load_handler, settings, base_url)
     app = Starlette(
         exception_handlers={HTTPException: _no_route},
         routes=[Route(route.path, _endpoint(service, route), methods=route.methods) for route in ROUTES],
@@ -536,6 +543,8 @@ def serve(load_handler: Callable[[], EndpointHandler], settings: ServerSettings,
     from uvicorn.config import LOGGING_CONFIG
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-    uvicorn.run(create_app(load_handler, settings), host=host, port=port, log_level="info",
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # every interface: name one that works
+    base_url = f"http://{f'[{shown_host}]' if ':' in shown_host else shown_host}:{port}"
+    uvicorn.run(create_app(load_handler, settings, base_url), host=host, port=port, log_level="info",
                 http=header_deadline(AutoHTTPProtocol, settings.header_timeout_s),
                 log_config=server_logs.uvicorn_log_config() or LOGGING_CONFIG)

@@ -197,6 +197,12 @@ def test_request_id_is_echoed(server):
                if f"job {job['id']}:" in line)
 
 
+def test_the_server_says_where_it_serves_once_ready(server):
+    said = [line for line in server["log"].read_text().splitlines() if "serving at" in line]
+    assert len(said) == 1 and f"{server['url']}/openapi.json" in said[0] and f"{server['url']}/metrics" in said[0]
+    assert httpx.get(f"{server['url']}/openapi.json", headers=auth()).json()["openapi"].startswith("3.")
+
+
 def queue_of(server) -> dict:
     """`/health`'s queue: in_flight, waiting, running."""
     return httpx.get(f"{server['url']}/health", headers=auth(), timeout=5).json()["queue"]
