@@ -16,6 +16,7 @@ import httpx
 import numpy as np
 import psutil
 import pytest
+from PIL import Image
 
 from tests.conftest import REPORT, jpeg_base64, serving
 from tests.media import decode_gif, decode_video, decode_zip, encoded_video, synthetic_clip
@@ -201,6 +202,27 @@ def test_the_server_says_where_it_serves_once_ready(server):
     said = [line for line in server["log"].read_text().splitlines() if "serving at" in line]
     assert len(said) == 1 and f"{server['url']}/openapi.json" in said[0] and f"{server['url']}/metrics" in said[0]
     assert httpx.get(f"{server['url']}/openapi.json", headers=auth()).json()["openapi"].startswith("3.")
+
+
+def test_huggingface_hubs_inference_client_reaches_it_through_two_calls(server, tmp_path):
+    """The calls of the real huggingface_hub that reach a custom endpoint (docs/operations.md)."""
+    from huggingface_hub import InferenceClient
+
+    client = InferenceClient(base_url=server["url"], api_key=TOKEN)
+    video = client.text_to_image("waves", height=64, width=96, num_inference_steps=2, seed=3,
+                                 extra_body={"num_frames": 9, "fps": 10})
+    assert (video.format, video.size, video.n_frames, video.info["duration"]) == ("GIF", (96, 64), 9, 100)
+    image = tmp_path / "first.png"
+    Image.new("RGB", (96, 64), (200, 30, 30)).save(image)
+    image_to_video = server["log"].read_text().count(": ok, i2v, 9 frames")
+    moved = client.image_to_image(str(image), prompt="waves", num_inference_steps=2, num_frames=9, height=64,
+                                  width=96, seed=3)
+    assert (moved.size, moved.n_frames) == ((96, 64), 9)
+    assert server["log"].read_text().count(": ok, i2v, 9 frames") == image_to_video + 1  # the image reached it
+    requests_before = server["log"].read_text().count('"POST / HTTP/1.1"')
+    with pytest.raises(ValueError, match="not supported for provider"):
+        client.text_to_video("waves")
+    assert server["log"].read_text().count('"POST / HTTP/1.1"') == requests_before  # refused in the client
 
 
 def queue_of(server) -> dict:
