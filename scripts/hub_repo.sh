@@ -52,3 +52,8 @@ case "$container" in
     echo "  HF_TASK=custom"
     echo "  HF_TRUST_REMOTE_CODE=1" ;;
 esac
+if [ "$container" = hf-dlc ]; then
+  # the image's entrypoint passes `uv pip install` a flag uv refuses, and stops before hf-serve starts
+  echo "start command (in place of the image's entrypoint; docs/operations.md \"Deploy details\"):"
+  echo "  bash -c 'uv pip install -r /repository/requirements.txt --no-cache-dir && exec hf-serve'"
+fi

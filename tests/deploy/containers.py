@@ -33,7 +33,11 @@ from tests.conftest import REPORT
 from tests.media import decode_gif, decode_video, decode_zip
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared"
+# the servers' sources at the versions the tests name (docs/operations.md "Running the deployment
+# emulations"): $VIDEO_DEPLOY_SOURCES, else ../shared beside the repository
+SHARED = Path(os.environ.get("VIDEO_DEPLOY_SOURCES") or ROOT.parent / "shared")
+HOW_TO_GET = ("set VIDEO_DEPLOY_SOURCES to a folder holding hf-inference-toolkit and hf-pytorch-dlc at the "
+              "versions tests/deploy names (docs/operations.md, \"Running the deployment emulations\")")
 README = ROOT / "README.md"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "video-endpoint"
 # The Hugging Face libraries the requirements pin: the container must end up with exactly these.

@@ -37,7 +37,7 @@ import pytest
 
 from tests.conftest import REPORT, free_port
 from tests.deploy import containers
-from tests.deploy.containers import ROOT, SHARED, run
+from tests.deploy.containers import HOW_TO_GET, ROOT, SHARED, run
 from tests.media import decode_zip
 
 DLC = SHARED / "hf-pytorch-dlc"
@@ -142,7 +142,7 @@ def routes() -> list[Route]:
 
 def route_skip(route: Route) -> str | None:
     if route.name == "hf-dlc" and not DLC.is_dir():
-        return f"no DLC snapshot at {DLC} (../shared)"
+        return f"no DLC snapshot at {DLC}: {HOW_TO_GET}"
     if route.python is None:
         return f"no Python for the {route.name} route (hf-dlc: 3.11 usable by uid 1001; hf-serve: 3.12)"
     return None

@@ -36,6 +36,8 @@ def test_each_container_gets_its_generation_and_its_variables(container, tmp_pat
     assert not list(tmp_path.rglob("__pycache__"))
     expected = {} if container == "toolkit" else {"HF_TASK": "custom", "HF_TRUST_REMOTE_CODE": "1"}
     assert exported_variables(done.stdout) == expected
+    start = "  bash -c 'uv pip install -r /repository/requirements.txt --no-cache-dir && exec hf-serve'"
+    assert (start in done.stdout.splitlines()) == (container == "hf-dlc")  # the entrypoint override it needs
 
 
 def test_an_unknown_container_is_refused_by_name(tmp_path):

@@ -34,7 +34,7 @@ import pytest
 
 from tests.conftest import free_port
 from tests.deploy import containers
-from tests.deploy.containers import ROOT, SHARED, run
+from tests.deploy.containers import HOW_TO_GET, ROOT, SHARED, run
 from tests.media import decode_gif
 
 TOOLKIT = SHARED / "hf-inference-toolkit"
@@ -57,7 +57,7 @@ SNAPSHOT_DATE = "2025-08-26T00:00:00Z"
 # Bump when build_image's steps change (the cache key holds everything else that goes in).
 IMAGE_RECIPE = 2
 
-pytestmark = pytest.mark.skipif(not TOOLKIT.is_dir(), reason=f"no toolkit snapshot at {TOOLKIT} (../shared)")
+pytestmark = pytest.mark.skipif(not TOOLKIT.is_dir(), reason=f"no toolkit snapshot at {TOOLKIT}: {HOW_TO_GET}")
 
 
 def build_image(folder: Path) -> None:
