@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
+from tests.waiting import wait_until
 from video_endpoint.errors import HandlerError
 from video_endpoint.jobs import InProcessJobStore, JobSettings
 from video_endpoint.scheduler import Scheduler
@@ -54,11 +54,8 @@ def scheduler_with(model: Model) -> tuple[Scheduler, InProcessJobStore]:
     return holder[0], store
 
 
-def until(condition, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+def until(condition) -> None:
+    wait_until(condition, "the scheduler to get there", timeout_s=10, every_s=0.005)
 
 
 def test_a_jobs_position_counts_the_synchronous_requests_ahead_and_they_go_first():
