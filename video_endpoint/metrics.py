@@ -110,8 +110,6 @@ def answered(kind: str, answer: dict[str, Any], produced: Produced | None = None
     `produced` says its mode (when planned) and how long it waited. An answer ok feeds the latency
     histograms from its diagnostics."""
     mode, waited_s = (produced.mode, produced.waited_s) if produced is not None else (None, None)
-    if waited_s is not None:
-        STAGE_SECONDS.labels("queue_wait").observe(max(0.0, waited_s))
     if not answer.get("ok"):
         REQUESTS.labels(kind, outcome_label(answer.get("error", {}).get("type", "")), mode or NO_MODE).inc()
         return answer
@@ -119,6 +117,8 @@ def answered(kind: str, answer: dict[str, Any], produced: Produced | None = None
     REQUESTS.labels(kind, "ok", diagnostics["mode"]).inc()
     timing = diagnostics["timing_ms"]
     REQUEST_SECONDS.labels(kind).observe(timing["total"] / 1000 + (waited_s or 0.0))
+    if waited_s is not None:
+        STAGE_SECONDS.labels("queue_wait").observe(max(0.0, waited_s))
     for stage, seconds in stage_seconds(timing).items():
         STAGE_SECONDS.labels(stage).observe(seconds)
     for name, milliseconds in timing.items():
