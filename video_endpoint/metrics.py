@@ -241,7 +241,6 @@ def serve_state_of(handler: Served) -> None:
     STATE.handler = weakref.ref(handler)
 
 
-
 COUNTED = (REQUESTS, REFUSALS, REQUEST_SECONDS, STAGE_SECONDS, ENCODE_SECONDS, STEP_SECONDS, JOB_ATTEMPTS,
            JOB_REQUEUES, JOB_HANDBACKS, WEBHOOKS, JOB_STORE_ERRORS)
 

@@ -66,33 +66,26 @@ class ServerState(Protocol):
     async def read_json(self, request: Request) -> Any: ...
 
 
-def _in_openai_shape(route: Route) -> Route:
-    """The route's refusals (a bad body, a HandlerError) as OpenAI's errors."""
+def _in_openai_shape(route: Route, submits_job: bool = False) -> Route:
+    """The route's refusals (a bad body, a HandlerError) as OpenAI's errors; where the route submits a
+    job, each is also counted as a refused job (`metrics`)."""
     @functools.wraps(route)
     async def answer(self: OpenAIVideos, request: Request) -> Response:
+        request_id = request.state.request_id
         try:
             return await route(self, request)
         except Refusal as refusal:
-            return refusal_answer(refusal, request.state.request_id, openai=True)
+            if submits_job:
+                metrics.refused("job", refusal.error, request_id)
+            return refusal_answer(refusal, request_id, openai=True)
         except HandlerError as exc:
-            return refused(exc, request.state.request_id, openai=True)
+            if submits_job and not isinstance(exc, NotFound):  # a source video not there: a lookup, not a refusal
+                metrics.refused("job", exc, request_id)
+            return refused(exc, request_id, openai=True)
     return answer
 
 
-def _submits_job(route: Route) -> Route:
-    """A route that submits a job: its refusals are counted as refused jobs (`metrics`)."""
-    @functools.wraps(route)
-    async def answer(self: OpenAIVideos, request: Request) -> Response:
-        try:
-            return await route(self, request)
-        except Refusal as refusal:
-            metrics.refused("job", refusal.error, request.state.request_id)
-            raise
-        except HandlerError as exc:
-            if not isinstance(exc, NotFound):  # a source video that is not there: a lookup, not a refusal
-                metrics.refused("job", exc, request.state.request_id)
-            raise
-    return answer
+_submits_job = functools.partial(_in_openai_shape, submits_job=True)
 
 
 class OpenAIVideos:
@@ -125,7 +118,6 @@ class OpenAIVideos:
 
     # -- creating --------------------------------------------------------------------------------
 
-    @_in_openai_shape
     @_submits_job
     async def create(self, request: Request) -> Response:
         fields, files = await self._read(request)
@@ -140,7 +132,6 @@ class OpenAIVideos:
             inputs["image"] = _image_of(reference)
         return await self._submit(request, inputs, notes)
 
-    @_in_openai_shape
     @_submits_job
     async def remix(self, request: Request) -> Response:
         source = await self._video(request.path_params["video_id"], completed=True)
@@ -152,7 +143,6 @@ class OpenAIVideos:
         inputs["outputs"] = _outputs(inputs.get("outputs"))
         return await self._submit(request, inputs, [], remixed_from=VIDEO_ID_PREFIX + source["job"]["id"])
 
-    @_in_openai_shape
     @_submits_job
     async def edit(self, request: Request) -> Response:
         fields, files = await self._read(request)
@@ -163,7 +153,6 @@ class OpenAIVideos:
         inputs["video"] = video
         return await self._submit(request, inputs, notes)
 
-    @_in_openai_shape
     @_submits_job
     async def extend(self, request: Request) -> Response:
         fields, files = await self._read(request)
